@@ -1,0 +1,20 @@
+"""Celery application for APERTURE_TASKS=celery: `celery -A config.celery worker`."""
+from __future__ import annotations
+
+import os
+
+import django
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+django.setup()
+
+app = Celery("aperture")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+
+
+@app.task(name="aperture.run", acks_late=True, reject_on_worker_lost=True)
+def run_aperture_task(name: str, kwargs: dict) -> None:
+    from imaging.tasks import run_task
+
+    run_task(name, kwargs)

@@ -1,0 +1,186 @@
+"""Aperture settings, read from the environment.
+
+With nothing configured everything lives under APERTURE_DATA_DIR (default ./var): a SQLite database, a blob
+folder, generated secrets, an in-process task worker and an in-memory channel layer. Setting DATABASE_URL,
+APERTURE_BLOB_STORE, APERTURE_TASKS=celery and REDIS_URL moves the same code onto real engines.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import dj_database_url
+from cryptography.fernet import Fernet
+
+from config.env import env_bool, env_choice, env_int, env_list, env_pattern, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(env_str("APERTURE_DATA_DIR", str(BASE_DIR / "var"))).resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _persisted_secret(filename: str, make) -> str:
+    """A secret generated once per data directory and kept there with owner-only permissions."""
+    path = DATA_DIR / filename
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(make())
+    return path.read_text().strip()
+
+
+SECRET_KEY = env_str("DJANGO_SECRET_KEY") or _persisted_secret("django-secret-key", lambda: secrets.token_urlsafe(50))
+# Access-key secrets are encrypted at rest with this Fernet key (never hashed: SigV4 needs the plaintext).
+APERTURE_KEY_ENCRYPTION_KEY = env_str("APERTURE_KEY_ENCRYPTION_KEY") or _persisted_secret(
+    "key-encryption-key", lambda: Fernet.generate_key().decode()
+)
+
+DEBUG = env_bool("DJANGO_DEBUG", False)
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["*"])
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    # daphne first: runserver then serves ASGI (HTTP and websockets on one port).
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "channels",
+    "imaging",
+    "viewer",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+# API routes are exact: a trailing-slash variant is not a route (SPEC 2.3).
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = None
+ASGI_APPLICATION = "config.asgi.application"
+
+_database_url = env_str("DATABASE_URL")
+if _database_url:
+    DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=60)}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": DATA_DIR / "aperture.sqlite3",
+            # WAL, IMMEDIATE transactions and a busy timeout keep the background worker and the web
+            # process from failing each other with "database is locked".
+            "OPTIONS": {
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 30,
+            },
+        }
+    }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A file, not shared memory, so threads of the in-process worker see the test database too.
+    DATABASES["default"].setdefault("TEST", {})["NAME"] = env_str(
+        "APERTURE_TEST_SQLITE", str(DATA_DIR / "test.sqlite3")
+    )
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = DATA_DIR / "staticfiles"
+LOGIN_URL = "/admin/login/"
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = env_bool("APERTURE_SECURE_COOKIES", False)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+X_FRAME_OPTIONS = "DENY"
+
+# Request bodies larger than this are refused before they are read (API JSON bodies are tiny).
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("APERTURE_MAX_REQUEST_BYTES", 1024 * 1024, minimum=1024)
+
+# --- Aperture: identity of this "account" and region ---
+APERTURE_REGION = env_pattern("APERTURE_REGION", "us-east-1", r"[a-z]{2}(-[a-z]+)+-\d", "an AWS-style region")
+APERTURE_ACCEPTED_REGIONS = env_list("APERTURE_ACCEPTED_REGIONS", [])
+APERTURE_ACCOUNT_ID = env_pattern("APERTURE_ACCOUNT_ID", "000000000000", r"\d{12}", "12 digits")
+APERTURE_PARTITION = env_pattern("APERTURE_PARTITION", "aws", r"aws[a-z-]*", "an AWS partition name")
+APERTURE_SIGV4_MAX_SKEW = env_int("APERTURE_SIGV4_MAX_SKEW", 300, minimum=1)
+
+# --- Storage and background work ---
+APERTURE_BLOB_STORE = env_str("APERTURE_BLOB_STORE", f"file://{DATA_DIR / 'blobs'}")
+APERTURE_TASKS = env_choice("APERTURE_TASKS", "thread", ("thread", "celery", "eager"))
+APERTURE_TASK_THREADS = env_int("APERTURE_TASK_THREADS", 2, minimum=1)
+REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+# --- Quotas (SPEC 3.5) ---
+APERTURE_MAX_ACTIVE_DATASTORES = env_int("APERTURE_MAX_ACTIVE_DATASTORES", 100, minimum=1)
+APERTURE_MAX_TAGS_PER_RESOURCE = 50
+APERTURE_IDEMPOTENCY_HOURS = env_int("APERTURE_IDEMPOTENCY_HOURS", 24, minimum=1)
+
+if APERTURE_TASKS == "celery" or env_bool("APERTURE_REDIS_CHANNELS", False):
+    CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+CELERY_BROKER_URL = REDIS_URL
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"no_phi": {"()": "imaging.logging.RedactPathsFilter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["no_phi"]}},
+    "root": {"handlers": ["console"], "level": env_str("APERTURE_LOG_LEVEL", "INFO")},
+    "loggers": {
+        # Access lines carry paths with study UIDs and link tokens: those are redacted by the filter.
+        "django.channels.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
+    },
+}
+
+# --- S3-compatible object store for import input/output and the s3:// blob backend ---
+APERTURE_S3_ENDPOINT_URL = env_str("APERTURE_S3_ENDPOINT_URL")
+APERTURE_S3_ACCESS_KEY_ID = env_str("APERTURE_S3_ACCESS_KEY_ID")
+APERTURE_S3_SECRET_ACCESS_KEY = env_str("APERTURE_S3_SECRET_ACCESS_KEY")

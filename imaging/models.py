@@ -1,0 +1,274 @@
+"""Persistent state of the store.
+
+Ids are the wire ids (32 lowercase hex characters) used directly as primary keys, so an id in a URL is a primary
+key lookup. Timestamps are timezone-aware; the API turns them into epoch seconds.
+"""
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+
+def new_resource_id() -> str:
+    return uuid.uuid4().hex
+
+
+class DatastoreStatus(models.TextChoices):
+    CREATING = "CREATING"
+    CREATE_FAILED = "CREATE_FAILED"
+    ACTIVE = "ACTIVE"
+    DELETING = "DELETING"
+    DELETED = "DELETED"
+
+
+class LosslessStorageFormat(models.TextChoices):
+    HTJ2K = "HTJ2K"
+    JPEG_2000_LOSSLESS = "JPEG_2000_LOSSLESS"
+
+
+class Datastore(models.Model):
+    id = models.CharField(primary_key=True, max_length=32, default=new_resource_id, editable=False)
+    name = models.CharField(max_length=256)
+    status = models.CharField(max_length=16, choices=DatastoreStatus.choices, default=DatastoreStatus.CREATING)
+    lossless_storage_format = models.CharField(
+        max_length=24, choices=LosslessStorageFormat.choices, default=LosslessStorageFormat.HTJ2K
+    )
+    kms_key_arn = models.CharField(max_length=512, blank=True)
+    lambda_authorizer_arn = models.CharField(max_length=2048, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["status", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.id})"
+
+    @property
+    def arn(self) -> str:
+        return datastore_arn(self.id)
+
+
+def datastore_arn(datastore_id: str) -> str:
+    return (
+        f"arn:{settings.APERTURE_PARTITION}:medical-imaging:{settings.APERTURE_REGION}:"
+        f"{settings.APERTURE_ACCOUNT_ID}:datastore/{datastore_id}"
+    )
+
+
+def image_set_arn(datastore_id: str, image_set_id: str) -> str:
+    return f"{datastore_arn(datastore_id)}/imageset/{image_set_id}"
+
+
+class ResourceTag(models.Model):
+    """A tag on a data store or an image set, keyed by the resource's ARN."""
+
+    resource_arn = models.CharField(max_length=512)
+    key = models.CharField(max_length=128)
+    value = models.CharField(max_length=256, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["resource_arn", "key"], name="unique_tag_key_per_resource")]
+        ordering = ["key"]
+
+
+class IdempotencyRecord(models.Model):
+    """What a clientToken-carrying call answered, so a retry gets the same answer (SPEC 3.7)."""
+
+    operation = models.CharField(max_length=64)
+    client_token = models.CharField(max_length=64)
+    request_hash = models.CharField(max_length=64)
+    response = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["operation", "client_token"], name="unique_client_token_per_operation")
+        ]
+
+
+class ManagedPolicy(models.TextChoices):
+    FULL_ACCESS = "AWSHealthImagingFullAccess"
+    READ_ONLY = "AWSHealthImagingReadOnlyAccess"
+    CUSTOM = "Custom"
+
+
+class AccessKey(models.Model):
+    """A SigV4 access key of a user. The secret is kept encrypted (imaging/crypto.py), never in plain text."""
+
+    access_key_id = models.CharField(primary_key=True, max_length=20)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="access_keys")
+    name = models.CharField(max_length=128, blank=True)
+    encrypted_secret = models.TextField(editable=False)
+    policy = models.CharField(max_length=40, choices=ManagedPolicy.choices, default=ManagedPolicy.FULL_ACCESS)
+    policy_document = models.JSONField(null=True, blank=True, help_text="IAM-style policy when policy is Custom")
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.access_key_id
+
+
+class JobStatus(models.TextChoices):
+    SUBMITTED = "SUBMITTED"
+    IN_PROGRESS = "IN_PROGRESS"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+
+
+class ImportJob(models.Model):
+    id = models.CharField(primary_key=True, max_length=32, default=new_resource_id, editable=False)
+    datastore = models.ForeignKey(Datastore, on_delete=models.CASCADE, related_name="import_jobs")
+    name = models.CharField(max_length=64, blank=True)
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.SUBMITTED)
+    data_access_role_arn = models.CharField(max_length=2048)
+    input_s3_uri = models.CharField(max_length=1024)
+    output_s3_uri = models.CharField(max_length=1024)
+    input_owner_account_id = models.CharField(max_length=12, blank=True)
+    import_configuration = models.JSONField(null=True, blank=True)
+    message = models.CharField(max_length=2048, blank=True)
+    submitted_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    # Live progress, for the admin's job page.
+    scanned_files = models.PositiveIntegerField(default=0)
+    imported_files = models.PositiveIntegerField(default=0)
+    failed_files = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-submitted_at", "-id"]
+        indexes = [models.Index(fields=["datastore", "status", "submitted_at"])]
+
+    def __str__(self) -> str:
+        return self.name or self.id
+
+
+class ImageSetState(models.TextChoices):
+    ACTIVE = "ACTIVE"
+    LOCKED = "LOCKED"
+    DELETED = "DELETED"
+
+
+class WorkflowStatus(models.TextChoices):
+    CREATED = "CREATED"
+    COPIED = "COPIED"
+    COPYING = "COPYING"
+    COPYING_WITH_READ_ONLY_ACCESS = "COPYING_WITH_READ_ONLY_ACCESS"
+    COPY_FAILED = "COPY_FAILED"
+    UPDATING = "UPDATING"
+    UPDATING_FOR_STUDY_CONSISTENCY = "UPDATING_FOR_STUDY_CONSISTENCY"
+    UPDATED = "UPDATED"
+    UPDATE_FAILED = "UPDATE_FAILED"
+    DELETING = "DELETING"
+    DELETED = "DELETED"
+    IMPORTING = "IMPORTING"
+    IMPORTED = "IMPORTED"
+    IMPORT_FAILED = "IMPORT_FAILED"
+
+
+class StorageTier(models.TextChoices):
+    FREQUENT_ACCESS = "FREQUENT_ACCESS"
+    ARCHIVE_INSTANT_ACCESS = "ARCHIVE_INSTANT_ACCESS"
+
+
+class ImageSet(models.Model):
+    """One series (or a conflicting part of one) with its current version pointer and search columns.
+
+    The search columns are copies of the latest version's Patient/Study/Series values, kept so SearchImageSets and
+    the viewer's study list are index lookups rather than scans of metadata documents.
+    """
+
+    id = models.CharField(primary_key=True, max_length=32, default=new_resource_id, editable=False)
+    datastore = models.ForeignKey(Datastore, on_delete=models.CASCADE, related_name="image_sets")
+    state = models.CharField(max_length=8, choices=ImageSetState.choices, default=ImageSetState.ACTIVE)
+    workflow_status = models.CharField(max_length=40, choices=WorkflowStatus.choices, default=WorkflowStatus.CREATED)
+    message = models.CharField(max_length=2048, blank=True)
+    is_primary = models.BooleanField(default=True)
+    forced = models.BooleanField(default=False)
+    latest_version = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+    last_accessed_at = models.DateTimeField(null=True, blank=True)
+    storage_tier = models.CharField(max_length=24, choices=StorageTier.choices, default=StorageTier.FREQUENT_ACCESS)
+
+    study_instance_uid = models.CharField(max_length=64, blank=True)
+    series_instance_uid = models.CharField(max_length=64, blank=True)
+    patient_id = models.CharField(max_length=64, blank=True)
+    patient_name = models.CharField(max_length=256, blank=True)
+    accession_number = models.CharField(max_length=16, blank=True)
+    study_id = models.CharField(max_length=16, blank=True)
+    study_date_time = models.DateTimeField(null=True, blank=True)
+    modality = models.CharField(max_length=16, blank=True)
+    number_of_instances = models.PositiveIntegerField(default=0)
+    dicom_tags = models.JSONField(default=dict, help_text="The DICOMTags summary of the latest version")
+
+    class Meta:
+        ordering = ["-updated_at"]
+        indexes = [
+            models.Index(fields=["datastore", "updated_at"]),
+            models.Index(fields=["datastore", "created_at"]),
+            models.Index(fields=["datastore", "study_date_time"]),
+            models.Index(fields=["datastore", "patient_id"]),
+            models.Index(fields=["datastore", "accession_number"]),
+            models.Index(fields=["datastore", "study_id"]),
+            models.Index(fields=["datastore", "study_instance_uid", "series_instance_uid"]),
+            models.Index(fields=["datastore", "series_instance_uid"]),
+            models.Index(fields=["datastore", "last_accessed_at"]),
+        ]
+        constraints = [
+            # One primary image set per series: the database, not the code, guarantees it under concurrency.
+            models.UniqueConstraint(
+                fields=["datastore", "study_instance_uid", "series_instance_uid"],
+                condition=models.Q(is_primary=True) & ~models.Q(state="DELETED"),
+                name="one_primary_image_set_per_series",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.id
+
+    @property
+    def arn(self) -> str:
+        return image_set_arn(self.datastore_id, self.id)
+
+
+class ImageSetVersion(models.Model):
+    """An immutable snapshot: the metadata document's blob key and the state the set had when it was made."""
+
+    image_set = models.ForeignKey(ImageSet, on_delete=models.CASCADE, related_name="versions")
+    version = models.PositiveIntegerField()
+    state = models.CharField(max_length=8, choices=ImageSetState.choices, default=ImageSetState.ACTIVE)
+    workflow_status = models.CharField(max_length=40, choices=WorkflowStatus.choices, default=WorkflowStatus.CREATED)
+    message = models.CharField(max_length=2048, blank=True)
+    is_primary = models.BooleanField(default=True)
+    forced = models.BooleanField(default=False)
+    metadata_key = models.CharField(max_length=256)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-version"]
+        constraints = [models.UniqueConstraint(fields=["image_set", "version"], name="unique_version_per_image_set")]
+
+
+class ImageFrame(models.Model):
+    """Where a frame id of an image set lives. Copies add rows that point at the same blob."""
+
+    image_set = models.ForeignKey(ImageSet, on_delete=models.CASCADE, related_name="frames")
+    frame_id = models.CharField(max_length=32)
+    blob_key = models.CharField(max_length=256)
+    stored_transfer_syntax = models.CharField(max_length=64, blank=True)
+    size = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["image_set", "frame_id"], name="unique_frame_per_image_set")]
+        indexes = [models.Index(fields=["blob_key"])]

@@ -1,0 +1,29 @@
+"""The blob interface: frames, metadata documents and bulk data all go through these few calls."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+
+class BlobStoreError(Exception):
+    """The backend failed (I/O error, S3 refused); callers treat it as a server-side failure."""
+
+
+class BlobStore(ABC):
+    @abstractmethod
+    def put(self, key: str, data: bytes) -> None:
+        """Store `data` under `key` atomically: readers see the old object, or the new one whole."""
+
+    @abstractmethod
+    def get(self, key: str) -> bytes | None:
+        """The bytes under `key`, or None if there is no such object."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove `key`; removing a missing key is not an error."""
+
+    @abstractmethod
+    def delete_prefix(self, prefix: str) -> None:
+        """Remove every object whose key starts with `prefix`."""
+
+    def prepare(self, prefix: str) -> None:
+        """Make room for a new data store's objects; most backends need nothing."""

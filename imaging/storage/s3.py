@@ -1,0 +1,67 @@
+"""Blobs in any S3-compatible object store (APERTURE_BLOB_STORE=s3://bucket/prefix)."""
+from __future__ import annotations
+
+import logging
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from imaging.storage.base import BlobStore, BlobStoreError
+
+logger = logging.getLogger(__name__)
+
+
+def s3_client(*, endpoint_url: str | None, access_key_id: str | None, secret_access_key: str | None, region: str):
+    """A boto3 S3 client; explicit keys when given, else boto3's default credential chain."""
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint_url or None,
+        aws_access_key_id=access_key_id or None,
+        aws_secret_access_key=secret_access_key or None,
+        region_name=region,
+        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3, "mode": "standard"}),
+    )
+
+
+class S3BlobStore(BlobStore):
+    def __init__(self, *, client, bucket: str, prefix: str = "") -> None:
+        self.client = client
+        self.bucket = bucket
+        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+
+    def _key(self, key: str) -> str:
+        return self.prefix + key
+
+    def put(self, key: str, data: bytes) -> None:
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+        except (ClientError, BotoCoreError) as e:
+            logger.error("S3 put failed for a blob: %s", type(e).__name__)
+            raise BlobStoreError(f"cannot write blob {key}") from e
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+                return None
+            raise BlobStoreError(f"cannot read blob {key}") from e
+        except BotoCoreError as e:
+            raise BlobStoreError(f"cannot read blob {key}") from e
+
+    def delete(self, key: str) -> None:
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+        except (ClientError, BotoCoreError) as e:
+            raise BlobStoreError(f"cannot delete blob {key}") from e
+
+    def delete_prefix(self, prefix: str) -> None:
+        try:
+            paginator = self.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
+                keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+                if keys:
+                    self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True})
+        except (ClientError, BotoCoreError) as e:
+            raise BlobStoreError(f"cannot delete blobs under {prefix}") from e

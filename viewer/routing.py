@@ -1,0 +1,4 @@
+"""Websocket routes of the viewer."""
+from __future__ import annotations
+
+websocket_urlpatterns: list = []
