@@ -1,0 +1,77 @@
+"""Shared fixtures: a live Aperture server with personas' access keys, and boto3 clients for it."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from tests.servers import ApertureServer
+
+SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
+DICOM_DIR = SHARED / "dicom"
+
+
+def imaging_client(url: str, key: dict[str, str], *, validate: bool = True):
+    return boto3.client(
+        "medical-imaging",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id=key["AccessKeyId"],
+        aws_secret_access_key=key["SecretAccessKey"],
+        config=Config(inject_host_prefix=False, parameter_validation=validate, retries={"max_attempts": 1}),
+    )
+
+
+@pytest.fixture(scope="session")
+def server():
+    instance = ApertureServer().start()
+    instance.admin_key = instance.create_key()
+    instance.readonly_key = instance.create_key(policy="AWSHealthImagingReadOnlyAccess")
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture(scope="session")
+def mi(server):
+    """A full-access medical-imaging client."""
+    return imaging_client(server.url, server.admin_key)
+
+
+@pytest.fixture(scope="session")
+def mi_raw(server):
+    """A full-access client that sends what it is given, without botocore's own parameter checks."""
+    return imaging_client(server.url, server.admin_key, validate=False)
+
+
+@pytest.fixture(scope="session")
+def mi_readonly(server):
+    return imaging_client(server.url, server.readonly_key)
+
+
+def wait_for(predicate, *, timeout: float = 20.0, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(interval)
+
+
+@pytest.fixture
+def active_datastore(mi):
+    created = mi.create_datastore(datastoreName="test-store")
+    datastore_id = created["datastoreId"]
+    wait_for(lambda: mi.get_datastore(datastoreId=datastore_id)["datastoreProperties"]["datastoreStatus"] == "ACTIVE")
+    return datastore_id
+
+
+@pytest.fixture(autouse=True)
+def _eager_tasks_in_process(settings):
+    """In-process (non-live) tests run background tasks in the calling thread after commit."""
+    settings.APERTURE_TASKS = "eager"
+

@@ -1,0 +1,131 @@
+"""Real services for tests: an Aperture server in a subprocess (ASGI via `manage.py runserver`), with its own
+data directory and its own database (SQLite, or a fresh PostgreSQL database when DATABASE_URL names one)."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse, urlunparse
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_http(url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except urllib.error.HTTPError:
+            return  # the server answered
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up within {timeout}s")
+
+
+class PostgresDatabase:
+    """A throw-away database on the local PostgreSQL, so runs never see each other's rows."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base = urlparse(base_url)
+        self.name = f"aperture_t_{uuid.uuid4().hex[:12]}"
+        self.url = urlunparse(self.base._replace(path=f"/{self.name}"))
+
+    def _admin(self):
+        import psycopg
+
+        return psycopg.connect(
+            host=self.base.hostname, port=self.base.port or 5432, user=self.base.username or None,
+            password=self.base.password or None, dbname="postgres", autocommit=True,
+        )
+
+    def create(self) -> None:
+        with self._admin() as conn:
+            conn.execute(f'CREATE DATABASE "{self.name}"')
+
+    def drop(self) -> None:
+        with self._admin() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+
+@dataclass
+class ApertureServer:
+    extra_env: dict[str, str] = field(default_factory=dict)
+    port: int = 0
+    data_dir: Path | None = None
+    process: subprocess.Popen | None = None
+    database: PostgresDatabase | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def manage(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, capture_output=True, text=True, check=check
+        )
+
+    def create_key(self, policy: str = "AWSHealthImagingFullAccess", user: str | None = None) -> dict[str, str]:
+        args = ["accesskey", "create", "--json", "--policy", policy]
+        if user:
+            args += ["--user", user]
+        return json.loads(self.manage(*args).stdout.strip().splitlines()[-1])
+
+    def start(self) -> "ApertureServer":
+        self.data_dir = Path(tempfile.mkdtemp(prefix="aperture-test-"))
+        self.port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_SETTINGS")}
+        env.update({"APERTURE_DATA_DIR": str(self.data_dir), "PYTHONUNBUFFERED": "1"})
+        env.pop("APERTURE_TASKS", None)
+        base_db = os.environ.get("DATABASE_URL", "")
+        if base_db.startswith("postgres"):
+            self.database = PostgresDatabase(base_db)
+            self.database.create()
+            env["DATABASE_URL"] = self.database.url
+        env.update(self.extra_env)
+        self.env = env
+        self.manage("migrate", "--noinput", "-v0")
+        self.launch()
+        return self
+
+    def launch(self) -> None:
+        log = open(self.data_dir / "server.log", "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{self.port}"],
+            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        wait_for_http(self.url + "/datastore")
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        if self.database:
+            self.database.drop()
+
+    def log(self) -> str:
+        return (self.data_dir / "server.log").read_text(errors="replace") if self.data_dir else ""
