@@ -184,3 +184,14 @@ LOGGING = {
 APERTURE_S3_ENDPOINT_URL = env_str("APERTURE_S3_ENDPOINT_URL")
 APERTURE_S3_ACCESS_KEY_ID = env_str("APERTURE_S3_ACCESS_KEY_ID")
 APERTURE_S3_SECRET_ACCESS_KEY = env_str("APERTURE_S3_SECRET_ACCESS_KEY")
+
+# --- Imports (SPEC 3.5, 4) ---
+APERTURE_IMPORT_CONCURRENCY = env_int("APERTURE_IMPORT_CONCURRENCY", os.cpu_count() or 2, minimum=0)
+APERTURE_IMPORT_MAX_FILES = env_int("APERTURE_IMPORT_MAX_FILES", 5000, minimum=1)
+APERTURE_IMPORT_MAX_BYTES = env_int("APERTURE_IMPORT_MAX_BYTES", 10 * 1024**3, minimum=1)
+APERTURE_IMPORT_MAX_FILE_BYTES = env_int("APERTURE_IMPORT_MAX_FILE_BYTES", 4 * 1024**3, minimum=1)
+APERTURE_MAX_CONCURRENT_IMPORTS = env_int("APERTURE_MAX_CONCURRENT_IMPORTS", 100, minimum=1)
+# Server folders the admin may import from (comma-separated absolute paths).
+APERTURE_IMPORT_ROOTS = env_list("APERTURE_IMPORT_ROOTS", [])
+# A job whose worker has not reported for this long is taken to be dead and is run again.
+APERTURE_IMPORT_STALE_SECONDS = env_int("APERTURE_IMPORT_STALE_SECONDS", 120, minimum=5)

@@ -141,6 +141,14 @@ class ImportJob(models.Model):
     scanned_files = models.PositiveIntegerField(default=0)
     imported_files = models.PositiveIntegerField(default=0)
     failed_files = models.PositiveIntegerField(default=0)
+    # Local imports (manage.py import_dicom, the admin folder import) read these paths instead of inputS3Uri.
+    input_paths = models.JSONField(default=list, blank=True)
+    client_token = models.CharField(max_length=64, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    # Written in the same transaction as the job's image sets: the manifests are rebuilt from it, so a crash
+    # between persisting and writing manifests never imports twice.
+    outcome = models.JSONField(null=True, blank=True)
 
     class Meta:
         ordering = ["-submitted_at", "-id"]
@@ -209,6 +217,7 @@ class ImageSet(models.Model):
     modality = models.CharField(max_length=16, blank=True)
     number_of_instances = models.PositiveIntegerField(default=0)
     dicom_tags = models.JSONField(default=dict, help_text="The DICOMTags summary of the latest version")
+    grouping_keys = models.JSONField(default=list, help_text="Normalized Patient/Study/Series grouping key values")
 
     class Meta:
         ordering = ["-updated_at"]

@@ -8,8 +8,9 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from imaging.api.dispatch import ApiContext, authorize, dispatch, operation, unknown_operation
-from imaging.models import Datastore, datastore_arn
+from imaging.models import Datastore, ImportJob, datastore_arn
 from imaging.services import datastores as datastore_services
+from imaging.services import imports as import_services
 from imaging.services import tags as tag_services
 from imaging.services.common import paginate
 
@@ -97,6 +98,59 @@ def untag_resource(ctx: ApiContext, *, resourceArn: str, tagKeys: list[str]) -> 
 @operation("ListTagsForResource", resources=_tag_resource)
 def list_tags_for_resource(ctx: ApiContext, *, resourceArn: str) -> dict[str, Any]:
     return {"tags": tag_services.tags_get(resource_arn=tag_services.resource_resolve(resource_arn=resourceArn))}
+
+
+@operation("StartDICOMImportJob", resources=_datastore_resource)
+def start_dicom_import_job(ctx: ApiContext, *, datastoreId: str, clientToken: str, **params: Any) -> dict[str, Any]:
+    return import_services.import_job_start(
+        datastore_id=datastoreId,
+        client_token=clientToken,
+        data_access_role_arn=params["dataAccessRoleArn"],
+        input_s3_uri=params["inputS3Uri"],
+        output_s3_uri=params["outputS3Uri"],
+        job_name=params.get("jobName"),
+        input_owner_account_id=params.get("inputOwnerAccountId"),
+        import_configuration=params.get("importConfiguration"),
+    )
+
+
+def job_summary(job: ImportJob) -> dict[str, Any]:
+    return {
+        "jobId": job.id,
+        "jobName": job.name,
+        "jobStatus": job.status,
+        "datastoreId": job.datastore_id,
+        "dataAccessRoleArn": job.data_access_role_arn,
+        "endedAt": job.ended_at,
+        "submittedAt": job.submitted_at,
+        "message": job.message or None,
+    }
+
+
+@operation("GetDICOMImportJob", resources=_datastore_resource)
+def get_dicom_import_job(ctx: ApiContext, *, datastoreId: str, jobId: str) -> dict[str, Any]:
+    job = import_services.import_job_get(datastore_id=datastoreId, job_id=jobId)
+    return {
+        "jobProperties": {
+            **job_summary(job),
+            "inputS3Uri": job.input_s3_uri,
+            "outputS3Uri": job.output_s3_uri,
+            "importConfiguration": job.import_configuration,
+        }
+    }
+
+
+@operation("ListDICOMImportJobs", resources=_datastore_resource)
+def list_dicom_import_jobs(
+    ctx: ApiContext, *, datastoreId: str, jobStatus: str | None = None, nextToken: str | None = None,
+    maxResults: int | None = None,
+) -> dict[str, Any]:
+    queryset = import_services.import_job_list(datastore_id=datastoreId, status=jobStatus)
+    page, token = paginate(
+        queryset, scope=f"ListDICOMImportJobs:{datastoreId}:{jobStatus or ''}", next_token=nextToken,
+        max_results=maxResults,
+    )
+    return {"jobSummaries": [job_summary(job) for job in page], "nextToken": token}
 
 
 def route(routes: dict[str, str]):

@@ -1,0 +1,1 @@
+"""Pixel codecs, looked up by transfer syntax UID. No Django here: these are plain functions on numpy arrays."""

@@ -1,0 +1,144 @@
+"""Getting frames out of a received DICOM dataset: decoded arrays for transcoding, or the encoded fragments of
+lossy syntaxes that are kept as received. Uses pydicom's decoders (pylibjpeg plugins); no Django."""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+from pydicom.dataset import Dataset
+from pydicom.encaps import generate_frames
+from pydicom.pixels import iter_pixels
+
+from imaging.dicom import uids
+
+
+class PixelDataError(ValueError):
+    """The pixel data cannot be read as declared (too short, undecodable)."""
+
+
+@dataclass(frozen=True)
+class PixelDescription:
+    rows: int
+    columns: int
+    samples_per_pixel: int
+    bits_allocated: int
+    bits_stored: int
+    signed: bool
+    photometric: str
+    number_of_frames: int
+    transfer_syntax: str
+    is_float: bool
+
+    @property
+    def frame_size_in_bytes(self) -> int:
+        bits = self.rows * self.columns * self.samples_per_pixel * self.bits_allocated
+        return (bits + 7) // 8
+
+    @property
+    def stored_as_received(self) -> bool:
+        """Lossy syntaxes, float data, 1-bit segmentations and samples wider than 16 bits are kept as they are.
+
+        HTJ2K above 16 bits is beyond what the independent verifier (OpenJPEG) decodes, so such frames stay
+        uncompressed rather than unverified.
+        """
+        return (
+            self.transfer_syntax in uids.AS_RECEIVED
+            or self.is_float
+            or self.bits_allocated == 1
+            or self.bits_allocated > 16
+        )
+
+
+def describe(dataset: Dataset, transfer_syntax: str) -> PixelDescription | None:
+    """What the pixel data claims to be, or None for instances without pixels (SR, RTPLAN, waveforms)."""
+    is_float = "FloatPixelData" in dataset or "DoubleFloatPixelData" in dataset
+    if "PixelData" not in dataset and not is_float:
+        return None
+    try:
+        description = PixelDescription(
+            rows=int(dataset.Rows),
+            columns=int(dataset.Columns),
+            samples_per_pixel=int(dataset.get("SamplesPerPixel", 1) or 1),
+            bits_allocated=int(dataset.BitsAllocated),
+            bits_stored=int(dataset.get("BitsStored", dataset.BitsAllocated) or dataset.BitsAllocated),
+            signed=int(dataset.get("PixelRepresentation", 0) or 0) == 1,
+            photometric=str(dataset.get("PhotometricInterpretation", "MONOCHROME2")).strip(),
+            number_of_frames=int(dataset.get("NumberOfFrames", 1) or 1),
+            transfer_syntax=transfer_syntax,
+            is_float=is_float,
+        )
+    except (AttributeError, TypeError, ValueError) as e:
+        raise PixelDataError(f"The image pixel module is incomplete: {e}") from e
+    if description.rows <= 0 or description.columns <= 0 or description.number_of_frames <= 0:
+        raise PixelDataError("Rows, Columns and NumberOfFrames must be positive")
+    if description.bits_allocated not in (1, 8, 16, 32, 64) or not 1 <= description.bits_stored <= description.bits_allocated:
+        raise PixelDataError("BitsAllocated and BitsStored are inconsistent")
+    return description
+
+
+def check_native_length(dataset: Dataset, description: PixelDescription) -> None:
+    if description.transfer_syntax not in uids.NATIVE or description.is_float:
+        return
+    d = description
+    expected = (d.rows * d.columns * d.samples_per_pixel * d.bits_allocated * d.number_of_frames + 7) // 8
+    if d.photometric == "YBR_FULL_422":
+        expected = expected * 2 // 3  # two chroma samples are shared by each pair of pixels
+    actual = len(dataset.PixelData)
+    if actual < expected:
+        raise PixelDataError(f"Pixel data is shorter than declared: {actual} bytes, {expected} expected")
+
+
+def _mask(frame: np.ndarray, description: PixelDescription) -> np.ndarray:
+    """Native byte order, and bits above BitsStored cleared (unsigned) or sign-extended (signed)."""
+    frame = frame.astype(frame.dtype.newbyteorder("="), copy=False)
+    container = frame.dtype.itemsize * 8
+    if description.bits_stored >= container:
+        return frame
+    if description.signed:
+        shift = container - description.bits_stored
+        return ((frame << shift) >> shift).astype(frame.dtype, copy=False)
+    return frame & np.array((1 << description.bits_stored) - 1, dtype=frame.dtype)
+
+
+def iter_decoded_frames(dataset: Dataset, description: PixelDescription) -> Iterator[np.ndarray]:
+    """Each frame as stored values: (rows, cols) or (rows, cols, samples), interleaved whatever the planar
+    configuration, no colour conversion (as_rgb=False)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for frame in iter_pixels(dataset, as_rgb=False):
+                yield _mask(np.asarray(frame), description)
+    except PixelDataError:
+        raise
+    except Exception as e:
+        raise PixelDataError(f"The pixel data cannot be decoded: {' '.join(str(e).split())[:200]}") from e
+
+
+def encapsulated_frames(dataset: Dataset, description: PixelDescription) -> list[bytes]:
+    try:
+        frames = list(generate_frames(dataset.PixelData, number_of_frames=description.number_of_frames))
+    except Exception as e:
+        raise PixelDataError(f"The encapsulated frames cannot be split: {' '.join(str(e).split())[:200]}") from e
+    if len(frames) != description.number_of_frames:
+        raise PixelDataError(f"NumberOfFrames is {description.number_of_frames} but {len(frames)} frames were found")
+    return frames
+
+
+def native_frame_bytes(dataset: Dataset, description: PixelDescription) -> list[bytes]:
+    """Uncompressed frames as little-endian bytes (float data, 1-bit data, samples wider than 16 bits)."""
+    if description.is_float:
+        element = "FloatPixelData" if "FloatPixelData" in dataset else "DoubleFloatPixelData"
+        raw = bytes(dataset[element].value)
+        size = len(raw) // description.number_of_frames
+        return [raw[i * size : (i + 1) * size] for i in range(description.number_of_frames)]
+    if description.bits_allocated == 1:
+        raw = bytes(dataset.PixelData)
+        bits_per_frame = description.rows * description.columns * description.samples_per_pixel
+        if bits_per_frame % 8:
+            raise PixelDataError("1-bit frames that do not end on a byte boundary cannot be split")
+        size = bits_per_frame // 8
+        return [raw[i * size : (i + 1) * size] for i in range(description.number_of_frames)]
+    return [np.ascontiguousarray(frame).astype(frame.dtype.newbyteorder("<"), copy=False).tobytes()
+            for frame in iter_decoded_frames(dataset, description)]

@@ -1,0 +1,183 @@
+"""Grouping imported instances into image sets and writing them (SPEC 4.4), all in one transaction per job.
+
+Everything a job adds becomes visible at once or not at all: a job cut off by a crash leaves no half-visible
+image set and can simply run again. Primary image sets are locked (select_for_update) while a merge reads and
+replaces their metadata, and the database's unique constraint keeps one primary per series even when two jobs
+race to create it.
+"""
+from __future__ import annotations
+
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from imaging.dicom.document import (
+    InstancePart,
+    add_instances,
+    decode_document,
+    encode_document,
+    new_document,
+    summary,
+)
+from imaging.dicom.levels import PATIENT_KEYS, STUDY_KEYS
+from imaging.models import (
+    Datastore,
+    ImageFrame,
+    ImageSet,
+    ImageSetState,
+    ImageSetVersion,
+    WorkflowStatus,
+)
+from imaging.pipeline.transcode import FileResult
+from imaging.storage import BlobStore
+
+STUDY_LEVEL_KEYS = len(PATIENT_KEYS) + len(STUDY_KEYS)
+
+
+@dataclass
+class StoredInstance:
+    """What persisting needs of a processed file once its frames are in the blob store."""
+
+    input_file: str
+    study_uid: str
+    series_uid: str
+    grouping: tuple[str, ...]
+    part: InstancePart
+    frames: list[tuple[str, str, str, int]]  # frame id, blob key, stored transfer syntax, size
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+    image_set_id: str = ""
+    version: int = 0
+    is_primary: bool = False
+
+
+def frame_blob_key(datastore_id: str, frame_id: str) -> str:
+    return f"datastores/{datastore_id}/frames/{frame_id[:2]}/{frame_id}"
+
+
+def metadata_blob_key(datastore_id: str, image_set_id: str, version: int) -> str:
+    return f"datastores/{datastore_id}/imagesets/{image_set_id}/metadata-v{version}-{uuid.uuid4().hex[:8]}.json.gz"
+
+
+def stored_instance(result: FileResult, datastore_id: str) -> StoredInstance:
+    stored_syntax = result.instance.get("StoredTransferSyntaxUID") or ""
+    return StoredInstance(
+        input_file=result.input_file,
+        study_uid=result.study_uid,
+        series_uid=result.series_uid,
+        grouping=tuple(result.grouping),
+        part=InstancePart(
+            series_uid=result.series_uid,
+            sop_uid=result.sop_uid,
+            instance_number=result.instance_number,
+            levels=result.levels,
+            level_vrs=result.level_vrs,
+            instance=result.instance,
+        ),
+        frames=[(f.frame_id, frame_blob_key(datastore_id, f.frame_id), stored_syntax, len(f.data)) for f in result.frames],
+        warnings=result.warnings,
+    )
+
+
+def _write_version(
+    *, blobs: BlobStore, image_set: ImageSet, document: dict[str, Any], version: int, workflow: str,
+    members: list[StoredInstance], written_keys: list[str],
+) -> None:
+    key = metadata_blob_key(image_set.datastore_id, image_set.id, version)
+    blobs.put(key, encode_document(document))
+    written_keys.append(key)
+    ImageSetVersion.objects.create(
+        image_set=image_set, version=version, workflow_status=workflow, is_primary=image_set.is_primary, metadata_key=key
+    )
+    ImageFrame.objects.bulk_create(
+        [
+            ImageFrame(image_set=image_set, frame_id=frame_id, blob_key=blob_key, stored_transfer_syntax=syntax, size=size)
+            for member in members
+            for frame_id, blob_key, syntax, size in member.frames
+        ],
+        ignore_conflicts=True,
+    )
+    columns = summary(document)
+    for name, value in columns.items():
+        setattr(image_set, name, value)
+    image_set.latest_version = version
+    image_set.workflow_status = workflow
+    image_set.state = ImageSetState.ACTIVE
+    image_set.last_accessed_at = timezone.now()
+    image_set.save()
+    for member in members:
+        member.image_set_id, member.version, member.is_primary = image_set.id, version, image_set.is_primary
+
+
+def _study_conflicts(datastore: Datastore, study_uid: str, series_uid: str, grouping: tuple[str, ...]) -> bool:
+    others = (
+        ImageSet.objects.filter(datastore=datastore, study_instance_uid=study_uid, is_primary=True)
+        .exclude(state=ImageSetState.DELETED)
+        .exclude(series_instance_uid=series_uid)
+        .values_list("grouping_keys", flat=True)
+    )
+    return any(list(keys)[:STUDY_LEVEL_KEYS] != list(grouping[:STUDY_LEVEL_KEYS]) for keys in others if keys)
+
+
+def persist_instances(
+    *, datastore: Datastore, instances: list[StoredInstance], blobs: BlobStore, after_write=None
+) -> list[dict[str, Any]]:
+    """Group and write; returns the imageSetsSummary. `after_write(summary)` runs inside the transaction."""
+    for attempt in range(3):
+        written: list[str] = []
+        try:
+            with transaction.atomic():
+                summaries = _persist(datastore=datastore, instances=instances, blobs=blobs, written_keys=written)
+                if after_write is not None:
+                    after_write(summaries)
+                return summaries
+        except IntegrityError:
+            # Another job created the primary image set of one of these series first: group again against it.
+            for key in written:
+                blobs.delete(key)
+            if attempt == 2:
+                raise
+    return []
+
+
+def _persist(
+    *, datastore: Datastore, instances: list[StoredInstance], blobs: BlobStore, written_keys: list[str]
+) -> list[dict[str, Any]]:
+    groups: OrderedDict[tuple[str, str, tuple[str, ...]], list[StoredInstance]] = OrderedDict()
+    for item in instances:
+        groups.setdefault((item.study_uid, item.series_uid, item.grouping), []).append(item)
+    summaries = []
+    for (study_uid, series_uid, grouping), members in groups.items():
+        primary = (
+            ImageSet.objects.select_for_update()
+            .filter(datastore=datastore, study_instance_uid=study_uid, series_instance_uid=series_uid, is_primary=True)
+            .exclude(state=ImageSetState.DELETED)
+            .first()
+        )
+        parts = [member.part for member in members]
+        if primary is not None and list(primary.grouping_keys) == list(grouping):
+            current = primary.versions.get(version=primary.latest_version)
+            document = add_instances(decode_document(blobs.get(current.metadata_key) or b""), parts)
+            _write_version(blobs=blobs, image_set=primary, document=document, version=primary.latest_version + 1,
+                           workflow=WorkflowStatus.IMPORTED, members=members, written_keys=written_keys)
+            image_set = primary
+        else:
+            is_primary = primary is None and not _study_conflicts(datastore, study_uid, series_uid, grouping)
+            image_set = ImageSet(
+                datastore=datastore, is_primary=is_primary, study_instance_uid=study_uid,
+                series_instance_uid=series_uid, grouping_keys=list(grouping),
+            )
+            document = add_instances(new_document(datastore_id=datastore.id, image_set_id=image_set.id), parts)
+            image_set.save()
+            _write_version(blobs=blobs, image_set=image_set, document=document, version=1,
+                           workflow=WorkflowStatus.CREATED, members=members, written_keys=written_keys)
+        summaries.append({
+            "imageSetId": image_set.id,
+            "imageSetVersion": image_set.latest_version,
+            "isPrimary": image_set.is_primary,
+            "numberOfMatchedSOPInstances": len({m.part.sop_uid for m in members}),
+        })
+    return summaries

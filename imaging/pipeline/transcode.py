@@ -1,0 +1,234 @@
+"""The per-file part of an import (SPEC 4.3), run in worker processes; no Django.
+
+read -> check -> normalize -> for each frame: decode the source, encode lossless HTJ2K, decode the result again
+with an independent decoder (OpenJPEG) and compare, compute checksums and statistics. The result carries the
+encoded frames and the instance's normalized metadata back to the job driver, which stores them; a file that fails
+any step yields a failure and nothing of it is kept.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from imaging.codecs import htj2k
+from imaging.codecs.ifrc import canonical_bytes, frame_checksums
+from imaging.codecs.source import (
+    PixelDataError,
+    PixelDescription,
+    check_native_length,
+    describe,
+    encapsulated_frames,
+    iter_decoded_frames,
+    native_frame_bytes,
+)
+from imaging.dicom import uids
+from imaging.dicom.levels import GROUPING_KEYS, grouping_value
+from imaging.dicom.normalize import normalize_dataset
+from imaging.dicom.reader import DicomInputError, read_p10
+from imaging.pipeline.sources import S3Settings, SourceError, read_object
+
+# Worker processes must not echo DICOM values (patient data) into logs: pydicom's value warnings are silenced.
+import pydicom.config  # noqa: E402
+
+pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+logging.getLogger("pydicom").setLevel(logging.ERROR)
+warnings.filterwarnings("ignore", module="pydicom")
+
+_UID = re.compile(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*")
+WARNING_TYPES = {
+    0xB000: "CoercionOfDataElements",
+    0xB110: "FramesExtractionFailure",
+    0xB201: "InvalidUidFormat",
+    0xB202: "InvalidDicomValueLength",
+}
+
+
+@dataclass
+class EncodedFrame:
+    frame_id: str
+    data: bytes
+
+
+@dataclass
+class FileResult:
+    input_file: str
+    ok: bool = False
+    exception_type: str = ""
+    message: str = ""
+    study_uid: str = ""
+    series_uid: str = ""
+    sop_uid: str = ""
+    instance_number: int | None = None
+    levels: dict[str, dict[str, Any]] = field(default_factory=dict)
+    level_vrs: dict[str, dict[str, str]] = field(default_factory=dict)
+    instance: dict[str, Any] = field(default_factory=dict)
+    frames: list[EncodedFrame] = field(default_factory=list)
+    grouping: tuple[str, ...] = ()
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+    source_bytes: int = 0
+
+    def fail(self, exception_type: str, message: str) -> "FileResult":
+        self.ok, self.exception_type, self.message = False, exception_type, message
+        self.frames, self.levels, self.instance = [], {}, {}
+        return self
+
+
+def process_source(uri: str, display_name: str, s3: S3Settings, storage_format: str) -> FileResult:
+    """Read one object and run it through the pipeline; never raises."""
+    result = FileResult(input_file=display_name)
+    try:
+        data = read_object(uri, s3)
+    except SourceError as e:
+        return result.fail("ValidationException", str(e))
+    return process_bytes(data, result, storage_format=storage_format)
+
+
+def process_bytes(data: bytes, result: FileResult, *, storage_format: str = "HTJ2K") -> FileResult:
+    result.source_bytes = len(data)
+    try:
+        dataset = read_p10(data)
+        transfer_syntax = str(dataset.file_meta.TransferSyntaxUID)
+        notes = normalize_dataset(dataset)
+        description = describe(dataset, transfer_syntax)
+        frames, frame_infos, stored_syntax = _frames(dataset, description, storage_format)
+    except DicomInputError as e:
+        return result.fail("InternalServerException" if e.server_fault else "ValidationException", e.message)
+    except PixelDataError as e:
+        return result.fail("ValidationException", str(e))
+    except VerificationError as e:
+        return result.fail("InternalServerException", str(e))
+    except Exception as e:  # a decoder or encoder crash on odd input is still this file's failure, not the job's
+        return result.fail("InternalServerException", f"Unexpected error while processing the file: {type(e).__name__}")
+
+    instance = dict(notes.levels["Instance"])
+    result.study_uid = str(dataset.StudyInstanceUID).strip()
+    result.series_uid = str(dataset.SeriesInstanceUID).strip()
+    result.sop_uid = str(dataset.SOPInstanceUID).strip()
+    try:
+        result.instance_number = int(dataset.get("InstanceNumber")) if dataset.get("InstanceNumber") not in (None, "") else None
+    except (TypeError, ValueError):
+        result.instance_number = None
+    node: dict[str, Any] = {"DICOM": instance}
+    if notes.vrs["Instance"]:
+        node["DICOMVRs"] = notes.vrs["Instance"]
+    if description is not None:
+        node["StoredTransferSyntaxUID"] = stored_syntax
+        node["ImageFrames"] = frame_infos
+    result.instance = node
+    result.levels = {level: notes.levels[level] for level in ("Patient", "Study", "Series")}
+    result.level_vrs = {level: notes.vrs[level] for level in ("Patient", "Study", "Series") if notes.vrs[level]}
+    merged = {**result.levels["Patient"], **result.levels["Study"], **result.levels["Series"]}
+    result.grouping = tuple(grouping_value(merged.get(key)) for key in GROUPING_KEYS)
+    result.frames = frames
+    try:
+        json.dumps([result.levels, result.instance])
+    except (TypeError, ValueError):
+        return result.fail("InternalServerException", "The metadata cannot be represented as JSON")
+    if notes.too_long:
+        result.warnings.append(_warning(0xB202, f"Values longer than their VR allows: {', '.join(notes.too_long[:10])}"))
+    bad_uids = [name for name, uid in (("StudyInstanceUID", result.study_uid), ("SeriesInstanceUID", result.series_uid),
+                                       ("SOPInstanceUID", result.sop_uid)) if len(uid) > 64 or not _UID.fullmatch(uid)]
+    if bad_uids:
+        result.warnings.append(_warning(0xB201, f"UIDs that violate the UI VR: {', '.join(bad_uids)}"))
+    if notes.unreadable:
+        result.warnings.append(_warning(0xB000, f"Elements kept as raw bytes: {', '.join(notes.unreadable[:10])}"))
+    result.ok = True
+    return result
+
+
+def _warning(code: int, message: str) -> dict[str, Any]:
+    return {"warning_reason_code": code, "type": WARNING_TYPES.get(code, "Other"), "message": message}
+
+
+class VerificationError(Exception):
+    """The encoded frame does not decode back to the source pixels."""
+
+
+def _frames(dataset, description: PixelDescription | None, storage_format: str):
+    if description is None:
+        return [], [], None
+    check_native_length(dataset, description)
+    if description.stored_as_received:
+        if description.transfer_syntax in uids.AS_RECEIVED:
+            blobs, stored = encapsulated_frames(dataset, description), description.transfer_syntax
+        else:
+            blobs, stored = native_frame_bytes(dataset, description), uids.EXPLICIT_LE
+        frames = [EncodedFrame(uuid.uuid4().hex, blob) for blob in blobs]
+        infos = [{"ID": f.frame_id, "FrameSizeInBytes": description.frame_size_in_bytes} for f in frames]
+        return frames, infos, stored
+    frames, infos = [], []
+    for source in iter_decoded_frames(dataset, description):
+        frame, info = encode_verified(source, description, storage_format)
+        frames.append(frame)
+        infos.append(info)
+    if len(frames) != description.number_of_frames:
+        raise PixelDataError(f"NumberOfFrames is {description.number_of_frames} but {len(frames)} frames were decoded")
+    stored = uids.J2K_LOSSLESS if storage_format == "JPEG_2000_LOSSLESS" else uids.HTJ2K_LOSSLESS_RPCL
+    return frames, infos, stored
+
+
+def encode_verified(source: np.ndarray, description: PixelDescription, storage_format: str = "HTJ2K"):
+    """Encode one frame, prove it decodes to the same samples with OpenJPEG, and describe it."""
+    import openjpeg
+
+    rgb = description.samples_per_pixel == 3 and description.photometric in ("RGB", "YBR_RCT", "YBR_ICT")
+    if storage_format == "JPEG_2000_LOSSLESS":
+        codestream = _encode_j2k(source, rgb=rgb)
+    else:
+        codestream = htj2k.encode_lossless(source, rgb=rgb)
+    try:
+        decoded = openjpeg.decode(codestream)
+    except Exception as e:
+        raise VerificationError(f"Pixel data verification failed: the encoded frame does not decode ({e})") from e
+    if decoded.shape != source.shape or not np.array_equal(decoded, source):
+        raise VerificationError("Pixel data verification failed: the encoded frame differs from the source pixels")
+    levels = htj2k.codestream_levels(codestream)
+    checksums = frame_checksums(
+        source,
+        levels=levels,
+        decode_level=lambda skip: htj2k.decode(codestream, skip_levels=skip),
+        bits_allocated=description.bits_allocated,
+        bits_stored=description.bits_stored,
+        signed=description.signed,
+    ) if storage_format != "JPEG_2000_LOSSLESS" else [
+        {"Width": description.columns, "Height": description.rows,
+         "Checksum": _crc(source, description)}
+    ]
+    frame = EncodedFrame(uuid.uuid4().hex, codestream)
+    info = {
+        "ID": frame.frame_id,
+        "FrameSizeInBytes": description.frame_size_in_bytes,
+        "MinPixelValue": int(source.min()),
+        "MaxPixelValue": int(source.max()),
+        "PixelDataChecksumFromBaseToFullResolution": checksums,
+    }
+    return frame, info
+
+
+def _crc(source: np.ndarray, description: PixelDescription) -> int:
+    import zlib
+
+    return zlib.crc32(canonical_bytes(source, bits_allocated=description.bits_allocated, signed=description.signed))
+
+
+def _encode_j2k(source: np.ndarray, *, rgb: bool) -> bytes:
+    import imagecodecs
+
+    height, width = source.shape[:2]
+    return bytes(
+        imagecodecs.jpeg2k_encode(
+            np.ascontiguousarray(source),
+            level=0,
+            codecformat="J2K",
+            reversible=True,
+            mct=rgb,
+            resolutions=htj2k.decomposition_levels(width, height) + 1,
+        )
+    )

@@ -1,0 +1,317 @@
+"""DICOM import jobs (SPEC 4): start, read, list, run, and recover after a crash.
+
+A job runs as one background task: list the input, enforce the job quotas, stream every file through the worker
+processes (frames go to the blob store as they arrive), then group and persist every image set of the job in one
+transaction together with the job's outcome, and finally write the four manifests from that outcome. A job cut
+off anywhere before the commit leaves nothing visible and is run again; one cut off after it only rewrites its
+manifests.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from imaging.errors import NotFound, QuotaExceeded, ValidationFailed
+from imaging.models import ImportJob, JobStatus
+from imaging.pipeline.persist import StoredInstance, frame_blob_key, persist_instances, stored_instance
+from imaging.pipeline.pool import process_all
+from imaging.pipeline.sources import S3Settings, SourceError, SourceObject, list_objects, write_object
+from imaging.services.common import idempotent
+from imaging.services.datastores import datastore_get_live, datastore_require_active
+from imaging.storage import blob_store
+from imaging.tasks import enqueue, task
+
+logger = logging.getLogger(__name__)
+
+_RUNNING = (JobStatus.SUBMITTED, JobStatus.IN_PROGRESS)
+_HEARTBEAT_EVERY = timedelta(seconds=2)
+
+
+class JobFailure(Exception):
+    """A job-level problem: the job ends FAILED with this message."""
+
+
+def s3_settings() -> S3Settings:
+    return S3Settings(
+        endpoint_url=settings.APERTURE_S3_ENDPOINT_URL,
+        access_key_id=settings.APERTURE_S3_ACCESS_KEY_ID,
+        secret_access_key=settings.APERTURE_S3_SECRET_ACCESS_KEY,
+        region=settings.APERTURE_REGION,
+    )
+
+
+def _with_slash(uri: str) -> str:
+    return uri if uri.endswith("/") else uri + "/"
+
+
+def import_job_start(
+    *,
+    datastore_id: str,
+    client_token: str,
+    data_access_role_arn: str,
+    input_s3_uri: str,
+    output_s3_uri: str,
+    job_name: str | None = None,
+    input_owner_account_id: str | None = None,
+    import_configuration: dict[str, Any] | None = None,
+    input_paths: list[str] | None = None,
+) -> dict[str, Any]:
+    """Queue a job (SUBMITTED) and answer at once; idempotent on clientToken."""
+    params = {
+        "datastore": datastore_id, "name": job_name, "role": data_access_role_arn, "input": input_s3_uri,
+        "output": output_s3_uri, "owner": input_owner_account_id, "config": import_configuration,
+        "paths": input_paths or [],
+    }
+
+    def create() -> dict[str, Any]:
+        datastore = datastore_require_active(datastore_id=datastore_id)
+        running = ImportJob.objects.filter(datastore=datastore, status__in=_RUNNING).count()
+        if running >= settings.APERTURE_MAX_CONCURRENT_IMPORTS:
+            raise QuotaExceeded(
+                f"The quota of {settings.APERTURE_MAX_CONCURRENT_IMPORTS} concurrent import jobs has been reached"
+            )
+        job = ImportJob.objects.create(
+            datastore=datastore,
+            name=job_name or "",
+            data_access_role_arn=data_access_role_arn,
+            input_s3_uri=input_s3_uri,
+            output_s3_uri=output_s3_uri,
+            input_owner_account_id=input_owner_account_id or "",
+            import_configuration=import_configuration,
+            input_paths=input_paths or [],
+            client_token=client_token,
+        )
+        enqueue(import_job_run, job_id=job.id)
+        return {"datastoreId": datastore.id, "jobId": job.id, "jobStatus": job.status,
+                "submittedAt": job.submitted_at.timestamp()}
+
+    return idempotent(operation="StartDICOMImportJob", client_token=client_token, params=params, create=create)
+
+
+def import_job_start_local(*, datastore_id: str, paths: list[str], job_name: str = "") -> ImportJob:
+    """A job over server folders or files, with its manifests kept in the data directory."""
+    if not paths:
+        raise ValidationFailed("Give at least one file or folder to import")
+    resolved = [str(Path(p).resolve()) for p in paths]
+    for path in resolved:
+        if not Path(path).exists():
+            raise ValidationFailed(f"{path} does not exist")
+    token = os.urandom(16).hex()
+    answer = import_job_start(
+        datastore_id=datastore_id,
+        client_token=token,
+        data_access_role_arn=f"arn:aws:iam::{settings.APERTURE_ACCOUNT_ID}:role/aperture-local-import",
+        input_s3_uri=Path(resolved[0]).as_uri(),
+        output_s3_uri=(Path(settings.DATA_DIR) / "imports").as_uri() + "/",
+        job_name=job_name or None,
+        input_paths=resolved,
+    )
+    return ImportJob.objects.get(pk=answer["jobId"])
+
+
+def import_job_get(*, datastore_id: str, job_id: str) -> ImportJob:
+    datastore = datastore_get_live(datastore_id=datastore_id)
+    job = ImportJob.objects.filter(pk=job_id, datastore=datastore).first()
+    if job is None:
+        raise NotFound(f"Import job {job_id} does not exist")
+    return job
+
+
+def import_job_list(*, datastore_id: str, status: str | None = None):
+    datastore = datastore_get_live(datastore_id=datastore_id)
+    queryset = ImportJob.objects.filter(datastore=datastore).order_by("-submitted_at", "-id")
+    return queryset.filter(status=status) if status else queryset
+
+
+def job_output_prefix(job: ImportJob) -> str:
+    return f"{_with_slash(job.output_s3_uri)}{job.datastore_id}-DicomImport-{job.id}/"
+
+
+def _worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _claim(job_id: str) -> ImportJob | None:
+    """Move the job to IN_PROGRESS unless a live worker already has it."""
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.APERTURE_IMPORT_STALE_SECONDS)
+    claimable = Q(status=JobStatus.SUBMITTED) | Q(status=JobStatus.IN_PROGRESS, heartbeat_at__lt=stale) | Q(
+        status=JobStatus.IN_PROGRESS, heartbeat_at__isnull=True
+    )
+    updated = ImportJob.objects.filter(claimable, pk=job_id).update(
+        status=JobStatus.IN_PROGRESS, heartbeat_at=now, started_at=now, attempts=F("attempts") + 1
+    )
+    return ImportJob.objects.select_related("datastore").get(pk=job_id) if updated else None
+
+
+class _Progress:
+    def __init__(self, job: ImportJob) -> None:
+        self.job = job
+        self.last = timezone.now()
+        self.scanned = self.imported = self.failed = 0
+
+    def add(self, ok: bool) -> None:
+        self.scanned += 1
+        if ok:
+            self.imported += 1
+        else:
+            self.failed += 1
+        now = timezone.now()
+        if now - self.last >= _HEARTBEAT_EVERY:
+            self.flush(now)
+
+    def flush(self, now=None) -> None:
+        self.last = now or timezone.now()
+        ImportJob.objects.filter(pk=self.job.pk).update(
+            heartbeat_at=self.last, scanned_files=self.scanned, imported_files=self.imported, failed_files=self.failed
+        )
+
+
+def _discover(job: ImportJob, s3: S3Settings) -> list[SourceObject]:
+    objects: list[SourceObject] = []
+    for uri in [Path(p).as_uri() for p in job.input_paths] or [job.input_s3_uri]:
+        objects += list_objects(uri, s3)
+    if len(objects) > settings.APERTURE_IMPORT_MAX_FILES:
+        raise JobFailure("DICOM import job has failed. FILE_COUNTS_LIMIT_EXCEEDED")
+    if sum(item.size for item in objects) > settings.APERTURE_IMPORT_MAX_BYTES:
+        raise JobFailure("DICOM import job has failed. FILE_SIZE_LIMIT_EXCEEDED")
+    return objects
+
+
+@task
+def import_job_run(*, job_id: str) -> None:
+    job = _claim(job_id)
+    if job is None:
+        return
+    s3 = s3_settings()
+    blobs = blob_store()
+    written: list[str] = []
+    try:
+        if job.outcome is None:
+            _import(job, s3, blobs, written)
+        _write_manifests(job, s3)
+    except JobFailure as e:
+        _fail(job, str(e), blobs, written)
+        return
+    except SourceError as e:
+        _fail(job, str(e), blobs, written)
+        return
+    except Exception:
+        logger.exception("import job %s failed", job.id)
+        _fail(job, "DICOM import job has failed: internal error", blobs, written)
+        return
+    ImportJob.objects.filter(pk=job.pk).update(status=JobStatus.COMPLETED, ended_at=timezone.now(), message="")
+
+
+def _fail(job: ImportJob, message: str, blobs, written: list[str]) -> None:
+    for key in written:
+        blobs.delete(key)
+    ImportJob.objects.filter(pk=job.pk).update(status=JobStatus.FAILED, ended_at=timezone.now(), message=message[:2048])
+
+
+def _import(job: ImportJob, s3: S3Settings, blobs, written: list[str]) -> None:
+    objects = _discover(job, s3)
+    # The output location must be writable before any data is written.
+    prefix = job_output_prefix(job)
+    write_object(prefix + "job-output-manifest.json", b"{}", s3)
+    progress = _Progress(job)
+    lines: list[dict[str, Any]] = []
+    instances: list[StoredInstance] = []
+    for result in process_all(objects, s3=s3, storage_format=job.datastore.lossless_storage_format,
+                              concurrency=settings.APERTURE_IMPORT_CONCURRENCY):
+        if result.ok and result.source_bytes > settings.APERTURE_IMPORT_MAX_FILE_BYTES:
+            result.fail("ValidationException", "The file is larger than the per-file size limit")
+        if result.ok:
+            for frame in result.frames:
+                key = frame_blob_key(job.datastore_id, frame.frame_id)
+                blobs.put(key, frame.data)
+                written.append(key)
+            instances.append(stored_instance(result, job.datastore_id))
+        else:
+            lines.append({"inputFile": result.input_file,
+                          "exception": {"exceptionType": result.exception_type, "message": result.message}})
+        progress.add(result.ok)
+    progress.flush()
+
+    def record(summaries: list[dict[str, Any]]) -> None:
+        for item in instances:
+            response: dict[str, Any] = {"imageSetId": item.image_set_id, "imageSetVersion": item.version,
+                                        "isPrimary": item.is_primary}
+            if item.warnings:
+                response["warnings"] = item.warnings
+            lines.append({"inputFile": item.input_file, "importResponse": response})
+        ImportJob.objects.filter(pk=job.pk).update(
+            outcome={"lines": lines, "imageSetsSummary": summaries, "scanned": len(objects)}
+        )
+
+    persist_instances(datastore=job.datastore, instances=instances, blobs=blobs, after_write=record)
+    job.refresh_from_db()
+
+
+def _ndjson(lines: list[dict[str, Any]]) -> bytes:
+    return "".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines).encode()
+
+
+def manifest_summary(job: ImportJob) -> dict[str, Any]:
+    outcome = job.outcome or {}
+    lines = outcome.get("lines", [])
+    prefix = job_output_prefix(job)
+    failures = [line for line in lines if "exception" in line]
+    return {
+        "jobSummary": {
+            "jobId": job.id,
+            "datastoreId": job.datastore_id,
+            "inputS3Uri": job.input_s3_uri,
+            "outputS3Uri": prefix,
+            "successOutputS3Uri": prefix + "SUCCESS/",
+            "failureOutputS3Uri": prefix + "FAILURE/",
+            "warningsOutputS3Uri": prefix + "WARNING/",
+            "numberOfScannedFiles": outcome.get("scanned", len(lines)),
+            "numberOfImportedFiles": len(lines) - len(failures),
+            "numberOfFilesWithCustomerError": sum(
+                1 for line in failures if line["exception"]["exceptionType"] != "InternalServerException"
+            ),
+            "numberOfFilesWithServerError": sum(
+                1 for line in failures if line["exception"]["exceptionType"] == "InternalServerException"
+            ),
+            "numberOfGeneratedImageSets": len(outcome.get("imageSetsSummary", [])),
+            "imageSetsSummary": outcome.get("imageSetsSummary", []),
+        }
+    }
+
+
+def _write_manifests(job: ImportJob, s3: S3Settings) -> None:
+    lines = (job.outcome or {}).get("lines", [])
+    prefix = job_output_prefix(job)
+    success = [line for line in lines if "importResponse" in line and not line["importResponse"].get("warnings")]
+    warning = [line for line in lines if "importResponse" in line and line["importResponse"].get("warnings")]
+    failure = [line for line in lines if "exception" in line]
+    write_object(prefix + "SUCCESS/success.ndjson", _ndjson(success), s3, "application/x-ndjson")
+    write_object(prefix + "WARNING/warning.ndjson", _ndjson(warning), s3, "application/x-ndjson")
+    write_object(prefix + "FAILURE/failure.ndjson", _ndjson(failure), s3, "application/x-ndjson")
+    write_object(prefix + "job-output-manifest.json", json.dumps(manifest_summary(job), indent=1).encode(), s3)
+
+
+def import_jobs_recover(*, assume_dead: bool = False) -> int:
+    """Queue again the jobs a crashed worker left behind; `assume_dead` when this process is the only worker."""
+    stale = timezone.now() - timedelta(seconds=settings.APERTURE_IMPORT_STALE_SECONDS)
+    queryset = ImportJob.objects.filter(status__in=_RUNNING)
+    if not assume_dead:
+        queryset = queryset.filter(Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True, status=JobStatus.SUBMITTED))
+    job_ids = list(queryset.values_list("id", flat=True))
+    if assume_dead:
+        ImportJob.objects.filter(pk__in=job_ids, status=JobStatus.IN_PROGRESS).update(heartbeat_at=None)
+    for job_id in job_ids:
+        with transaction.atomic():
+            enqueue(import_job_run, job_id=job_id)
+    return len(job_ids)
