@@ -5,6 +5,7 @@ import os
 
 import django
 from celery import Celery
+from celery.signals import worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django.setup()
@@ -18,3 +19,10 @@ def run_aperture_task(name: str, kwargs: dict) -> None:
     from imaging.tasks import run_task
 
     run_task(name, kwargs)
+
+
+@worker_ready.connect
+def recover_on_start(**_kwargs) -> None:
+    from imaging.startup import recover_background_work
+
+    recover_background_work()

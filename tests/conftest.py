@@ -8,6 +8,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from tests.s3 import SeaweedS3
 from tests.servers import ApertureServer
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
@@ -26,8 +27,20 @@ def imaging_client(url: str, key: dict[str, str], *, validate: bool = True):
 
 
 @pytest.fixture(scope="session")
-def server():
-    instance = ApertureServer().start()
+def seaweed():
+    store = SeaweedS3().start()
+    yield store
+    store.stop()
+
+
+@pytest.fixture(scope="session")
+def s3(seaweed):
+    return seaweed.client()
+
+
+@pytest.fixture(scope="session")
+def server(seaweed):
+    instance = ApertureServer(extra_env=seaweed.env()).start()
     instance.admin_key = instance.create_key()
     instance.readonly_key = instance.create_key(policy="AWSHealthImagingReadOnlyAccess")
     yield instance

@@ -7,9 +7,10 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from imaging.api.dispatch import ApiContext, authorize, dispatch, operation, unknown_operation
-from imaging.models import Datastore, ImportJob, datastore_arn
+from imaging.api.dispatch import ApiContext, BlobResult, authorize, dispatch, operation, unknown_operation
+from imaging.models import Datastore, ImageSet, ImportJob, datastore_arn, image_set_arn
 from imaging.services import datastores as datastore_services
+from imaging.services import imagesets as imageset_services
 from imaging.services import imports as import_services
 from imaging.services import tags as tag_services
 from imaging.services.common import paginate
@@ -17,6 +18,10 @@ from imaging.services.common import paginate
 
 def _datastore_resource(params: dict[str, Any]) -> list[str]:
     return [datastore_arn(params["datastoreId"])]
+
+
+def _image_set_resources(params: dict[str, Any]) -> list[str]:
+    return [datastore_arn(params["datastoreId"]), image_set_arn(params["datastoreId"], params["imageSetId"])]
 
 
 def _any_resource(params: dict[str, Any]) -> list[str]:
@@ -151,6 +156,53 @@ def list_dicom_import_jobs(
         max_results=maxResults,
     )
     return {"jobSummaries": [job_summary(job) for job in page], "nextToken": token}
+
+
+def image_set_properties(image_set: ImageSet, version) -> dict[str, Any]:
+    return {
+        "datastoreId": image_set.datastore_id,
+        "imageSetId": image_set.id,
+        "versionId": str(version.version),
+        "imageSetState": image_set.state if version.version == image_set.latest_version else version.state,
+        "imageSetWorkflowStatus": version.workflow_status,
+        "createdAt": image_set.created_at,
+        "updatedAt": version.updated_at,
+        "deletedAt": image_set.deleted_at,
+        "message": version.message or None,
+        "imageSetArn": image_set.arn,
+        "overrides": {"forced": True} if version.forced else None,
+        "isPrimary": version.is_primary,
+        "lastAccessedAt": image_set.last_accessed_at,
+        "storageTier": image_set.storage_tier,
+    }
+
+
+@operation("GetImageSet", resources=_image_set_resources)
+def get_image_set(ctx: ApiContext, *, datastoreId: str, imageSetId: str, versionId: str | None = None) -> dict[str, Any]:
+    image_set = imageset_services.imageset_get(datastore_id=datastoreId, image_set_id=imageSetId)
+    version = imageset_services.imageset_version(image_set=image_set, version=versionId)
+    imageset_services.imageset_touch(image_set=image_set)
+    image_set.refresh_from_db()
+    return image_set_properties(image_set, version)
+
+
+@operation("GetImageSetMetadata", resources=_image_set_resources)
+def get_image_set_metadata(
+    ctx: ApiContext, *, datastoreId: str, imageSetId: str, versionId: str | None = None
+) -> BlobResult:
+    blob = imageset_services.imageset_metadata_blob(datastore_id=datastoreId, image_set_id=imageSetId, version=versionId)
+    return BlobResult(blob, {"Content-Type": "application/json", "Content-Encoding": "gzip"})
+
+
+@operation("GetImageFrame", resources=_image_set_resources)
+def get_image_frame(ctx: ApiContext, *, datastoreId: str, imageSetId: str, imageFrameInformation: dict) -> BlobResult:
+    data, content_type = imageset_services.imageset_frame(
+        datastore_id=datastoreId,
+        image_set_id=imageSetId,
+        frame_id=imageFrameInformation["imageFrameId"],
+        accept=ctx.request.headers.get("Accept"),
+    )
+    return BlobResult(data, {"Content-Type": content_type})
 
 
 def route(routes: dict[str, str]):

@@ -242,6 +242,8 @@ def _import(job: ImportJob, s3: S3Settings, blobs, written: list[str]) -> None:
                           "exception": {"exceptionType": result.exception_type, "message": result.message}})
         progress.add(result.ok)
     progress.flush()
+    # Discovery order, not completion order, decides which copy of a repeated SOP instance is "latest".
+    instances.sort(key=lambda item: item.input_file)
 
     def record(summaries: list[dict[str, Any]]) -> None:
         for item in instances:

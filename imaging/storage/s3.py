@@ -6,6 +6,7 @@ import logging
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.handlers import add_expect_header
 
 from imaging.storage.base import BlobStore, BlobStoreError
 
@@ -14,7 +15,7 @@ logger = logging.getLogger(__name__)
 
 def s3_client(*, endpoint_url: str | None, access_key_id: str | None, secret_access_key: str | None, region: str):
     """A boto3 S3 client; explicit keys when given, else boto3's default credential chain."""
-    return boto3.client(
+    client = boto3.client(
         "s3",
         endpoint_url=endpoint_url or None,
         aws_access_key_id=access_key_id or None,
@@ -22,6 +23,11 @@ def s3_client(*, endpoint_url: str | None, access_key_id: str | None, secret_acc
         region_name=region,
         config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3, "mode": "standard"}),
     )
+    # Some S3-compatible servers (SeaweedFS among them) answer "Expect: 100-continue" in a way that leaves
+    # bytes on a kept-alive connection, and the next request then waits for its read timeout. Our objects are
+    # small enough to send without asking first.
+    client.meta.events.unregister("before-call.s3", add_expect_header)
+    return client
 
 
 class S3BlobStore(BlobStore):

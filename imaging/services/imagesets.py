@@ -1,0 +1,70 @@
+"""Read side of image sets: GetImageSet, GetImageSetMetadata, GetImageFrame (SPEC 5.4, 6.2, 8.5)."""
+from __future__ import annotations
+
+from django.utils import timezone
+
+from imaging.dicom.uids import frame_content_type
+from imaging.errors import NotAcceptable, NotFound
+from imaging.models import ImageFrame, ImageSet, ImageSetState, ImageSetVersion, StorageTier
+from imaging.services.datastores import datastore_get_live
+from imaging.storage import BlobStoreError, blob_store
+
+
+def imageset_get(*, datastore_id: str, image_set_id: str, include_deleted: bool = True) -> ImageSet:
+    datastore = datastore_get_live(datastore_id=datastore_id)
+    image_set = ImageSet.objects.filter(pk=image_set_id, datastore=datastore).first()
+    if image_set is None or (not include_deleted and image_set.state == ImageSetState.DELETED):
+        raise NotFound(f"Image set {image_set_id} does not exist")
+    return image_set
+
+
+def imageset_version(*, image_set: ImageSet, version: str | None) -> ImageSetVersion:
+    number = int(version) if version is not None else image_set.latest_version
+    found = image_set.versions.filter(version=number).first()
+    if found is None:
+        raise NotFound(f"Version {number} of image set {image_set.id} does not exist")
+    return found
+
+
+def imageset_touch(*, image_set: ImageSet) -> None:
+    """A read of the content: record it and bring the image set back to the frequent-access tier (SPEC 9)."""
+    ImageSet.objects.filter(pk=image_set.pk).update(
+        last_accessed_at=timezone.now(), storage_tier=StorageTier.FREQUENT_ACCESS
+    )
+
+
+def imageset_metadata_blob(*, datastore_id: str, image_set_id: str, version: str | None) -> bytes:
+    image_set = imageset_get(datastore_id=datastore_id, image_set_id=image_set_id, include_deleted=False)
+    found = imageset_version(image_set=image_set, version=version)
+    blob = blob_store().get(found.metadata_key)
+    if blob is None:
+        raise BlobStoreError(f"metadata blob of version {found.version} is missing")
+    imageset_touch(image_set=image_set)
+    return blob
+
+
+def _accepts(accept: str | None, content_type: str) -> bool:
+    if not accept:
+        return True
+    kind = content_type.split("/")[0]
+    synonyms = {"image/jph", "image/jphc"} if content_type in ("image/jph", "image/jphc") else {content_type}
+    for item in accept.split(","):
+        media = item.split(";")[0].strip().lower()
+        if media in ("*/*", f"{kind}/*") or media in synonyms:
+            return True
+    return False
+
+
+def imageset_frame(*, datastore_id: str, image_set_id: str, frame_id: str, accept: str | None) -> tuple[bytes, str]:
+    image_set = imageset_get(datastore_id=datastore_id, image_set_id=image_set_id, include_deleted=False)
+    frame = ImageFrame.objects.filter(image_set=image_set, frame_id=frame_id).first()
+    if frame is None:
+        raise NotFound(f"Image frame {frame_id} does not exist in image set {image_set_id}")
+    content_type = frame_content_type(frame.stored_transfer_syntax)
+    if not _accepts(accept, content_type):
+        raise NotAcceptable(f"The frame is stored as {content_type}, which the Accept header excludes")
+    data = blob_store().get(frame.blob_key)
+    if data is None:
+        raise BlobStoreError("frame blob is missing")
+    imageset_touch(image_set=image_set)
+    return data, content_type
