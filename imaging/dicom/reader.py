@@ -57,6 +57,9 @@ def read_p10(data: bytes) -> Dataset:
     meta = getattr(dataset, "file_meta", None)
     if meta is None or len(meta) == 0:
         raise DicomInputError("Not a valid DICOM P10 file: the File Meta Information group is missing")
+    group_length = meta.get("FileMetaInformationGroupLength")
+    if group_length is not None and 144 + int(group_length) > len(data):
+        raise DicomInputError("Not a valid DICOM P10 file: the File Meta Information group is truncated")
     if not meta.get("TransferSyntaxUID"):
         raise DicomInputError("DICOM attribute TransferSyntaxUID does not exist")
     for keyword in REQUIRED:
