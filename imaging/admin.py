@@ -11,9 +11,15 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from imaging.errors import ApertureError
-from imaging.models import AccessKey, Datastore, LosslessStorageFormat, ManagedPolicy
+import json
+from pathlib import Path
+
+from django.conf import settings
+
+from imaging.models import AccessKey, Datastore, ImageSet, ImportJob, LosslessStorageFormat, ManagedPolicy
 from imaging.services.accesskeys import accesskey_create, accesskey_deactivate
 from imaging.services.datastores import datastore_create, datastore_delete
+from imaging.services.imports import import_job_start_local, manifest_summary
 
 
 class DatastoreCreateForm(forms.ModelForm):
@@ -27,6 +33,19 @@ class DatastoreCreateForm(forms.ModelForm):
 
 class DatastoreDeleteForm(forms.Form):
     confirm_name = forms.CharField(label="Type the data store's name to confirm")
+
+
+class FolderImportForm(forms.Form):
+    folder = forms.CharField(label="Server folder", help_text="A folder under one of APERTURE_IMPORT_ROOTS")
+
+    def clean_folder(self) -> str:
+        folder = Path(self.cleaned_data["folder"]).resolve()
+        roots = [Path(root).resolve() for root in settings.APERTURE_IMPORT_ROOTS]
+        if not any(folder == root or folder.is_relative_to(root) for root in roots):
+            raise forms.ValidationError("That folder is not under an allowed import root (APERTURE_IMPORT_ROOTS).")
+        if not folder.is_dir():
+            raise forms.ValidationError("That folder does not exist.")
+        return str(folder)
 
 
 @admin.register(Datastore)
@@ -64,10 +83,12 @@ class DatastoreAdmin(admin.ModelAdmin):
         obj.pk = result["datastoreId"]
         obj.refresh_from_db()
 
-    @admin.display(description="Delete")
+    @admin.display(description="Actions")
     def delete_link(self, obj: Datastore) -> str:
-        url = reverse("admin:imaging_datastore_confirm_delete", args=[obj.pk])
-        return format_html('<a class="deletelink" href="{}">Delete this data store…</a>', url)
+        delete_url = reverse("admin:imaging_datastore_confirm_delete", args=[obj.pk])
+        import_url = reverse("admin:imaging_datastore_import_folder", args=[obj.pk])
+        return format_html('<a href="{}">Import a server folder…</a> · <a class="deletelink" href="{}">Delete this '
+                           'data store…</a>', import_url, delete_url)
 
     def get_urls(self):
         extra = [
@@ -75,7 +96,12 @@ class DatastoreAdmin(admin.ModelAdmin):
                 "<str:datastore_id>/confirm-delete/",
                 self.admin_site.admin_view(self.confirm_delete_view),
                 name="imaging_datastore_confirm_delete",
-            )
+            ),
+            path(
+                "<str:datastore_id>/import-folder/",
+                self.admin_site.admin_view(self.import_folder_view),
+                name="imaging_datastore_import_folder",
+            ),
         ]
         return extra + super().get_urls()
 
@@ -96,6 +122,75 @@ class DatastoreAdmin(admin.ModelAdmin):
         context = {**self.admin_site.each_context(request), "datastore": datastore, "form": form,
                    "opts": self.model._meta, "title": f"Delete data store {datastore.name}"}
         return render(request, "admin/imaging/datastore_confirm_delete.html", context)
+
+
+    def import_folder_view(self, request: HttpRequest, datastore_id: str):
+        datastore = get_object_or_404(Datastore, pk=datastore_id)
+        form = FolderImportForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                job = import_job_start_local(datastore_id=datastore.id, paths=[form.cleaned_data["folder"]])
+            except ApertureError as e:
+                form.add_error(None, e.message)
+            else:
+                messages.success(request, f"Import job {job.id} started.")
+                return HttpResponseRedirect(reverse("admin:imaging_importjob_change", args=[job.id]))
+        context = {**self.admin_site.each_context(request), "datastore": datastore, "form": form,
+                   "roots": settings.APERTURE_IMPORT_ROOTS, "opts": self.model._meta,
+                   "title": f"Import a server folder into {datastore.name}"}
+        return render(request, "admin/imaging/datastore_import_folder.html", context)
+
+
+@admin.register(ImportJob)
+class ImportJobAdmin(admin.ModelAdmin):
+    list_display = ["id", "name", "datastore", "status", "scanned_files", "imported_files", "failed_files",
+                    "submitted_at", "ended_at"]
+    list_filter = ["status"]
+    search_fields = ["id", "name"]
+    fields = ["id", "name", "datastore", "status", "message", "input_s3_uri", "output_s3_uri", "scanned_files",
+              "imported_files", "failed_files", "submitted_at", "started_at", "ended_at", "manifest", "failures"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="job-output-manifest.json")
+    def manifest(self, obj: ImportJob) -> str:
+        if obj.outcome is None:
+            return "(written when the job completes)"
+        return format_html("<pre>{}</pre>", json.dumps(manifest_summary(obj), indent=1))
+
+    @admin.display(description="Failed files")
+    def failures(self, obj: ImportJob) -> str:
+        lines = [line for line in (obj.outcome or {}).get("lines", []) if "exception" in line]
+        if not lines:
+            return "none"
+        rows = "".join(
+            format_html("<tr><td>{}</td><td>{}</td><td>{}</td></tr>", line["inputFile"],
+                        line["exception"]["exceptionType"], line["exception"]["message"])
+            for line in lines
+        )
+        return format_html("<table><tr><th>File</th><th>Kind</th><th>Reason</th></tr>{}</table>", format_html(rows))
+
+
+@admin.register(ImageSet)
+class ImageSetAdmin(admin.ModelAdmin):
+    list_display = ["id", "datastore", "state", "workflow_status", "is_primary", "latest_version", "modality",
+                    "number_of_instances", "updated_at"]
+    list_filter = ["state", "is_primary", "storage_tier"]
+    search_fields = ["id", "study_instance_uid", "series_instance_uid"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in self.model._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
 
 
 class AccessKeyCreateForm(forms.ModelForm):

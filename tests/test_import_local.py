@@ -1,0 +1,131 @@
+"""Local-folder imports in process: the import_dicom command, quotas, an unwritable output, the admin action."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydicom.uid import generate_uid
+
+from imaging.models import Datastore, ImageSet, ImportJob
+from imaging.services.datastores import datastore_create
+from imaging.services.imports import import_job_start, import_job_start_local
+from tests.dicomgen import ct_bytes
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def store_settings(settings, tmp_path):
+    settings.APERTURE_BLOB_STORE = f"file://{tmp_path / 'blobs'}"
+    settings.DATA_DIR = tmp_path
+    settings.APERTURE_IMPORT_CONCURRENCY = 0
+    return settings
+
+
+@pytest.fixture
+def datastore(store_settings) -> Datastore:
+    return Datastore.objects.get(pk=datastore_create(client_token=generate_uid()[-20:], name="local")["datastoreId"])
+
+
+def write_series(folder: Path, count: int) -> None:
+    study, series = generate_uid(), generate_uid()
+    folder.mkdir(parents=True, exist_ok=True)
+    for n in range(count):
+        (folder / f"{n:03}.dcm").write_bytes(ct_bytes(study_uid=study, series_uid=series, instance_number=n, seed=n))
+
+
+def test_local_folder_import_keeps_manifests_in_the_data_dir(datastore, tmp_path, store_settings):
+    write_series(tmp_path / "in" / "a" / "b", 3)
+    (tmp_path / "in" / "junk.bin").write_bytes(b"junk" * 100)
+    job = import_job_start_local(datastore_id=datastore.id, paths=[str(tmp_path / "in")])
+    job.refresh_from_db()
+    assert job.status == "COMPLETED"
+    out = tmp_path / "imports" / f"{datastore.id}-DicomImport-{job.id}"
+    summary = json.loads((out / "job-output-manifest.json").read_text())["jobSummary"]
+    assert summary["numberOfScannedFiles"] == 4 and summary["numberOfImportedFiles"] == 3
+    assert len((out / "SUCCESS" / "success.ndjson").read_text().splitlines()) == 3
+    assert "junk.bin" in (out / "FAILURE" / "failure.ndjson").read_text()
+    assert (out / "WARNING" / "warning.ndjson").read_text() == ""
+    assert ImageSet.objects.filter(datastore=datastore).count() == 1
+    assert (job.scanned_files, job.imported_files, job.failed_files) == (4, 3, 1)
+
+
+def test_file_count_quota_fails_the_job_before_writing(datastore, tmp_path, store_settings):
+    store_settings.APERTURE_IMPORT_MAX_FILES = 2
+    write_series(tmp_path / "in", 3)
+    job = import_job_start_local(datastore_id=datastore.id, paths=[str(tmp_path / "in")])
+    job.refresh_from_db()
+    assert job.status == "FAILED"
+    assert job.message == "DICOM import job has failed. FILE_COUNTS_LIMIT_EXCEEDED"
+    assert not ImageSet.objects.exists()
+    assert not (tmp_path / "blobs" / "datastores" / datastore.id / "frames").exists()
+
+
+def test_total_size_quota(datastore, tmp_path, store_settings):
+    store_settings.APERTURE_IMPORT_MAX_BYTES = 1000
+    write_series(tmp_path / "in", 1)
+    job = import_job_start_local(datastore_id=datastore.id, paths=[str(tmp_path / "in")])
+    job.refresh_from_db()
+    assert job.status == "FAILED" and "FILE_SIZE_LIMIT_EXCEEDED" in job.message
+
+
+def test_unwritable_output_fails_the_job(datastore, tmp_path):
+    write_series(tmp_path / "in", 1)
+    answer = import_job_start(
+        datastore_id=datastore.id, client_token="unwritable", data_access_role_arn="arn:aws:iam::123456789012:role/r",
+        input_s3_uri="s3://unused/", output_s3_uri="file:///proc/aperture-cannot-write/",
+        input_paths=[str(tmp_path / "in")],
+    )
+    job = ImportJob.objects.get(pk=answer["jobId"])
+    assert job.status == "FAILED" and "cannot be written" in job.message
+    assert not ImageSet.objects.exists()
+
+
+def test_worker_processes_give_the_same_result(datastore, tmp_path, store_settings):
+    store_settings.APERTURE_IMPORT_CONCURRENCY = 2
+    write_series(tmp_path / "in", 4)
+    job = import_job_start_local(datastore_id=datastore.id, paths=[str(tmp_path / "in")])
+    job.refresh_from_db()
+    assert job.status == "COMPLETED" and job.imported_files == 4
+    assert ImageSet.objects.get(datastore=datastore).number_of_instances == 4
+
+
+def test_import_dicom_command(tmp_path):
+    """The command end to end in its own process, as an operator runs it."""
+    env = {"APERTURE_DATA_DIR": str(tmp_path / "data"), "PATH": str(Path(sys.executable).parent)}
+    run = lambda *args: subprocess.run([sys.executable, "manage.py", *args], env=env, capture_output=True,  # noqa: E731
+                                       text=True, cwd=Path(__file__).resolve().parent.parent)
+    assert run("migrate", "-v0").returncode == 0
+    created = run("shell", "-c", "from django.conf import settings; settings.APERTURE_TASKS='eager';"
+                  "from imaging.services.datastores import datastore_create;"
+                  "print(datastore_create(client_token='cli', name='cli')['datastoreId'])")
+    datastore_id = created.stdout.strip().splitlines()[-1]
+    write_series(tmp_path / "series", 2)
+    result = run("import_dicom", "--datastore", datastore_id, str(tmp_path / "series"))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["numberOfImportedFiles"] == 2 and summary["numberOfGeneratedImageSets"] == 1
+    missing = run("import_dicom", "--datastore", datastore_id, str(tmp_path / "nowhere"))
+    assert missing.returncode != 0 and "does not exist" in missing.stderr
+
+
+def test_admin_folder_import_is_limited_to_import_roots(admin_client, datastore, tmp_path, store_settings):
+    allowed = tmp_path / "allowed"
+    write_series(allowed / "s1", 2)
+    store_settings.APERTURE_IMPORT_ROOTS = [str(allowed)]
+    url = f"/admin/imaging/datastore/{datastore.id}/import-folder/"
+    page = admin_client.get(url)
+    assert page.status_code == 200
+    refused = admin_client.post(url, {"folder": str(tmp_path)})
+    assert refused.status_code == 200 and b"not under" in refused.content
+    escaped = admin_client.post(url, {"folder": str(allowed / ".." )})
+    assert escaped.status_code == 200 and b"not under" in escaped.content
+    accepted = admin_client.post(url, {"folder": str(allowed / "s1")})
+    assert accepted.status_code == 302
+    job = ImportJob.objects.get(datastore=datastore)
+    assert job.status == "COMPLETED" and job.imported_files == 2
+    detail = admin_client.get(f"/admin/imaging/importjob/{job.id}/change/")
+    assert detail.status_code == 200 and b"numberOfImportedFiles" in detail.content
