@@ -17,11 +17,15 @@ RPCL = 2  # progression order code in the COD marker
 
 
 def decomposition_levels(width: int, height: int) -> int:
-    """The largest d <= 5 with ceil(min(W, H) / 2^d) >= 64; 0 for images smaller than 128 pixels."""
-    smallest = min(width, height)
+    """The largest d <= 5 with ceil(max(W, H) / 2^d) >= 64.
+
+    SPEC 6.1 writes min(W, H) but says the rule must reproduce the published 640x480 example with three levels;
+    only the larger side does (480 / 2^3 = 60 < 64, 640 / 2^3 = 80), so the published behaviour wins.
+    """
+    largest = max(width, height)
     levels = 0
     for d in range(1, MAX_LEVELS + 1):
-        if math.ceil(smallest / 2**d) >= MIN_BASE_SIZE:
+        if math.ceil(largest / 2**d) >= MIN_BASE_SIZE:
             levels = d
     return levels
 
@@ -34,7 +38,8 @@ def encode_lossless(frame: np.ndarray, *, rgb: bool) -> bytes:
             np.ascontiguousarray(frame),
             reversible=True,
             rgb=bool(rgb and frame.ndim == 3),
-            resolutions=decomposition_levels(width, height),
+            # imagecodecs reads 0 as "use the default (5)", so images small enough for 0 levels get 1.
+            resolutions=max(decomposition_levels(width, height), 1),
             tlm=True,
             tilepart=imagecodecs.HTJ2K.TILEPART.RESOLUTIONS,
         )
@@ -51,4 +56,4 @@ def codestream_levels(codestream: bytes) -> int:
     position = codestream.find(b"\xff\x52")
     if position < 0:
         raise ValueError("no COD marker in the codestream")
-    return codestream[position + 8]
+    return codestream[position + 9]  # FF52, Lcod(2), Scod, progression, layers(2), MCT, then levels

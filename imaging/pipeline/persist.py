@@ -32,7 +32,7 @@ from imaging.models import (
     ImageSetVersion,
     WorkflowStatus,
 )
-from imaging.pipeline.transcode import FileResult
+from imaging.pipeline.transcode import FileResult, frame_blob_key
 from imaging.storage import BlobStore
 
 STUDY_LEVEL_KEYS = len(PATIENT_KEYS) + len(STUDY_KEYS)
@@ -54,10 +54,6 @@ class StoredInstance:
     is_primary: bool = False
 
 
-def frame_blob_key(datastore_id: str, frame_id: str) -> str:
-    return f"datastores/{datastore_id}/frames/{frame_id[:2]}/{frame_id}"
-
-
 def metadata_blob_key(datastore_id: str, image_set_id: str, version: int) -> str:
     return f"datastores/{datastore_id}/imagesets/{image_set_id}/metadata-v{version}-{uuid.uuid4().hex[:8]}.json.gz"
 
@@ -77,7 +73,8 @@ def stored_instance(result: FileResult, datastore_id: str) -> StoredInstance:
             level_vrs=result.level_vrs,
             instance=result.instance,
         ),
-        frames=[(f.frame_id, frame_blob_key(datastore_id, f.frame_id), stored_syntax, len(f.data)) for f in result.frames],
+        frames=[(f.frame_id, frame_blob_key(datastore_id, f.frame_id), stored_syntax, f.size or len(f.data))
+                for f in result.frames],
         warnings=result.warnings,
     )
 

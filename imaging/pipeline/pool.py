@@ -12,7 +12,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Iterator
 
 from imaging.pipeline.sources import S3Settings, SourceObject
-from imaging.pipeline.transcode import FileResult, process_source
+from imaging.pipeline.transcode import FileResult, FrameSink, process_source
 
 _pool: ProcessPoolExecutor | None = None
 _pool_size = 0
@@ -39,12 +39,12 @@ def _reset() -> None:
 
 
 def process_all(
-    objects: list[SourceObject], *, s3: S3Settings, storage_format: str, concurrency: int
+    objects: list[SourceObject], *, s3: S3Settings, storage_format: str, concurrency: int, sink: FrameSink | None = None
 ) -> Iterator[FileResult]:
     """Results as they complete; at most 2 x concurrency files are in flight, so memory stays bounded."""
     if concurrency <= 0:
         for item in objects:
-            yield process_source(item.uri, item.display_name, s3, storage_format)
+            yield process_source(item.uri, item.display_name, s3, storage_format, sink)
         return
     pending: dict[Future, SourceObject] = {}
     queue = list(reversed(objects))
@@ -54,7 +54,7 @@ def process_all(
             executor = _executor(concurrency)
             while len(pending) < 2 * concurrency and queue:
                 item = queue.pop()
-                pending[executor.submit(process_source, item.uri, item.display_name, s3, storage_format)] = item
+                pending[executor.submit(process_source, item.uri, item.display_name, s3, storage_format, sink)] = item
             if not pending:
                 return
             done, _ = wait(pending, return_when=FIRST_COMPLETED)

@@ -54,6 +54,7 @@ WARNING_TYPES = {
 class EncodedFrame:
     frame_id: str
     data: bytes
+    size: int = 0
 
 
 @dataclass
@@ -80,14 +81,48 @@ class FileResult:
         return self
 
 
-def process_source(uri: str, display_name: str, s3: S3Settings, storage_format: str) -> FileResult:
-    """Read one object and run it through the pipeline; never raises."""
+def frame_blob_key(datastore_id: str, frame_id: str) -> str:
+    return f"datastores/{datastore_id}/frames/{frame_id[:2]}/{frame_id}"
+
+
+@dataclass(frozen=True)
+class FrameSink:
+    """Where a worker writes the frames of a file that processed cleanly: the blob store and the data store."""
+
+    blob_store_url: str
+    blob_store_s3: tuple[str, str, str, str]
+    datastore_id: str
+
+
+def process_source(uri: str, display_name: str, s3: S3Settings, storage_format: str,
+                   sink: FrameSink | None = None) -> FileResult:
+    """Read one object, run it through the pipeline and store its frames; never raises.
+
+    Frames are written only once the whole file has been processed and verified, and their bytes are then dropped
+    from the result, so only metadata travels back to the job driver.
+    """
     result = FileResult(input_file=display_name)
     try:
         data = read_object(uri, s3)
     except SourceError as e:
         return result.fail("ValidationException", str(e))
-    return process_bytes(data, result, storage_format=storage_format)
+    result = process_bytes(data, result, storage_format=storage_format)
+    if result.ok and sink is not None:
+        from imaging.storage import BlobStoreError, open_blob_store
+
+        store = open_blob_store(sink.blob_store_url, sink.blob_store_s3)
+        written: list[str] = []
+        try:
+            for frame in result.frames:
+                key = frame_blob_key(sink.datastore_id, frame.frame_id)
+                store.put(key, frame.data)
+                written.append(key)
+                frame.size, frame.data = len(frame.data), b""
+        except BlobStoreError:
+            for key in written:
+                store.delete(key)
+            return result.fail("InternalServerException", "The frames could not be stored")
+    return result
 
 
 def process_bytes(data: bytes, result: FileResult, *, storage_format: str = "HTJ2K") -> FileResult:

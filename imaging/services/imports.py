@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import socket
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -23,12 +24,13 @@ from django.utils import timezone
 
 from imaging.errors import NotFound, QuotaExceeded, ValidationFailed
 from imaging.models import ImportJob, JobStatus
-from imaging.pipeline.persist import StoredInstance, frame_blob_key, persist_instances, stored_instance
+from imaging.pipeline.persist import StoredInstance, persist_instances, stored_instance
+from imaging.pipeline.transcode import FrameSink, frame_blob_key
 from imaging.pipeline.pool import process_all
 from imaging.pipeline.sources import S3Settings, SourceError, SourceObject, list_objects, write_object
 from imaging.services.common import idempotent
 from imaging.services.datastores import datastore_get_live, datastore_require_active
-from imaging.storage import blob_store
+from imaging.storage import blob_store, blob_store_address
 from imaging.tasks import enqueue, task
 
 logger = logging.getLogger(__name__)
@@ -225,17 +227,22 @@ def _import(job: ImportJob, s3: S3Settings, blobs, written: list[str]) -> None:
     prefix = job_output_prefix(job)
     write_object(prefix + "job-output-manifest.json", b"{}", s3)
     progress = _Progress(job)
+    started = time.perf_counter()
     lines: list[dict[str, Any]] = []
+    limit = settings.APERTURE_IMPORT_MAX_FILE_BYTES
+    for item in [item for item in objects if item.size > limit]:
+        lines.append({"inputFile": item.display_name, "exception": {
+            "exceptionType": "ValidationException", "message": f"The file is larger than the {limit}-byte limit"}})
+        progress.add(False)
+    objects = [item for item in objects if item.size <= limit]
     instances: list[StoredInstance] = []
+    url, s3_address = blob_store_address()
+    sink = FrameSink(blob_store_url=url, blob_store_s3=s3_address, datastore_id=job.datastore_id)
     for result in process_all(objects, s3=s3, storage_format=job.datastore.lossless_storage_format,
-                              concurrency=settings.APERTURE_IMPORT_CONCURRENCY):
-        if result.ok and result.source_bytes > settings.APERTURE_IMPORT_MAX_FILE_BYTES:
-            result.fail("ValidationException", "The file is larger than the per-file size limit")
+                              concurrency=settings.APERTURE_IMPORT_CONCURRENCY, sink=sink):
         if result.ok:
-            for frame in result.frames:
-                key = frame_blob_key(job.datastore_id, frame.frame_id)
-                blobs.put(key, frame.data)
-                written.append(key)
+            # Workers wrote the frames; remember them so a job that fails later removes them again.
+            written += [frame_blob_key(job.datastore_id, frame.frame_id) for frame in result.frames]
             instances.append(stored_instance(result, job.datastore_id))
         else:
             lines.append({"inputFile": result.input_file,
@@ -253,10 +260,13 @@ def _import(job: ImportJob, s3: S3Settings, blobs, written: list[str]) -> None:
                 response["warnings"] = item.warnings
             lines.append({"inputFile": item.input_file, "importResponse": response})
         ImportJob.objects.filter(pk=job.pk).update(
-            outcome={"lines": lines, "imageSetsSummary": summaries, "scanned": len(objects)}
+            outcome={"lines": lines, "imageSetsSummary": summaries, "scanned": progress.scanned}
         )
 
+    processed = time.perf_counter()
     persist_instances(datastore=job.datastore, instances=instances, blobs=blobs, after_write=record)
+    logger.info("import job %s: %d files processed in %.2fs, persisted in %.2fs", job.id, progress.scanned,
+                processed - started, time.perf_counter() - processed)
     job.refresh_from_db()
 
 

@@ -1,21 +1,22 @@
-"""Blob storage chosen by APERTURE_BLOB_STORE: file:///path (default), s3://bucket/prefix or memory://."""
+"""Blob storage chosen by APERTURE_BLOB_STORE: file:///path (default), s3://bucket/prefix or memory://.
+
+`open_blob_store` needs no Django, so import worker processes can write frames themselves; `blob_store` is the
+configured store of this process.
+"""
 from __future__ import annotations
 
 import threading
 from urllib.parse import urlparse
 
-from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
-
 from imaging.storage.base import BlobStore, BlobStoreError
 
-__all__ = ["BlobStore", "BlobStoreError", "blob_store", "blob_store_from_url"]
+__all__ = ["BlobStore", "BlobStoreError", "blob_store", "open_blob_store"]
 
-_stores: dict[str, BlobStore] = {}
+_stores: dict[tuple, BlobStore] = {}
 _lock = threading.Lock()
 
 
-def blob_store_from_url(url: str) -> BlobStore:
+def _make(url: str, s3: tuple[str, str, str, str]) -> BlobStore:
     parsed = urlparse(url)
     if parsed.scheme == "file":
         from imaging.storage.filesystem import FilesystemBlobStore
@@ -24,24 +25,36 @@ def blob_store_from_url(url: str) -> BlobStore:
     if parsed.scheme == "s3":
         from imaging.storage.s3 import S3BlobStore, s3_client
 
-        client = s3_client(
-            endpoint_url=getattr(settings, "APERTURE_S3_ENDPOINT_URL", ""),
-            access_key_id=getattr(settings, "APERTURE_S3_ACCESS_KEY_ID", ""),
-            secret_access_key=getattr(settings, "APERTURE_S3_SECRET_ACCESS_KEY", ""),
-            region=settings.APERTURE_REGION,
-        )
+        endpoint, key_id, secret, region = s3
+        client = s3_client(endpoint_url=endpoint, access_key_id=key_id, secret_access_key=secret, region=region)
         return S3BlobStore(client=client, bucket=parsed.netloc, prefix=parsed.path)
     if parsed.scheme == "memory":
         from imaging.storage.memory import MemoryBlobStore
 
         return MemoryBlobStore()
-    raise ImproperlyConfigured(f"APERTURE_BLOB_STORE must be file://, s3:// or memory://, not {url!r}")
+    raise ValueError(f"APERTURE_BLOB_STORE must be file://, s3:// or memory://, not {url!r}")
+
+
+def open_blob_store(url: str, s3: tuple[str, str, str, str] = ("", "", "", "us-east-1")) -> BlobStore:
+    """One store per (URL, S3 endpoint and credentials) and process."""
+    with _lock:
+        if (url, s3) not in _stores:
+            _stores[(url, s3)] = _make(url, s3)
+        return _stores[(url, s3)]
+
+
+def blob_store_address() -> tuple[str, tuple[str, str, str, str]]:
+    """The configured store as plain values a worker process can open."""
+    from django.conf import settings
+
+    return settings.APERTURE_BLOB_STORE, (
+        settings.APERTURE_S3_ENDPOINT_URL,
+        settings.APERTURE_S3_ACCESS_KEY_ID,
+        settings.APERTURE_S3_SECRET_ACCESS_KEY,
+        settings.APERTURE_REGION,
+    )
 
 
 def blob_store() -> BlobStore:
-    """The configured store, one instance per URL and process."""
-    url = settings.APERTURE_BLOB_STORE
-    with _lock:
-        if url not in _stores:
-            _stores[url] = blob_store_from_url(url)
-        return _stores[url]
+    """The configured store of this process."""
+    return open_blob_store(*blob_store_address())

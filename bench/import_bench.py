@@ -1,0 +1,131 @@
+"""Import throughput against the pure HTJ2K encode time of the same frames, measured in the same run.
+
+    .venv/bin/python bench/import_bench.py [--slices 300] [--shared ../shared/dicom]
+
+Generates a 300-slice 512x512 16-bit CT series, imports it (and the shared test files) through the real pipeline
+(local folder job, worker processes, blob store, database) into a throw-away data directory, and prints a table.
+The baseline is `imagecodecs.htj2k_encode` of exactly the same frames, one after another in this process.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def phantom_series(folder: Path, slices: int) -> list:
+    """A CT-like series: a body ellipse with organs and noise, 12 bits stored in 16."""
+    import numpy as np
+    from pydicom.uid import generate_uid
+
+    from tests.dicomgen import ct_bytes
+
+    rng = np.random.default_rng(7)
+    y, x = np.mgrid[0:512, 0:512]
+    body = ((x - 256) / 200) ** 2 + ((y - 256) / 150) ** 2 <= 1
+    study, series = generate_uid(), generate_uid()
+    frames = []
+    folder.mkdir(parents=True, exist_ok=True)
+    for n in range(slices):
+        organ = ((x - 200 - n % 40) / 50) ** 2 + ((y - 250) / 40) ** 2 <= 1
+        image = np.where(body, 1040, 24).astype(np.int32) + np.where(organ, 60, 0)
+        image = np.clip(image + rng.normal(0, 12, image.shape), 0, 4095).astype(np.uint16)
+        frames.append(image)
+        (folder / f"{n:04}.dcm").write_bytes(ct_bytes(study_uid=study, series_uid=series, instance_number=n + 1,
+                                                      rows=512, columns=512, pixels=image))
+    return frames
+
+
+def pure_encode_seconds(frames) -> float:
+    from imaging.codecs import htj2k
+
+    start = time.perf_counter()
+    for frame in frames:
+        htj2k.encode_lossless(frame, rgb=False)
+    return time.perf_counter() - start
+
+
+def shared_frames(folder: Path) -> list:
+    """Decoded frames of the shared files that the pipeline transcodes, for their own baseline."""
+    import warnings
+
+    import pydicom
+
+    from imaging.codecs.source import describe, iter_decoded_frames
+
+    frames = []
+    warnings.simplefilter("ignore")
+    for path in sorted(folder.rglob("*.dcm")):
+        try:
+            ds = pydicom.dcmread(path)
+            description = describe(ds, str(ds.file_meta.TransferSyntaxUID))
+            if description is None or description.stored_as_received:
+                continue
+            frames += list(iter_decoded_frames(ds, description))
+        except Exception:
+            continue
+    return frames
+
+
+def import_seconds(paths: list[Path]) -> tuple[float, int]:
+    from django.conf import settings
+
+    from imaging.models import ImportJob
+    from imaging.services.datastores import datastore_create
+    from imaging.services.imports import import_job_start_local
+
+    settings.APERTURE_TASKS = "eager"
+    datastore_id = datastore_create(client_token=os.urandom(8).hex(), name="bench")["datastoreId"]
+    start = time.perf_counter()
+    job = import_job_start_local(datastore_id=datastore_id, paths=[str(p) for p in paths])
+    elapsed = time.perf_counter() - start
+    job = ImportJob.objects.get(pk=job.pk)
+    assert job.status == "COMPLETED", job.message
+    return elapsed, job.imported_files
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--slices", type=int, default=300)
+    parser.add_argument("--shared", default=str(ROOT.parent / "shared" / "dicom"))
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="aperture-bench-"))
+    os.environ["APERTURE_DATA_DIR"] = str(work / "data")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    from django.conf import settings
+
+    series_dir = work / "series"
+    frames = phantom_series(series_dir, args.slices)
+    import_seconds([series_dir])  # warm the worker pool once, as a running server has it warm
+    rows = []
+    series_bytes = sum(p.stat().st_size for p in series_dir.rglob("*.dcm"))
+    encode = pure_encode_seconds(frames)
+    pipeline, imported = import_seconds([series_dir])
+    rows.append(("CT 512x512x%d" % args.slices, imported, series_bytes, pipeline, encode))
+    shared = Path(args.shared)
+    if shared.is_dir():
+        shared_bytes = sum(p.stat().st_size for p in shared.rglob("*.dcm"))
+        encode = pure_encode_seconds(shared_frames(shared))
+        pipeline, imported = import_seconds([shared])
+        rows.append(("shared/dicom", imported, shared_bytes, pipeline, encode))
+    print(f"worker processes: {settings.APERTURE_IMPORT_CONCURRENCY}, cores: {os.cpu_count()}")
+    print(f"{'input':<18}{'files':>7}{'MB':>9}{'pipeline s':>12}{'files/s':>9}{'MB/s':>8}{'encode s':>10}{'ratio':>7}")
+    for name, files, size, pipeline, encode in rows:
+        print(f"{name:<18}{files:>7}{size / 1e6:>9.1f}{pipeline:>12.2f}{files / pipeline:>9.1f}"
+              f"{size / 1e6 / pipeline:>8.1f}{encode:>10.2f}{pipeline / encode:>7.2f}")
+
+
+if __name__ == "__main__":
+    main()

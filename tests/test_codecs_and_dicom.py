@@ -1,0 +1,145 @@
+"""The Django-free building blocks: HTJ2K as we write it, checksums, metadata normalization, pixel verification."""
+from __future__ import annotations
+
+import struct
+import zlib
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+from pydicom.uid import generate_uid
+
+from imaging.codecs import htj2k
+from imaging.codecs.ifrc import canonical_bytes, frame_checksums
+from imaging.codecs.source import describe, iter_decoded_frames
+from imaging.dicom.document import InstancePart, add_instances, new_document, summary
+from imaging.dicom.normalize import normalize_dataset
+from imaging.pipeline import transcode
+from imaging.pipeline.transcode import FileResult, process_bytes
+from tests.dicomgen import ct_bytes, ct_dataset, to_bytes
+
+
+@pytest.mark.parametrize("size, levels", [((640, 480), 3), ((512, 512), 3), ((1024, 1024), 4), ((64, 64), 0),
+                                          ((127, 4000), 5), ((100, 100), 0), ((128, 128), 1), ((4096, 4096), 5)])
+def test_decomposition_levels(size, levels):
+    assert htj2k.decomposition_levels(*size) == levels
+
+
+def markers(codestream: bytes) -> dict:
+    found = {"SOT": codestream.count(b"\xff\x90")}
+    position = codestream.find(b"\xff\x52")
+    found["progression"] = codestream[position + 5]
+    found["levels"] = codestream[position + 9]
+    found["TLM"] = b"\xff\x55" in codestream[: codestream.find(b"\xff\x90")]
+    siz = codestream.find(b"\xff\x51")
+    found["precision"] = (codestream[siz + 2 + 38] & 0x7F) + 1
+    return found
+
+
+def test_codestream_is_rpcl_with_tlm_and_a_tile_part_per_resolution():
+    frame = np.random.default_rng(1).integers(-1024, 3000, (512, 512)).astype(np.int16)
+    codestream = htj2k.encode_lossless(frame, rgb=False)
+    found = markers(codestream)
+    assert found == {"SOT": 4, "progression": 2, "levels": 3, "TLM": True, "precision": 16}
+    assert np.array_equal(htj2k.decode(codestream), frame)
+    assert htj2k.decode(codestream, skip_levels=3).shape == (64, 64)
+
+
+def test_checksums_from_base_to_full_resolution():
+    frame = np.random.default_rng(2).integers(0, 4096, (480, 640)).astype(np.uint16)
+    codestream = htj2k.encode_lossless(frame, rgb=False)
+    entries = frame_checksums(frame, levels=3, decode_level=lambda s: htj2k.decode(codestream, skip_levels=s),
+                              bits_allocated=16, bits_stored=12, signed=False)
+    assert [(e["Width"], e["Height"]) for e in entries] == [(80, 60), (160, 120), (320, 240), (640, 480)]
+    assert entries[-1]["Checksum"] == zlib.crc32(frame.astype("<u2").tobytes())
+    reduced = np.clip(htj2k.decode(codestream, skip_levels=1), 0, 4095)
+    assert entries[-2]["Checksum"] == zlib.crc32(reduced.astype("<u2").tobytes())
+
+
+def test_rgb_checksum_interleaves_components_and_uses_one_byte():
+    rgb = np.random.default_rng(3).integers(0, 256, (4, 5, 3)).astype(np.uint8)
+    assert canonical_bytes(rgb, bits_allocated=8, signed=False) == rgb.tobytes()
+    signed = np.array([[-1, 2]], dtype=np.int16)
+    assert canonical_bytes(signed, bits_allocated=16, signed=True) == struct.pack("<hh", -1, 2)
+
+
+def test_bits_above_bits_stored_are_masked():
+    ds = ct_dataset(study_uid="1.2", series_uid="1.2.3", pixels=np.full((64, 64), 0xF123, dtype=np.uint16))
+    ds = pydicom.dcmread(__import__("io").BytesIO(to_bytes(ds)))
+    description = describe(ds, str(ds.file_meta.TransferSyntaxUID))
+    frame = next(iter_decoded_frames(ds, description))
+    assert int(frame.max()) == 0x123
+
+
+def test_normalization_rules():
+    ds = ct_dataset(study_uid="1.2.3", series_uid="1.2.3.4", sop_uid="1.2.3.4.5")
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.PatientName = "DOE^JANE^^DR=ドウ^ジェーン"
+    ds.ReferencedImageSequence = Sequence([Dataset(), Dataset()])
+    ds.ReferencedImageSequence[0].ReferencedSOPInstanceUID = "1.2.9"
+    ds.ReferencedImageSequence[0].add_new(0x00091011, "DS", "2.50")
+    ds.ReferencedImageSequence[1].ReferencedSOPInstanceUID = "1.2.10"
+    ds.StudyDescription = ""
+    ds.ExposureTime = "100"
+    ds.add_new(0x00181152, "IS", "7")
+    ds.add_new(0x00280106, "US", 3)  # SmallestImagePixelValue
+    ds.add_new(0x00185100, "CS", "HFS")
+    ds = pydicom.dcmread(__import__("io").BytesIO(to_bytes(ds)))  # values as a file carries them
+    notes = normalize_dataset(ds)
+    assert notes.levels["Patient"]["PatientName"] == "DOE^JANE^^DR=ドウ^ジェーン"
+    study = notes.levels["Study"]
+    assert study["StudyDescription"] is None and study["StudyInstanceUID"] == "1.2.3"
+    assert notes.levels["Series"]["PatientPosition"] == "HFS"  # a Series-level element by SPEC 5.3
+    instance = notes.levels["Instance"]
+    assert instance["ExposureTime"] == "100" and instance["Exposure"] == "7"
+    assert instance["SmallestImagePixelValue"] == 3
+    assert instance["ImagePositionPatient"] == ["0", "0", "1"]
+    assert instance["PixelSpacing"] == ["0.5", "0.5"]
+    assert instance["PixelData"] is None
+    assert instance["FileMetaInformationVersion"] == "AAE="
+    assert instance["TransferSyntaxUID"] == "1.2.840.10008.1.2.1"
+    items = instance["ReferencedImageSequence"]
+    assert items[0] == {"ReferencedSOPInstanceUID": "1.2.9", "00091011": "2.50", "DICOMVRs": {"00091011": "DS"}}
+    assert items[1] == {"ReferencedSOPInstanceUID": "1.2.10"}
+    assert notes.vrs["Instance"] == {"00091010": "LO"}
+
+
+def test_lowest_instance_number_wins_at_each_level():
+    def part(number: int, description: str) -> InstancePart:
+        return InstancePart(series_uid="1.2.3", sop_uid=f"1.2.3.{number}", instance_number=number,
+                            levels={"Patient": {}, "Study": {"StudyDescription": description}, "Series": {}},
+                            level_vrs={}, instance={"DICOM": {"InstanceNumber": str(number)}})
+
+    forward = add_instances(new_document(datastore_id="d", image_set_id="i"), [part(2, "second"), part(1, "first")])
+    backward = add_instances(new_document(datastore_id="d", image_set_id="i"), [part(1, "first"), part(2, "second")])
+    assert forward == backward
+    assert forward["Study"]["DICOM"]["StudyDescription"] == "first"
+    assert summary(forward)["number_of_instances"] == 2
+
+
+def test_a_frame_that_does_not_verify_fails_the_file_as_a_server_error(monkeypatch):
+    good = htj2k.encode_lossless
+    monkeypatch.setattr(htj2k, "encode_lossless", lambda frame, rgb: good(frame ^ 1, rgb=rgb))
+    result = process_bytes(ct_bytes(study_uid=generate_uid(), series_uid=generate_uid()), FileResult(input_file="x"))
+    assert not result.ok
+    assert result.exception_type == "InternalServerException"
+    assert "verification failed" in result.message
+    assert result.frames == [] and result.instance == {}
+
+
+def test_transcode_module_imports_no_django():
+    import subprocess
+    import sys
+
+    code = ("import sys; import imaging.pipeline.transcode, imaging.codecs.source, imaging.dicom.document;"
+            "sys.exit(1 if any(m == 'django' or m.startswith('django.') for m in sys.modules) else 0)")
+    assert subprocess.run([sys.executable, "-c", code], cwd=transcode.__file__.rsplit("/imaging/", 1)[0]).returncode == 0
+
+
+def test_small_images_get_the_fewest_levels_the_encoder_can_write():
+    frame = np.arange(100 * 100, dtype=np.uint16).reshape(100, 100)
+    codestream = htj2k.encode_lossless(frame, rgb=False)
+    assert htj2k.codestream_levels(codestream) == 1
+    assert np.array_equal(htj2k.decode(codestream), frame)
