@@ -196,3 +196,7 @@ APERTURE_MAX_CONCURRENT_IMPORTS = env_int("APERTURE_MAX_CONCURRENT_IMPORTS", 100
 APERTURE_IMPORT_ROOTS = env_list("APERTURE_IMPORT_ROOTS", [])
 # A job whose worker has not reported for this long is taken to be dead and is run again.
 APERTURE_IMPORT_STALE_SECONDS = env_int("APERTURE_IMPORT_STALE_SECONDS", 120, minimum=5)
+
+# --- Storage tiers (SPEC 9) ---
+APERTURE_TIERING_DAYS = env_int("APERTURE_TIERING_DAYS", 30, minimum=1)
+APERTURE_TIERING_SWEEP_SECONDS = env_int("APERTURE_TIERING_SWEEP_SECONDS", 24 * 3600, minimum=60)

@@ -200,7 +200,10 @@ class ImageSet(models.Model):
     message = models.CharField(max_length=2048, blank=True)
     is_primary = models.BooleanField(default=True)
     forced = models.BooleanField(default=False)
+    # latest_version is the newest version, reserved as soon as a write is accepted; content_version is the newest
+    # one whose write completed, which is what metadata and frame reads serve while the set is LOCKED.
     latest_version = models.PositiveIntegerField(default=1)
+    content_version = models.PositiveIntegerField(default=1)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     deleted_at = models.DateTimeField(null=True, blank=True)

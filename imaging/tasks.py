@@ -41,6 +41,7 @@ def _load_task_modules() -> None:
     # Tasks live in services; importing them fills the registry in a fresh worker process.
     import imaging.services.datastores  # noqa: F401
     import imaging.services.imports  # noqa: F401
+    import imaging.services.imageset_writes  # noqa: F401
 
 
 def _run_in_thread(name: str, kwargs: dict[str, Any]) -> None:

@@ -10,9 +10,11 @@ from django.views.decorators.csrf import csrf_exempt
 from imaging.api.dispatch import ApiContext, BlobResult, authorize, dispatch, operation, unknown_operation
 from imaging.models import Datastore, ImageSet, ImportJob, datastore_arn, image_set_arn
 from imaging.services import datastores as datastore_services
+from imaging.services import imageset_writes
 from imaging.services import imagesets as imageset_services
 from imaging.services import imports as import_services
 from imaging.services import tags as tag_services
+from imaging import selectors
 from imaging.services.common import paginate
 
 
@@ -159,12 +161,13 @@ def list_dicom_import_jobs(
 
 
 def image_set_properties(image_set: ImageSet, version) -> dict[str, Any]:
+    latest = version.version == image_set.latest_version
     return {
         "datastoreId": image_set.datastore_id,
         "imageSetId": image_set.id,
         "versionId": str(version.version),
-        "imageSetState": image_set.state if version.version == image_set.latest_version else version.state,
-        "imageSetWorkflowStatus": version.workflow_status,
+        "imageSetState": image_set.state if latest else version.state,
+        "imageSetWorkflowStatus": image_set.workflow_status if latest else version.workflow_status,
         "createdAt": image_set.created_at,
         "updatedAt": version.updated_at,
         "deletedAt": image_set.deleted_at,
@@ -181,9 +184,44 @@ def image_set_properties(image_set: ImageSet, version) -> dict[str, Any]:
 def get_image_set(ctx: ApiContext, *, datastoreId: str, imageSetId: str, versionId: str | None = None) -> dict[str, Any]:
     image_set = imageset_services.imageset_get(datastore_id=datastoreId, image_set_id=imageSetId)
     version = imageset_services.imageset_version(image_set=image_set, version=versionId)
-    imageset_services.imageset_touch(image_set=image_set)
-    image_set.refresh_from_db()
     return image_set_properties(image_set, version)
+
+
+@operation("SearchImageSets", resources=_datastore_resource)
+def search_image_sets(
+    ctx: ApiContext, *, datastoreId: str, searchCriteria: dict | None = None, nextToken: str | None = None,
+    maxResults: int | None = None,
+) -> dict[str, Any]:
+    datastore_services.datastore_get_live(datastore_id=datastoreId)
+    summaries, sort, token = selectors.imagesets_search(
+        datastore_id=datastoreId, criteria=searchCriteria or {}, next_token=nextToken, max_results=maxResults
+    )
+    return {"imageSetsMetadataSummaries": summaries, "sort": sort, "nextToken": token}
+
+
+@operation("ListImageSetVersions", resources=_image_set_resources)
+def list_image_set_versions(
+    ctx: ApiContext, *, datastoreId: str, imageSetId: str, nextToken: str | None = None, maxResults: int | None = None
+) -> dict[str, Any]:
+    image_set = imageset_services.imageset_get(datastore_id=datastoreId, image_set_id=imageSetId)
+    page, token = paginate(image_set.versions.order_by("-version"), scope=f"Versions:{image_set.id}",
+                           next_token=nextToken, max_results=maxResults)
+    items = []
+    for version in page:
+        properties = image_set_properties(image_set, version)
+        items.append({
+            "imageSetId": image_set.id,
+            "versionId": properties["versionId"],
+            "imageSetState": properties["imageSetState"],
+            "ImageSetWorkflowStatus": properties["imageSetWorkflowStatus"],  # the model's spelling here
+            "createdAt": version.created_at,
+            "updatedAt": version.updated_at,
+            "deletedAt": version.deleted_at,
+            "message": properties["message"],
+            "overrides": properties["overrides"],
+            "isPrimary": version.is_primary,
+        })
+    return {"imageSetPropertiesList": items, "nextToken": token}
 
 
 @operation("GetImageSetMetadata", resources=_image_set_resources)
@@ -203,6 +241,42 @@ def get_image_frame(ctx: ApiContext, *, datastoreId: str, imageSetId: str, image
         accept=ctx.request.headers.get("Accept"),
     )
     return BlobResult(data, {"Content-Type": content_type})
+
+
+@operation("UpdateImageSetMetadata", resources=_image_set_resources)
+def update_image_set_metadata(
+    ctx: ApiContext, *, datastoreId: str, imageSetId: str, latestVersionId: str,
+    updateImageSetMetadataUpdates: dict, force: bool = False, includeStudyImageSets: bool = False,
+) -> dict[str, Any]:
+    return imageset_writes.imageset_update(
+        datastore_id=datastoreId, image_set_id=imageSetId, latest_version_id=latestVersionId,
+        updates=updateImageSetMetadataUpdates, force=force, include_study_image_sets=includeStudyImageSets,
+    )
+
+
+def _copy_resources(params: dict[str, Any]) -> list[str]:
+    resources = [datastore_arn(params["datastoreId"]), image_set_arn(params["datastoreId"], params["sourceImageSetId"])]
+    destination = (params.get("copyImageSetInformation") or {}).get("destinationImageSet")
+    if destination:
+        resources.append(image_set_arn(params["datastoreId"], destination["imageSetId"]))
+    return resources
+
+
+@operation("CopyImageSet", resources=_copy_resources)
+def copy_image_set(
+    ctx: ApiContext, *, datastoreId: str, sourceImageSetId: str, copyImageSetInformation: dict,
+    force: bool = False, promoteToPrimary: bool = False,
+) -> dict[str, Any]:
+    return imageset_writes.imageset_copy(
+        datastore_id=datastoreId, source_image_set_id=sourceImageSetId, copy_information=copyImageSetInformation,
+        force=force, promote_to_primary=promoteToPrimary,
+    )
+
+
+@operation("DeleteImageSet", resources=_image_set_resources)
+def delete_image_set(ctx: ApiContext, *, datastoreId: str, imageSetId: str) -> dict[str, Any]:
+    datastore_services.datastore_get_live(datastore_id=datastoreId)
+    return imageset_writes.imageset_delete(datastore_id=datastoreId, image_set_id=imageSetId)
 
 
 def route(routes: dict[str, str]):

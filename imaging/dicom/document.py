@@ -81,12 +81,15 @@ def _text(value: Any) -> str:
 
 
 def study_datetime(study_date: str, study_time: str) -> datetime | None:
+    """DICOMStudyDateAndTime as one sortable moment; a missing time is 00:00:00.000000."""
     date = study_date.strip()[:8]
     if len(date) != 8 or not date.isdigit():
         return None
-    digits = "".join(ch for ch in study_time.split(".")[0] if ch.isdigit())[:6].ljust(6, "0")
+    whole, _, fraction = study_time.strip().partition(".")
+    digits = "".join(ch for ch in whole if ch.isdigit())[:6].ljust(6, "0")
+    micro = "".join(ch for ch in fraction if ch.isdigit())[:6].ljust(6, "0")
     try:
-        return datetime.strptime(date + digits, "%Y%m%d%H%M%S").replace(tzinfo=timezone.utc)
+        return datetime.strptime(date + digits + micro, "%Y%m%d%H%M%S%f").replace(tzinfo=timezone.utc)
     except ValueError:
         try:
             return datetime.strptime(date, "%Y%m%d").replace(tzinfo=timezone.utc)

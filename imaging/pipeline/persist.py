@@ -7,6 +7,7 @@ race to create it.
 """
 from __future__ import annotations
 
+import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -36,6 +37,11 @@ from imaging.pipeline.transcode import FileResult, frame_blob_key
 from imaging.storage import BlobStore
 
 STUDY_LEVEL_KEYS = len(PATIENT_KEYS) + len(STUDY_KEYS)
+MERGE_WAIT_SECONDS = 15 * 60  # SPEC 4.4 rule 7
+
+
+class ImageSetBusy(Exception):
+    """The primary image set to merge into is LOCKED by an update or copy; the merge waits and tries again."""
 
 
 @dataclass
@@ -100,7 +106,7 @@ def _write_version(
     columns = summary(document)
     for name, value in columns.items():
         setattr(image_set, name, value)
-    image_set.latest_version = version
+    image_set.latest_version = image_set.content_version = version
     image_set.workflow_status = workflow
     image_set.state = ImageSetState.ACTIVE
     image_set.last_accessed_at = timezone.now()
@@ -123,7 +129,10 @@ def persist_instances(
     *, datastore: Datastore, instances: list[StoredInstance], blobs: BlobStore, after_write=None
 ) -> list[dict[str, Any]]:
     """Group and write; returns the imageSetsSummary. `after_write(summary)` runs inside the transaction."""
-    for attempt in range(3):
+    deadline = time.monotonic() + MERGE_WAIT_SECONDS
+    attempt = 0
+    while True:
+        attempt += 1
         written: list[str] = []
         try:
             with transaction.atomic():
@@ -135,9 +144,14 @@ def persist_instances(
             # Another job created the primary image set of one of these series first: group again against it.
             for key in written:
                 blobs.delete(key)
-            if attempt == 2:
+            if attempt >= 3:
                 raise
-    return []
+        except ImageSetBusy:
+            for key in written:
+                blobs.delete(key)
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
 
 
 def _persist(
@@ -156,7 +170,9 @@ def _persist(
         )
         parts = [member.part for member in members]
         if primary is not None and list(primary.grouping_keys) == list(grouping):
-            current = primary.versions.get(version=primary.latest_version)
+            if primary.state == ImageSetState.LOCKED:
+                raise ImageSetBusy(primary.id)
+            current = primary.versions.get(version=primary.content_version)
             document = add_instances(decode_document(blobs.get(current.metadata_key) or b""), parts)
             _write_version(blobs=blobs, image_set=primary, document=document, version=primary.latest_version + 1,
                            workflow=WorkflowStatus.IMPORTED, members=members, written_keys=written_keys)

@@ -35,7 +35,10 @@ def imageset_touch(*, image_set: ImageSet) -> None:
 
 def imageset_metadata_blob(*, datastore_id: str, image_set_id: str, version: str | None) -> bytes:
     image_set = imageset_get(datastore_id=datastore_id, image_set_id=image_set_id, include_deleted=False)
-    found = imageset_version(image_set=image_set, version=version)
+    # Without a version, the newest *completed* version: a write in progress is not visible yet.
+    found = imageset_version(image_set=image_set, version=version or str(image_set.content_version))
+    if found.version > image_set.content_version:
+        raise NotFound(f"Version {found.version} of image set {image_set_id} is not complete")
     blob = blob_store().get(found.metadata_key)
     if blob is None:
         raise BlobStoreError(f"metadata blob of version {found.version} is missing")

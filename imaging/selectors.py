@@ -1,0 +1,112 @@
+"""Read-side queries: SearchImageSets (SPEC 7) over the indexed columns of ImageSet."""
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db.models import Count, F, Q, QuerySet, Sum
+
+from imaging.dicom.document import study_datetime
+from imaging.errors import ValidationFailed
+from imaging.models import ImageSet, ImageSetState
+from imaging.services.common import paginate
+
+STRING_KEYS = {
+    "DICOMPatientId": "patient_id",
+    "DICOMAccessionNumber": "accession_number",
+    "DICOMStudyId": "study_id",
+    "DICOMStudyInstanceUID": "study_instance_uid",
+    "DICOMSeriesInstanceUID": "series_instance_uid",
+}
+TIME_KEYS = {"createdAt": "created_at", "updatedAt": "updated_at"}
+RANGE_KEYS = set(TIME_KEYS) | {"DICOMStudyDateAndTime"}
+SORT_FIELDS = {"updatedAt": "updated_at", "createdAt": "created_at", "DICOMStudyDateAndTime": "study_date_time"}
+MILLISECOND = timedelta(milliseconds=1)
+
+
+def _study_moment(value: dict[str, str]) -> datetime:
+    date, time = value.get("DICOMStudyDate", ""), value.get("DICOMStudyTime", "") or ""
+    if len(date) != 8 or not date.isdigit():
+        raise ValidationFailed("DICOMStudyDate must be yyyyMMdd")
+    if time and not (time.split(".")[0].isdigit() and len(time.split(".")[0]) in (2, 4, 6)):
+        raise ValidationFailed("DICOMStudyTime must be HHmmss[.FFFFFF]")
+    moment = study_datetime(date, time)
+    if moment is None:
+        raise ValidationFailed("DICOMStudyDate is not a valid date")
+    return moment
+
+
+def _filter_q(search_filter: dict[str, Any]) -> Q:
+    operator, values = search_filter["operator"], search_filter["values"]
+    keys = {key for value in values for key in value}
+    if len(keys) != 1:
+        raise ValidationFailed("All values of one filter must use the same attribute")
+    key = keys.pop()
+    if operator == "EQUAL":
+        if len(values) != 1:
+            raise ValidationFailed("The EQUAL operator takes exactly one value")
+        value = values[0][key]
+        if key in STRING_KEYS:
+            return Q(**{STRING_KEYS[key]: value})
+        if key == "isPrimary":
+            return Q(is_primary=value)
+        if key in TIME_KEYS:
+            return Q(**{f"{TIME_KEYS[key]}__gte": value, f"{TIME_KEYS[key]}__lt": value + MILLISECOND})
+        return Q(study_date_time=_study_moment(value))
+    if key not in RANGE_KEYS:
+        raise ValidationFailed(f"The BETWEEN operator is not supported for {key}")
+    if len(values) != 2:
+        raise ValidationFailed("The BETWEEN operator takes exactly two values")
+    if key in TIME_KEYS:
+        low, high, column = values[0][key], values[1][key], TIME_KEYS[key]
+    else:
+        low, high, column = _study_moment(values[0][key]), _study_moment(values[1][key]), "study_date_time"
+    if low > high:
+        raise ValidationFailed("The lower bound of BETWEEN is above the upper bound")
+    return Q(**{f"{column}__gte": low, f"{column}__lte": high})
+
+
+def imagesets_search(*, datastore_id: str, criteria: dict[str, Any], next_token: str | None,
+                     max_results: int | None) -> tuple[list[dict[str, Any]], dict[str, str], str | None]:
+    """One page of summaries, the effective sort and the next token."""
+    queryset: QuerySet = ImageSet.objects.filter(datastore_id=datastore_id).exclude(state=ImageSetState.DELETED)
+    for search_filter in criteria.get("filters") or []:
+        queryset = queryset.filter(_filter_q(search_filter))
+    sort = criteria.get("sort") or {"sortField": "updatedAt", "sortOrder": "DESC"}
+    column = SORT_FIELDS[sort["sortField"]]
+    ordered = F(column).desc(nulls_last=True) if sort["sortOrder"] == "DESC" else F(column).asc(nulls_last=True)
+    queryset = queryset.order_by(ordered, "id")
+    scope = hashlib.sha256(
+        json.dumps([datastore_id, criteria.get("filters"), sort], sort_keys=True, default=str).encode()
+    ).hexdigest()
+    page, token = paginate(queryset, scope=f"Search:{scope}", next_token=next_token, max_results=max_results)
+    return [_summary(image_set, counts) for image_set, counts in zip(page, _study_counts(datastore_id, page))], sort, token
+
+
+def _study_counts(datastore_id: str, page: list[ImageSet]) -> list[tuple[int, int]]:
+    studies = {image_set.study_instance_uid for image_set in page}
+    rows = (
+        ImageSet.objects.filter(datastore_id=datastore_id, study_instance_uid__in=studies, is_primary=True,
+                                state=ImageSetState.ACTIVE)
+        .values("study_instance_uid")
+        .annotate(series=Count("id"), instances=Sum("number_of_instances"))
+    )
+    by_study = {row["study_instance_uid"]: (row["series"], row["instances"] or 0) for row in rows}
+    return [by_study.get(image_set.study_instance_uid, (0, 0)) for image_set in page]
+
+
+def _summary(image_set: ImageSet, counts: tuple[int, int]) -> dict[str, Any]:
+    tags = dict(image_set.dicom_tags)
+    tags["DICOMNumberOfStudyRelatedSeries"], tags["DICOMNumberOfStudyRelatedInstances"] = counts
+    return {
+        "imageSetId": image_set.id,
+        "version": image_set.latest_version,
+        "createdAt": image_set.created_at,
+        "updatedAt": image_set.updated_at,
+        "lastAccessedAt": image_set.last_accessed_at,
+        "storageTier": image_set.storage_tier,
+        "isPrimary": image_set.is_primary,
+        "DICOMTags": tags,
+    }
