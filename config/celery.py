@@ -14,6 +14,15 @@ app = Celery("aperture")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 
 
+app.conf.beat_schedule = {
+    "tiering-sweep": {
+        "task": "aperture.run",
+        "schedule": float(os.environ.get("APERTURE_TIERING_SWEEP_SECONDS", 24 * 3600)),
+        "args": ("imaging.services.imageset_writes.imagesets_archive_sweep", {}),
+    }
+}
+
+
 @app.task(name="aperture.run", acks_late=True, reject_on_worker_lost=True)
 def run_aperture_task(name: str, kwargs: dict) -> None:
     from imaging.tasks import run_task

@@ -28,15 +28,53 @@ def recover_background_work() -> None:
         for datastore_id in Datastore.objects.filter(status=DatastoreStatus.DELETING).values_list("id", flat=True):
             with transaction.atomic():
                 enqueue(datastore_purge, datastore_id=datastore_id)
+        count_sets = imagesets_recover()
         if count:
             logger.info("re-queued %d interrupted import job(s)", count)
+        if count_sets:
+            logger.info("re-queued %d interrupted image set write(s)", count_sets)
     except DatabaseError:
         logger.warning("could not check for interrupted jobs (is the database migrated?)")
     finally:
         connections.close_all()
 
 
+def imagesets_recover() -> int:
+    """Finish image set writes whose publishing step was cut off (their new metadata is already stored)."""
+    from imaging.models import ImageSet, ImageSetState, WorkflowStatus
+    from imaging.services.imageset_writes import imageset_publish, imageset_purge
+    from imaging.tasks import enqueue
+
+    locked = list(ImageSet.objects.filter(state=ImageSetState.LOCKED).values_list("id", "workflow_status"))
+    for image_set_id, workflow in locked:
+        with transaction.atomic():
+            if workflow == WorkflowStatus.DELETING:
+                enqueue(imageset_purge, image_set_id=image_set_id)
+            else:
+                final = WorkflowStatus.COPIED if workflow.startswith("COPYING") else WorkflowStatus.UPDATED
+                enqueue(imageset_publish, image_set_ids=[image_set_id], workflow=final)
+    return len(locked)
+
+
+def _tiering_loop() -> None:
+    import time
+
+    from imaging.services.imageset_writes import imagesets_archive_sweep
+
+    while True:
+        time.sleep(settings.APERTURE_TIERING_SWEEP_SECONDS)
+        try:
+            moved = imagesets_archive_sweep()
+            if moved:
+                logger.info("moved %d image set(s) to ARCHIVE_INSTANT_ACCESS", moved)
+        except DatabaseError:
+            logger.warning("the tiering sweep could not reach the database")
+        finally:
+            connections.close_all()
+
+
 def on_server_start() -> None:
     if settings.APERTURE_TASKS == "celery":
-        return
+        return  # Celery workers recover on start, and beat runs the sweep (config/celery.py)
     threading.Thread(target=recover_background_work, name="aperture-recover", daemon=True).start()
+    threading.Thread(target=_tiering_loop, name="aperture-tiering", daemon=True).start()

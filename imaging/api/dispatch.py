@@ -83,7 +83,7 @@ def _lower_headers(request: HttpRequest) -> dict[str, str]:
     return headers
 
 
-def _raw_path(request: HttpRequest, operation_name: str, labels: dict[str, str]) -> str:
+def _raw_path(request: HttpRequest, operation_name: str | None, labels: dict[str, str]) -> str:
     """The path exactly as the client sent it, which is what the client signed."""
     scope = getattr(request, "scope", None)
     if scope and scope.get("raw_path"):
@@ -91,12 +91,17 @@ def _raw_path(request: HttpRequest, operation_name: str, labels: dict[str, str])
     for key in ("RAW_URI", "REQUEST_URI"):
         if request.META.get(key):
             return request.META[key].split("?", 1)[0]
+    if operation_name is None:
+        return quote(request.path, safe="/~")
     # No raw path from the server: rebuild it the way botocore encodes route labels.
     template = operation_model(operation_name).http["requestUri"].split("?", 1)[0]
     return re.sub(r"\{(\w+)\}", lambda m: quote(labels.get(m.group(1), ""), safe="-_.~"), template)
 
 
-def authenticate(request: HttpRequest, *, body: bytes, operation_name: str, labels: dict[str, str]) -> AccessKey:
+def authenticate(
+    request: HttpRequest, *, body: bytes, operation_name: str | None, labels: dict[str, str],
+    allow_unsigned_payload: bool = False,
+) -> AccessKey:
     headers = _lower_headers(request)
     auth = sigv4.parse_authorization(headers)
     found = accesskey_for_signing(access_key_id=auth.access_key_id)
@@ -116,6 +121,7 @@ def authenticate(request: HttpRequest, *, body: bytes, operation_name: str, labe
         secret,
         regions=[settings.APERTURE_REGION, *settings.APERTURE_ACCEPTED_REGIONS],
         max_skew=settings.APERTURE_SIGV4_MAX_SKEW,
+        allow_unsigned_payload=allow_unsigned_payload,
     )
     accesskey_touch(key=key)
     return key

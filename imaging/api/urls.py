@@ -8,6 +8,7 @@ from __future__ import annotations
 from django.urls import path, re_path
 
 from imaging.api.views import not_found, route
+from imaging.dicomweb.views import get_instance
 
 urlpatterns = [
     path("datastore", route({"POST": "CreateDatastore", "GET": "ListDatastores"})),
@@ -36,6 +37,10 @@ urlpatterns = [
     ),
     path("datastore/<str:datastoreId>/imageSet/<str:imageSetId>/deleteImageSet", route({"POST": "DeleteImageSet"})),
     path("tags/<path:resourceArn>", route({"GET": "ListTagsForResource", "POST": "TagResource", "DELETE": "UntagResource"})),
+    path(
+        "datastore/<str:datastoreId>/studies/<str:study>/series/<str:series>/instances/<str:sop>",
+        get_instance,
+    ),
     # Anything else, including DICOMweb paths not served yet, is an unknown operation in the AWS envelope.
     re_path(r"^.*$", not_found),
 ]

@@ -1,0 +1,102 @@
+"""Rebuilding a DICOM P10 file from a normalized metadata document (SPEC 11.4); no Django.
+
+The Patient, Study, Series and Instance maps are merged, VRs come from the dictionary (ambiguous ones resolved
+from PixelRepresentation) or from DICOMVRs for private tags, binary values are base64-decoded, and a new file
+meta group names the output transfer syntax. Pixel data is native for Explicit VR Little Endian and encapsulated
+(Basic Offset Table plus one fragment per frame) otherwise.
+"""
+from __future__ import annotations
+
+import base64
+import io
+from typing import Any
+
+import pydicom.config
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import encapsulate
+from pydicom.sequence import Sequence
+from pydicom.tag import Tag
+
+pydicom.config.settings.writing_validation_mode = pydicom.config.IGNORE
+
+BINARY_VRS = {"OB", "OW", "OD", "OF", "OL", "OV", "UN"}
+NUMBER_VRS = {"US", "SS", "UL", "SL", "UV", "SV", "FL", "FD"}
+
+
+def _vr(tag: Tag, key: str, vrs: dict[str, str], signed: bool) -> str:
+    if key in vrs:
+        return vrs[key]
+    try:
+        vr = dictionary_VR(tag)
+    except KeyError:
+        return "UN"
+    if vr in ("US or SS", "US or SS or OW"):
+        return "SS" if signed else "US"
+    if vr in ("OB or OW", "US or OW"):
+        return "OW"
+    return vr
+
+
+def _value(vr: str, value: Any, signed: bool) -> Any:
+    if value is None:
+        return None
+    if vr == "SQ":
+        return Sequence([dict_to_dataset(item, signed=signed) for item in value])
+    if vr in BINARY_VRS:
+        return base64.b64decode(value) if isinstance(value, str) else None
+    if vr == "AT":
+        return [int(v, 16) for v in value] if isinstance(value, list) else int(value, 16)
+    return value
+
+
+def dict_to_dataset(values: dict[str, Any], *, signed: bool = False) -> Dataset:
+    dataset = Dataset()
+    vrs = values.get("DICOMVRs", {})
+    for key, value in values.items():
+        if key == "DICOMVRs":
+            continue
+        number = int(key, 16) if len(key) == 8 and all(c in "0123456789ABCDEF" for c in key) else tag_for_keyword(key)
+        if number is None or Tag(number).group == 2:
+            continue
+        tag = Tag(number)
+        vr = _vr(tag, key, vrs, signed)
+        dataset.add(DataElement(tag, vr, _value(vr, value, signed)))
+    return dataset
+
+
+def instance_dataset(document: dict[str, Any], series_uid: str, sop_uid: str) -> tuple[Dataset, dict[str, Any]]:
+    """The instance's dataset without pixel data, and its instance node (for frames and the original syntax)."""
+    series = document["Study"]["Series"][series_uid]
+    instance = series["Instances"][sop_uid]
+    merged: dict[str, Any] = {}
+    vrs: dict[str, str] = {}
+    for node in (document["Patient"], document["Study"], series, instance):
+        merged.update(node.get("DICOM", {}))
+        vrs.update(node.get("DICOMVRs", {}))
+    merged["DICOMVRs"] = vrs
+    signed = merged.get("PixelRepresentation") == 1
+    merged.pop("PixelData", None)
+    return dict_to_dataset(merged, signed=signed), instance
+
+
+def write_p10(dataset: Dataset, *, transfer_syntax: str, pixel_frames: list[bytes] | None, native: bool) -> bytes:
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = dataset.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
+    meta.TransferSyntaxUID = transfer_syntax
+    meta.ImplementationClassUID = "1.2.826.0.1.3680043.10.1499.1"
+    meta.ImplementationVersionName = "APERTURE_1"
+    dataset.file_meta = meta
+    if pixel_frames is not None:
+        if native:
+            data = b"".join(pixel_frames)
+            vr = "OB" if int(dataset.get("BitsAllocated", 8)) <= 8 else "OW"
+            dataset.add(DataElement(0x7FE00010, vr, data + (b"\0" if len(data) % 2 else b"")))
+        else:
+            dataset.add(DataElement(0x7FE00010, "OB", encapsulate(pixel_frames, has_bot=True)))
+            dataset["PixelData"].is_undefined_length = True
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True, implicit_vr=False, little_endian=True)
+    return buffer.getvalue()

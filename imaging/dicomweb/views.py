@@ -1,0 +1,45 @@
+"""DICOMweb routes under /datastore/{id} (SPEC 11). Served so far: GetDICOMInstance (11.4).
+
+Authentication is SigV4 as for the API (UNSIGNED-PAYLOAD allowed, as for every DICOMweb route); errors use the
+same JSON error envelope.
+"""
+from __future__ import annotations
+
+import logging
+import uuid
+
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from imaging import errors
+from imaging.api import sigv4
+from imaging.api.dispatch import authenticate, authorize, unknown_operation
+from imaging.api.errors import domain_error_response, error_response
+from imaging.models import datastore_arn
+from imaging.services.instances import instance_p10
+
+logger = logging.getLogger(__name__)
+
+
+@csrf_exempt
+def get_instance(request: HttpRequest, datastoreId: str, study: str, series: str, sop: str) -> HttpResponse:
+    request_id = str(uuid.uuid4())
+    if request.method != "GET":
+        return unknown_operation(request, request_id=request_id)
+    try:
+        key = authenticate(request, body=request.body, operation_name=None, labels={}, allow_unsigned_payload=True)
+        authorize(key, operation_name="GetDICOMInstance", resources=[datastore_arn(datastoreId)])
+        body, syntax = instance_p10(
+            datastore_id=datastoreId, study_uid=study, series_uid=series, sop_uid=sop,
+            image_set_id=request.GET.get("imageSetId"), accept=request.headers.get("Accept"),
+        )
+    except sigv4.SignatureError as e:
+        return error_response(e.error_type, e.status, e.message, request_id)
+    except errors.ApertureError as e:
+        return domain_error_response(e, request_id)
+    except Exception:
+        logger.exception("GetDICOMInstance failed (request %s)", request_id)
+        return error_response("InternalServerException", 500, "Internal server error", request_id)
+    response = HttpResponse(body, content_type=f"application/dicom; transfer-syntax={syntax}")
+    response["x-amzn-RequestId"] = request_id
+    return response

@@ -1,0 +1,105 @@
+"""GetDICOMInstance (SPEC 11.4): one SOP instance of an image set version as a DICOM P10 file."""
+from __future__ import annotations
+
+import numpy as np
+
+from imaging.codecs import htj2k
+from imaging.dicom import uids
+from imaging.dicom.document import decode_document
+from imaging.dicom.rebuild import instance_dataset, write_p10
+from imaging.errors import NotAcceptable, NotFound
+from imaging.models import ImageFrame, ImageSet, ImageSetState
+from imaging.services.datastores import datastore_require_active
+from imaging.services.imagesets import imageset_touch
+from imaging.storage import BlobStoreError, blob_store
+
+# Photometric interpretation of what the store keeps after decoding (interleaved, colour-converted by the codec).
+STORED_PHOTOMETRIC = {"YBR_FULL_422": "YBR_FULL", "YBR_RCT": "RGB", "YBR_ICT": "RGB"}
+
+
+def _image_set(datastore_id: str, study_uid: str, series_uid: str, image_set_id: str | None) -> ImageSet:
+    queryset = ImageSet.objects.filter(datastore_id=datastore_id).exclude(state=ImageSetState.DELETED)
+    if image_set_id:
+        image_set = queryset.filter(pk=image_set_id).first()
+    else:
+        image_set = queryset.filter(study_instance_uid=study_uid, series_instance_uid=series_uid,
+                                    is_primary=True).first()
+    if image_set is None:
+        raise NotFound("No image set holds that instance")
+    return image_set
+
+
+def requested_syntax(accept: str | None) -> str | None:
+    """The transfer syntax asked for: None for the stored one (`*`); Explicit VR Little Endian by default."""
+    if not accept:
+        return uids.EXPLICIT_LE
+    for entry in accept.split(","):
+        parts = [p.strip() for p in entry.split(";")]
+        if parts[0] not in ("application/dicom", "*/*", "multipart/related"):
+            continue
+        params = dict(p.split("=", 1) for p in parts[1:] if "=" in p)
+        syntax = params.get("transfer-syntax", uids.EXPLICIT_LE).strip('"')
+        return None if syntax == "*" else syntax
+    raise NotAcceptable("Only application/dicom can be served for an instance")
+
+
+def instance_p10(*, datastore_id: str, study_uid: str, series_uid: str, sop_uid: str, image_set_id: str | None,
+                 accept: str | None) -> tuple[bytes, str]:
+    datastore_require_active(datastore_id=datastore_id)
+    image_set = _image_set(datastore_id, study_uid, series_uid, image_set_id)
+    version = image_set.versions.get(version=image_set.content_version)
+    store = blob_store()
+    document = decode_document(store.get(version.metadata_key) or b"")
+    try:
+        dataset, instance = instance_dataset(document, series_uid, sop_uid)
+    except KeyError as e:
+        raise NotFound("That instance is not in the image set") from e
+    if str(dataset.get("StudyInstanceUID", "")) != study_uid:
+        raise NotFound("That instance is not in the study")
+    wanted = requested_syntax(accept)
+    stored = instance.get("StoredTransferSyntaxUID")
+    frames_info = instance.get("ImageFrames", [])
+    if not frames_info:
+        syntax = wanted or uids.EXPLICIT_LE
+        if syntax != uids.EXPLICIT_LE:
+            raise NotAcceptable("An instance without pixel data is served as Explicit VR Little Endian")
+        return write_p10(dataset, transfer_syntax=syntax, pixel_frames=None, native=True), syntax
+    blobs = _frame_blobs(image_set, [frame["ID"] for frame in frames_info], store)
+    if wanted is None or wanted == stored and stored != uids.EXPLICIT_LE:
+        syntax, native, pixels = stored, stored == uids.EXPLICIT_LE, blobs
+    elif wanted == uids.EXPLICIT_LE and stored in (uids.HTJ2K_LOSSLESS_RPCL, uids.J2K_LOSSLESS, uids.EXPLICIT_LE):
+        syntax, native = uids.EXPLICIT_LE, True
+        pixels = blobs if stored == uids.EXPLICIT_LE else [_native(blob, stored, dataset) for blob in blobs]
+    else:
+        raise NotAcceptable(f"The instance is stored as {stored} and cannot be served as {wanted}")
+    photometric = str(dataset.get("PhotometricInterpretation", ""))
+    if stored in (uids.HTJ2K_LOSSLESS_RPCL, uids.J2K_LOSSLESS):  # transcoded: samples as the codec returns them
+        dataset.PhotometricInterpretation = STORED_PHOTOMETRIC.get(photometric, photometric)
+        if int(dataset.get("SamplesPerPixel", 1)) > 1:
+            dataset.PlanarConfiguration = 0
+    imageset_touch(image_set=image_set)
+    return write_p10(dataset, transfer_syntax=syntax, pixel_frames=pixels, native=native), syntax
+
+
+def _frame_blobs(image_set: ImageSet, frame_ids: list[str], store) -> list[bytes]:
+    keys = dict(ImageFrame.objects.filter(image_set=image_set, frame_id__in=frame_ids).values_list("frame_id",
+                                                                                                    "blob_key"))
+    blobs = []
+    for frame_id in frame_ids:
+        data = store.get(keys[frame_id]) if frame_id in keys else None
+        if data is None:
+            raise BlobStoreError("a frame of the instance is missing")
+        blobs.append(data)
+    return blobs
+
+
+def _native(codestream: bytes, stored: str, dataset) -> bytes:
+    if stored == uids.J2K_LOSSLESS:
+        import imagecodecs
+
+        decoded = imagecodecs.jpeg2k_decode(codestream)
+    else:
+        decoded = htj2k.decode(codestream)
+    size = 1 if int(dataset.get("BitsAllocated", 16)) <= 8 else 2
+    kind = "i" if int(dataset.get("PixelRepresentation", 0)) == 1 else "u"
+    return np.ascontiguousarray(decoded).astype(f"<{kind}{size}", copy=False).tobytes()
