@@ -9,6 +9,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.db.models import F
 
 
 def new_resource_id() -> str:
@@ -224,10 +225,15 @@ class ImageSet(models.Model):
 
     class Meta:
         ordering = ["-updated_at"]
+        # Sorted listings read these indexes in order (sort column, then id ascending as the tie-break) instead of
+        # sorting the whole data store; one index per sort direction because the tie-break stays ascending.
         indexes = [
-            models.Index(fields=["datastore", "updated_at"]),
-            models.Index(fields=["datastore", "created_at"]),
-            models.Index(fields=["datastore", "study_date_time"]),
+            models.Index(F("datastore"), F("updated_at").desc(), F("id"), name="imageset_updated_desc"),
+            models.Index(F("datastore"), F("updated_at"), F("id"), name="imageset_updated_asc"),
+            models.Index(F("datastore"), F("created_at").desc(), F("id"), name="imageset_created_desc"),
+            models.Index(F("datastore"), F("created_at"), F("id"), name="imageset_created_asc"),
+            models.Index(F("datastore"), F("study_date_time").desc(), F("id"), name="imageset_studytime_desc"),
+            models.Index(F("datastore"), F("study_date_time"), F("id"), name="imageset_studytime_asc"),
             models.Index(fields=["datastore", "patient_id"]),
             models.Index(fields=["datastore", "accession_number"]),
             models.Index(fields=["datastore", "study_id"]),

@@ -6,6 +6,7 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.db import connection
 from django.db.models import Count, F, Q, QuerySet, Sum
 
 from imaging.dicom.document import study_datetime
@@ -68,6 +69,19 @@ def _filter_q(search_filter: dict[str, Any]) -> Q:
     return Q(**{f"{column}__gte": low, f"{column}__lte": high})
 
 
+def _ordering(sort: dict[str, str]):
+    """The ORDER BY that the sort indexes serve. createdAt and updatedAt are never null; study date and time
+    can be, and missing values go last: SQLite already sorts NULL last when descending, PostgreSQL when ascending."""
+    column = SORT_FIELDS[sort["sortField"]]
+    descending = sort["sortOrder"] == "DESC"
+    if column != "study_date_time":
+        return F(column).desc() if descending else F(column).asc()
+    natural_nulls_last = descending if connection.vendor == "sqlite" else not descending
+    if natural_nulls_last:
+        return F(column).desc() if descending else F(column).asc()
+    return F(column).desc(nulls_last=True) if descending else F(column).asc(nulls_last=True)
+
+
 def imagesets_search(*, datastore_id: str, criteria: dict[str, Any], next_token: str | None,
                      max_results: int | None) -> tuple[list[dict[str, Any]], dict[str, str], str | None]:
     """One page of summaries, the effective sort and the next token."""
@@ -75,9 +89,7 @@ def imagesets_search(*, datastore_id: str, criteria: dict[str, Any], next_token:
     for search_filter in criteria.get("filters") or []:
         queryset = queryset.filter(_filter_q(search_filter))
     sort = criteria.get("sort") or {"sortField": "updatedAt", "sortOrder": "DESC"}
-    column = SORT_FIELDS[sort["sortField"]]
-    ordered = F(column).desc(nulls_last=True) if sort["sortOrder"] == "DESC" else F(column).asc(nulls_last=True)
-    queryset = queryset.order_by(ordered, "id")
+    queryset = queryset.order_by(_ordering(sort), "id")
     scope = hashlib.sha256(
         json.dumps([datastore_id, criteria.get("filters"), sort], sort_keys=True, default=str).encode()
     ).hexdigest()
