@@ -237,11 +237,17 @@ class AccessKeyAdmin(admin.ModelAdmin):
             raise
         obj.pk = issued.access_key_id
         obj.refresh_from_db()
-        messages.warning(
-            request,
-            f"Access key {issued.access_key_id} created. Secret access key (shown only now): "
-            f"{issued.secret_access_key}",
-        )
+        request._issued_access_key = issued  # shown by response_add, never stored in a message or session
+
+    def response_add(self, request, obj, post_url_continue=None):
+        issued = getattr(request, "_issued_access_key", None)
+        if issued is None:
+            return super().response_add(request, obj, post_url_continue)
+        context = {**self.admin_site.each_context(request), "issued": issued, "opts": self.model._meta,
+                   "title": "Access key created"}
+        response = render(request, "admin/imaging/accesskey_created.html", context)
+        response["Cache-Control"] = "no-store"
+        return response
 
     @admin.action(description="Deactivate selected keys")
     def deactivate(self, request, queryset) -> None:
