@@ -290,3 +290,54 @@ class ImageFrame(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["image_set", "frame_id"], name="unique_frame_per_image_set")]
         indexes = [models.Index(fields=["blob_key"])]
+
+
+class DatastoreGrant(models.Model):
+    """A user's right to read a data store in the viewer (and, later, its role there)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="datastore_grants")
+    datastore = models.ForeignKey(Datastore, on_delete=models.CASCADE, related_name="grants")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "datastore"], name="one_grant_per_user_and_datastore")]
+
+
+class StudyIndex(models.Model):
+    """One row per study and data store, kept in step with its primary image sets, for the viewer's study list.
+
+    `name_tokens` holds the uppercase parts of the patient name, space-separated and space-framed, and
+    StudyNameToken rows index each part so a prefix search on any part is an index range scan.
+    """
+
+    datastore = models.ForeignKey(Datastore, on_delete=models.CASCADE, related_name="studies")
+    study_instance_uid = models.CharField(max_length=64)
+    patient_name = models.CharField(max_length=256, blank=True)
+    patient_id = models.CharField(max_length=64, blank=True)
+    patient_birth_date = models.CharField(max_length=18, blank=True)
+    patient_sex = models.CharField(max_length=16, blank=True)
+    study_date = models.CharField(max_length=18, blank=True)
+    study_time = models.CharField(max_length=28, blank=True)
+    study_description = models.CharField(max_length=64, blank=True)
+    accession_number = models.CharField(max_length=16, blank=True)
+    modalities = models.CharField(max_length=128, blank=True, help_text="Space-framed list, e.g. ' CT PT '")
+    number_of_series = models.PositiveIntegerField(default=0)
+    number_of_instances = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["datastore", "study_instance_uid"], name="one_study_row")]
+        indexes = [
+            models.Index(fields=["study_date", "id"]),
+            models.Index(fields=["patient_id"]),
+            models.Index(fields=["accession_number"]),
+            models.Index(fields=["patient_name", "id"]),
+        ]
+
+
+class StudyNameToken(models.Model):
+    study = models.ForeignKey(StudyIndex, on_delete=models.CASCADE, related_name="name_tokens")
+    token = models.CharField(max_length=64)
+
+    class Meta:
+        indexes = [models.Index(fields=["token"])]

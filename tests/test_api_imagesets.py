@@ -307,6 +307,33 @@ def test_copy_subset_merge_and_promote(mi, study):
     assert merged_doc["Patient"]["DICOM"]["PatientName"] == "DOE^JANE"  # the destination keeps its own values
 
 
+def frame_files(server, datastore_id: str) -> set[str]:
+    return {path.name for path in (server.data_dir / "blobs" / "datastores" / datastore_id / "frames").rglob("*")
+            if path.is_file()}
+
+
+def test_deleting_a_copy_source_keeps_shared_frames(mi, server, study):
+    ds, a = study["datastore"], study["a"]
+    document = metadata(mi, ds, a)
+    instances = document["Study"]["Series"][study["series_a"]]["Instances"]
+    frame_of = {sop: node["ImageFrames"][0]["ID"] for sop, node in instances.items()}
+    kept_sop = next(iter(frame_of))
+    subset = json.dumps({"SchemaVersion": "1.1", "Study": {"Series": {study["series_a"]: {"Instances": {kept_sop: {}}}}}})
+    copy_id = mi.copy_image_set(datastoreId=ds, sourceImageSetId=a, copyImageSetInformation={
+        "sourceImageSet": {"latestVersionId": "1", "DICOMCopies": {"copiableAttributes": subset}}})[
+        "destinationImageSetProperties"]["imageSetId"]
+    settled(mi, ds, copy_id)
+    settled(mi, ds, a)
+    assert set(frame_of.values()) <= frame_files(server, ds)
+    mi.delete_image_set(datastoreId=ds, imageSetId=a)
+    wait_for(lambda: mi.get_image_set(datastoreId=ds, imageSetId=a)["imageSetState"] == "DELETED")
+    remaining = frame_files(server, ds)
+    assert frame_of[kept_sop] in remaining  # still referenced by the copy
+    assert not (set(frame_of.values()) - {frame_of[kept_sop]}) & remaining  # garbage-collected
+    frame = mi.get_image_frame(datastoreId=ds, imageSetId=copy_id, imageFrameInformation={"imageFrameId": frame_of[kept_sop]})
+    assert frame["imageFrameBlob"].read()
+
+
 def test_promote_to_primary_after_the_primary_is_deleted(mi, study):
     ds, a, c = study["datastore"], study["a"], study["c"]
     mi.delete_image_set(datastoreId=ds, imageSetId=a)

@@ -25,16 +25,20 @@ BINARY_VRS = {"OB", "OW", "OD", "OF", "OL", "OV", "UN"}
 NUMBER_VRS = {"US", "SS", "UL", "SL", "UV", "SV", "FL", "FD"}
 
 
-def _vr(tag: Tag, key: str, vrs: dict[str, str], signed: bool) -> str:
+def _vr(tag: Tag, key: str, vrs: dict[str, str], signed: bool, value: Any = None) -> str:
     if key in vrs:
         return vrs[key]
     try:
         vr = dictionary_VR(tag)
     except KeyError:
         return "UN"
+    if isinstance(value, str) and "OW" in vr:
+        return "OW"  # binary values are base64 text in the document
     if vr in ("US or SS", "US or SS or OW"):
         return "SS" if signed else "US"
-    if vr in ("OB or OW", "US or OW"):
+    if vr == "US or OW":
+        return "US"
+    if vr == "OB or OW":
         return "OW"
     return vr
 
@@ -61,7 +65,7 @@ def dict_to_dataset(values: dict[str, Any], *, signed: bool = False) -> Dataset:
         if number is None or Tag(number).group == 2:
             continue
         tag = Tag(number)
-        vr = _vr(tag, key, vrs, signed)
+        vr = _vr(tag, key, vrs, signed, value)
         dataset.add(DataElement(tag, vr, _value(vr, value, signed)))
     return dataset
 

@@ -34,6 +34,7 @@ from imaging.models import (
     WorkflowStatus,
 )
 from imaging.pipeline.transcode import FileResult, frame_blob_key
+from imaging.services.studies import study_index_refresh
 from imaging.storage import BlobStore
 
 STUDY_LEVEL_KEYS = len(PATIENT_KEYS) + len(STUDY_KEYS)
@@ -193,4 +194,5 @@ def _persist(
             "isPrimary": image_set.is_primary,
             "numberOfMatchedSOPInstances": len({m.part.sop_uid for m in members}),
         })
+    study_index_refresh(datastore_id=datastore.id, study_uids=[key[0] for key in groups])
     return summaries

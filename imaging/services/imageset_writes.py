@@ -39,6 +39,7 @@ from imaging.models import (
 )
 from imaging.pipeline.persist import metadata_blob_key
 from imaging.services.datastores import datastore_require_active
+from imaging.services.studies import study_index_refresh
 from imaging.storage import blob_store
 from imaging.tasks import enqueue, task
 
@@ -105,6 +106,7 @@ def imageset_publish(*, image_set_ids: list[str], workflow: str) -> None:
             image_set.last_accessed_at = timezone.now()
             image_set.storage_tier = StorageTier.FREQUENT_ACCESS
             image_set.save()
+            study_index_refresh(datastore_id=image_set.datastore_id, study_uids=[image_set.study_instance_uid])
 
 
 def _grouping(document: dict[str, Any]) -> list[str]:
@@ -308,6 +310,7 @@ def imageset_purge(*, image_set_id: str) -> None:
             ImageSetState.DELETED, WorkflowStatus.DELETED, now)
         image_set.save()
         ResourceTag.objects.filter(resource_arn=image_set.arn).delete()
+        study_index_refresh(datastore_id=image_set.datastore_id, study_uids=[image_set.study_instance_uid])
         still_used = set(ImageFrame.objects.filter(blob_key__in=frame_keys).values_list("blob_key", flat=True))
     for key in (frame_keys - still_used) | set(metadata_keys):
         store.delete(key)

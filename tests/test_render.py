@@ -1,0 +1,115 @@
+"""The render service against NumPy references of the DICOM formulas, on real files from ../shared/dicom.
+
+Each file goes through the real import steps (transcode to HTJ2K, normalized metadata), then the render service
+decodes the stored frame and maps it to 8 bits; the reference computes the same from pydicom's pixels.
+"""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pydicom
+import pytest
+from PIL import Image
+from pydicom.pixels import apply_color_lut, pixel_array
+
+from tests.conftest import DICOM_DIR
+from imaging.pipeline.transcode import FileResult, process_bytes
+from viewer.render import GrayscalePipeline, PixelModule, Window, color_to_rgb8, decode_frame, encode_image
+
+
+def stored(name: str):
+    result = process_bytes((DICOM_DIR / name).read_bytes(), FileResult(input_file=name))
+    assert result.ok, result.message
+    dicom = {**result.levels["Series"], **result.instance["DICOM"]}
+    module = PixelModule.from_dicom(dicom, result.instance["StoredTransferSyntaxUID"])
+    frame = decode_frame(result.frames[0].data, module)
+    return dicom, result.instance.get("DICOMVRs", {}), module, frame
+
+
+def reference_linear(values: np.ndarray, center: float, width: float) -> np.ndarray:
+    """PS3.3 C.11.2.1.2.1, written out plainly."""
+    out = np.empty(values.shape)
+    low = values <= center - 0.5 - (width - 1) / 2
+    high = values > center - 0.5 + (width - 1) / 2
+    mid = ~low & ~high
+    out[low], out[high] = 0, 255
+    out[mid] = ((values[mid] - (center - 0.5)) / (width - 1) + 0.5) * 255
+    return np.clip(np.floor(out + 0.5), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("name", ["ELE__CT_small.dcm", "ELE__MR_small.dcm", "ELE__693_UNCR.dcm",
+                                  "J2K90__MR2_J2KR.dcm"])
+def test_grayscale_with_the_files_window(name):
+    dicom, vrs, module, frame = stored(name)
+    source = pydicom.dcmread(DICOM_DIR / name)
+    raw = pixel_array(source, as_rgb=False).astype(np.float64)
+    slope, intercept = float(source.get("RescaleSlope", 1)), float(source.get("RescaleIntercept", 0))
+    pipeline = GrayscalePipeline(dicom, vrs, module)
+    window = pipeline.default_window() or Window(float(raw.mean() * slope + intercept), 400.0)
+    rendered = pipeline.render(frame, window, invert=False)
+    assert np.array_equal(rendered, reference_linear(raw * slope + intercept, window.center, window.width))
+
+
+def test_explicit_window_functions():
+    dicom, vrs, module, frame = stored("ELE__CT_small.dcm")
+    pipeline = GrayscalePipeline(dicom, vrs, module)
+    values = frame.astype(np.float64) * float(dicom.get("RescaleSlope", 1)) + float(dicom.get("RescaleIntercept", 0))
+    exact = pipeline.render(frame, Window(40, 400, "LINEAR_EXACT"), invert=False)
+    expected = np.where(values <= 40 - 200, 0, np.where(values > 40 + 200, 255, ((values - 40) / 400 + 0.5) * 255))
+    assert np.array_equal(exact, np.clip(np.floor(expected + 0.5), 0, 255).astype(np.uint8))
+    sigmoid = pipeline.render(frame, Window(40, 400, "SIGMOID"), invert=False)
+    expected = 255 / (1 + np.exp(-4 * (values - 40) / 400))
+    assert np.array_equal(sigmoid, np.clip(np.floor(expected + 0.5), 0, 255).astype(np.uint8))
+
+
+def test_monochrome1_is_inverted():
+    name = "hierarchy/77654033_CR1_6154.dcm"
+    dicom, vrs, module, frame = stored(name)
+    assert module.photometric == "MONOCHROME1"
+    pipeline = GrayscalePipeline(dicom, vrs, module)
+    window = Window(1000, 2000)
+    source = pixel_array(pydicom.dcmread(DICOM_DIR / name), as_rgb=False).astype(np.float64)
+    slope = float(dicom.get("RescaleSlope") or 1)
+    intercept = float(dicom.get("RescaleIntercept") or 0)
+    assert np.array_equal(pipeline.render(frame, window, invert=True),
+                          255 - reference_linear(source * slope + intercept, 1000, 2000))
+
+
+def test_modality_lut_sequence_is_applied():
+    dicom, vrs, module, frame = stored("ELE__mlut_18.dcm")
+    source = pydicom.dcmread(DICOM_DIR / "ELE__mlut_18.dcm")
+    from pydicom.pixels import apply_modality_lut
+
+    values = apply_modality_lut(pixel_array(source, as_rgb=False), source).astype(np.float64)
+    pipeline = GrayscalePipeline(dicom, vrs, module)
+    assert np.array_equal(pipeline.render(frame, Window(2000, 4000), invert=False), reference_linear(values, 2000, 4000))
+
+
+def test_rgb_and_ybr():
+    for name in ("ELE__SC_rgb.dcm", "ELE__US1_UNCR.dcm"):
+        dicom, vrs, module, frame = stored(name)
+        expected = pixel_array(pydicom.dcmread(DICOM_DIR / name))  # pydicom converts to RGB
+        assert np.array_equal(color_to_rgb8(frame, module, dicom, vrs), expected)
+    dicom, vrs, module, frame = stored("ELE__SC_ybr_full_uncompressed.dcm")
+    expected = pixel_array(pydicom.dcmread(DICOM_DIR / "ELE__SC_ybr_full_uncompressed.dcm"), as_rgb=True)
+    assert np.abs(color_to_rgb8(frame, module, dicom, vrs).astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_palette_colour():
+    name = "ILE__gdcm-US-ALOKA-16.dcm"
+    dicom, vrs, module, frame = stored(name)
+    source = pydicom.dcmread(DICOM_DIR / name)
+    expected = apply_color_lut(pixel_array(source), source)
+    expected8 = np.clip(np.floor(expected.astype(np.float64) * 255 / 65535 + 0.5), 0, 255).astype(np.uint8) \
+        if expected.dtype != np.uint8 else expected
+    assert np.array_equal(color_to_rgb8(frame, module, dicom, vrs), expected8)
+
+
+def test_outputs_jpeg_and_lossless_png():
+    dicom, vrs, module, frame = stored("ELE__CT_small.dcm")
+    pixels = GrayscalePipeline(dicom, vrs, module).render(frame, Window(40, 400), invert=False)
+    png = encode_image(pixels, fmt="png", quality=90, max_size=None)
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(png))), pixels)
+    jpeg = encode_image(pixels, fmt="jpeg", quality=90, max_size=(64, 64))
+    assert Image.open(io.BytesIO(jpeg)).size == (64, 64)

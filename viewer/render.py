@@ -1,0 +1,273 @@
+"""The render service: a stored frame to an 8-bit JPEG or PNG, on the server.
+
+decode (HTJ2K through imagecodecs, reduced resolutions for thumbnails and the first paint) -> Modality LUT
+(RescaleSlope/RescaleIntercept, or a Modality LUT Sequence) -> VOI LUT (window from the file by default, linear
+function of PS3.3 C.11.2.1.2, LINEAR_EXACT, SIGMOID, or a VOI LUT Sequence) -> MONOCHROME1 inverted -> 8 bits.
+For integer samples of up to 16 bits the whole chain is folded into one lookup table over the stored value range,
+so a render is one table lookup per pixel whatever the LUT functions are. Colour frames are converted to RGB
+(YBR, palette colour). Decoded frames are kept in a bounded LRU.
+"""
+from __future__ import annotations
+
+import io
+import math
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import imagecodecs
+import numpy as np
+from PIL import Image
+from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, convert_color_space
+
+from imaging.codecs import htj2k
+from imaging.dicom import uids
+from pydicom.dataset import FileMetaDataset
+
+from imaging.dicom.rebuild import dict_to_dataset
+
+# What the stored frames hold once decoded (the codec already undid the colour transform).
+DECODED_PHOTOMETRIC = {"YBR_FULL_422": "YBR_FULL", "YBR_RCT": "RGB", "YBR_ICT": "RGB", "YBR_PARTIAL_420": "RGB"}
+HTJ2K_SYNTAXES = {uids.HTJ2K_LOSSLESS_RPCL, uids.HTJ2K_LOSSLESS, uids.HTJ2K}
+
+
+class RenderError(ValueError):
+    """The frame cannot be rendered (unsupported encoding, corrupt data)."""
+
+
+@dataclass(frozen=True)
+class PixelModule:
+    rows: int
+    columns: int
+    samples_per_pixel: int
+    bits_allocated: int
+    bits_stored: int
+    signed: bool
+    photometric: str
+    stored_transfer_syntax: str
+
+    @classmethod
+    def from_dicom(cls, dicom: dict[str, Any], stored_transfer_syntax: str | None) -> "PixelModule":
+        bits_allocated = int(dicom.get("BitsAllocated") or 8)
+        return cls(
+            rows=int(dicom.get("Rows") or 0), columns=int(dicom.get("Columns") or 0),
+            samples_per_pixel=int(dicom.get("SamplesPerPixel") or 1), bits_allocated=bits_allocated,
+            bits_stored=int(dicom.get("BitsStored") or bits_allocated),
+            signed=int(dicom.get("PixelRepresentation") or 0) == 1,
+            photometric=str(dicom.get("PhotometricInterpretation") or "MONOCHROME2").strip(),
+            stored_transfer_syntax=stored_transfer_syntax or uids.HTJ2K_LOSSLESS_RPCL,
+        )
+
+    @property
+    def decoded_photometric(self) -> str:
+        if self.stored_transfer_syntax in (uids.JPEG_BASELINE, uids.J2K):
+            return "RGB" if self.samples_per_pixel == 3 else self.photometric
+        return DECODED_PHOTOMETRIC.get(self.photometric, self.photometric)
+
+
+def decode_frame(data: bytes, module: PixelModule, *, skip_levels: int = 0) -> np.ndarray:
+    """The stored frame as samples: (rows, cols) or (rows, cols, samples)."""
+    syntax = module.stored_transfer_syntax
+    try:
+        if syntax in HTJ2K_SYNTAXES:
+            return htj2k.decode(data, skip_levels=skip_levels)
+        if syntax in (uids.J2K, uids.J2K_LOSSLESS):
+            return imagecodecs.jpeg2k_decode(data)
+        if syntax == uids.JPEG_BASELINE:
+            return imagecodecs.jpeg8_decode(data)
+        if syntax == uids.EXPLICIT_LE:
+            return _native(data, module)
+    except (imagecodecs.DelayedImportError, RuntimeError, ValueError) as e:
+        raise RenderError(f"the frame cannot be decoded: {type(e).__name__}") from e
+    raise RenderError(f"frames stored as {syntax} cannot be rendered")
+
+
+def _native(data: bytes, module: PixelModule) -> np.ndarray:
+    shape = (module.rows, module.columns) + ((module.samples_per_pixel,) if module.samples_per_pixel > 1 else ())
+    if module.bits_allocated == 1:
+        bits = np.unpackbits(np.frombuffer(data, np.uint8), bitorder="little")[: module.rows * module.columns]
+        return bits.reshape(shape).astype(np.uint8)
+    dtype = np.dtype(f"<{'i' if module.signed else 'u'}{module.bits_allocated // 8}")
+    return np.frombuffer(data, dtype).reshape(shape)
+
+
+def voi_window(values: np.ndarray, center: float, width: float, function: str = "LINEAR") -> np.ndarray:
+    """PS3.3 C.11.2.1.2 onto 0..255 (float); callers round half up."""
+    values = values.astype(np.float64, copy=False)
+    if function == "SIGMOID":
+        return 255.0 / (1.0 + np.exp(-4.0 * (values - center) / width))
+    if function == "LINEAR_EXACT":
+        low, high = center - width / 2.0, center + width / 2.0
+        scaled = ((values - center) / width + 0.5) * 255.0
+    else:
+        width = max(width, 1.0)
+        low, high = center - 0.5 - (width - 1) / 2.0, center - 0.5 + (width - 1) / 2.0
+        scaled = ((values - (center - 0.5)) / (width - 1) + 0.5) * 255.0 if width > 1 else np.zeros_like(values)
+    return np.where(values <= low, 0.0, np.where(values > high, 255.0, scaled))
+
+
+def to_uint8(values: np.ndarray) -> np.ndarray:
+    return np.clip(np.floor(values + 0.5), 0, 255).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class Window:
+    center: float
+    width: float
+    function: str = "LINEAR"
+
+
+class GrayscalePipeline:
+    """Modality and VOI LUTs of one instance, folded into cached 8-bit tables."""
+
+    def __init__(self, dicom: dict[str, Any], vrs: dict[str, str], module: PixelModule) -> None:
+        self.module = module
+        self.dicom = dicom
+        relevant = {k: v for k, v in dicom.items() if k in (
+            "RescaleSlope", "RescaleIntercept", "RescaleType", "ModalityLUTSequence", "VOILUTSequence",
+            "WindowCenter", "WindowWidth", "VOILUTFunction", "PixelRepresentation", "BitsStored", "BitsAllocated",
+            "PhotometricInterpretation")}
+        self.dataset = lut_dataset({**relevant, "DICOMVRs": vrs}, signed=module.signed)
+        self.tables: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def default_window(self) -> Window | None:
+        center, width = self.dicom.get("WindowCenter"), self.dicom.get("WindowWidth")
+        center = center[0] if isinstance(center, list) else center
+        width = width[0] if isinstance(width, list) else width
+        try:
+            center, width = float(center), float(width)
+        except (TypeError, ValueError):
+            return None
+        if width <= 0:
+            return None
+        return Window(center, width, str(self.dicom.get("VOILUTFunction") or "LINEAR").strip())
+
+    def modality(self, stored: np.ndarray) -> np.ndarray:
+        if "ModalityLUTSequence" in self.dataset:
+            return apply_modality_lut(stored, self.dataset).astype(np.float64)
+        slope = float(self.dicom.get("RescaleSlope") or 1.0)
+        intercept = float(self.dicom.get("RescaleIntercept") or 0.0)
+        return stored.astype(np.float64) * slope + intercept
+
+    def voi(self, values: np.ndarray, window: Window | None, frame_range: tuple[float, float]) -> np.ndarray:
+        if window is None and "VOILUTSequence" in self.dataset:
+            lut_out = apply_voi_lut(values, self.dataset, index=0, prefer_lut=True).astype(np.float64)
+            descriptor = self.dataset.VOILUTSequence[0].LUTDescriptor
+            top = float(2 ** int(descriptor[2]) - 1)
+            return lut_out / top * 255.0
+        if window is None:
+            low, high = frame_range
+            window = Window((low + high) / 2.0, max(high - low, 1.0), "LINEAR_EXACT")
+        return voi_window(values, window.center, window.width, window.function)
+
+    def table(self, window: Window | None, invert: bool, frame_range: tuple[float, float]) -> tuple[np.ndarray, int]:
+        low, high = _stored_range(self.module)
+        key = (window, invert, frame_range if window is None else None)
+        with self.lock:
+            if key in self.tables:
+                self.tables.move_to_end(key)
+                return self.tables[key], low
+        domain = np.arange(low, high + 1, dtype=np.int64)
+        table = to_uint8(self.voi(self.modality(domain), window, frame_range))
+        if invert:
+            table = 255 - table
+        with self.lock:
+            self.tables[key] = table
+            while len(self.tables) > 16:
+                self.tables.popitem(last=False)
+        return table, low
+
+    def render(self, stored: np.ndarray, window: Window | None, invert: bool) -> np.ndarray:
+        if stored.dtype.kind in "iu" and self.module.bits_allocated <= 16:
+            frame_range = (0.0, 0.0)
+            if window is None and "VOILUTSequence" not in self.dataset:
+                values = self.modality(np.array([stored.min(), stored.max()]))
+                frame_range = (float(values.min()), float(values.max()))
+            table, low = self.table(window, invert, frame_range)
+            return table[stored.astype(np.int32) - low] if low else table[stored]
+        values = self.modality(stored)  # 32-bit and float data: computed directly
+        out = to_uint8(self.voi(values, window, (float(values.min()), float(values.max()))))
+        return 255 - out if invert else out
+
+
+def lut_dataset(values: dict[str, Any], *, signed: bool = False):
+    """A dataset of LUT attributes for pydicom's LUT functions; binary LUT data is little endian as stored."""
+    dataset = dict_to_dataset(values, signed=signed)
+    dataset.file_meta = FileMetaDataset()
+    dataset.file_meta.TransferSyntaxUID = uids.EXPLICIT_LE
+    return dataset
+
+
+def _stored_range(module: PixelModule) -> tuple[int, int]:
+    bits = min(module.bits_stored, 16)
+    if module.signed:
+        return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return 0, (1 << bits) - 1
+
+
+def color_to_rgb8(frame: np.ndarray, module: PixelModule, dicom: dict[str, Any], vrs: dict[str, str]) -> np.ndarray:
+    photometric = module.decoded_photometric
+    if photometric == "PALETTE COLOR":
+        dataset = lut_dataset({k: v for k, v in dicom.items() if "Palette" in k or k in (
+            "BitsStored", "BitsAllocated", "PhotometricInterpretation", "PixelRepresentation")} | {"DICOMVRs": vrs})
+        rgb = apply_color_lut(frame, dataset)
+        top = float(rgb.max()) if rgb.dtype != np.uint8 else 255.0
+        return rgb if rgb.dtype == np.uint8 else to_uint8(rgb.astype(np.float64) * 255.0 / (65535.0 if top > 255 else 255.0))
+    if photometric in ("YBR_FULL", "YBR_FULL_422") and frame.ndim == 3:
+        frame = convert_color_space(frame, "YBR_FULL", "RGB")
+    if frame.dtype != np.uint8:
+        shift = max(module.bits_stored - 8, 0)
+        frame = (frame >> shift).astype(np.uint8) if frame.dtype.kind in "iu" else to_uint8(frame)
+    return frame
+
+
+def encode_image(pixels: np.ndarray, *, fmt: str, quality: int, max_size: tuple[int, int] | None) -> bytes:
+    image = Image.fromarray(pixels)
+    if max_size and (image.width > max_size[0] or image.height > max_size[1]):
+        image.thumbnail(max_size, Image.Resampling.BILINEAR)
+    buffer = io.BytesIO()
+    if fmt == "png":
+        image.save(buffer, format="PNG", compress_level=1)
+    else:
+        image.save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def skip_levels_for(module: PixelModule, max_size: tuple[int, int] | None) -> int:
+    """How many resolution levels can be dropped and still cover `max_size` (HTJ2K frames only)."""
+    if not max_size or module.stored_transfer_syntax not in HTJ2K_SYNTAXES:
+        return 0
+    ratio = min(module.columns / max(max_size[0], 1), module.rows / max(max_size[1], 1))
+    if ratio < 2:
+        return 0
+    levels = htj2k.decomposition_levels(module.columns, module.rows) or 1
+    return max(0, min(int(math.log2(ratio)), levels))
+
+
+class DecodedFrameCache:
+    """Decoded frames by (frame id, skipped levels), bounded by bytes."""
+
+    def __init__(self, limit_bytes: int) -> None:
+        self.limit = limit_bytes
+        self.size = 0
+        self.items: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key: tuple[str, int]) -> np.ndarray | None:
+        with self.lock:
+            frame = self.items.get(key)
+            if frame is not None:
+                self.items.move_to_end(key)
+            return frame
+
+    def put(self, key: tuple[str, int], frame: np.ndarray) -> None:
+        with self.lock:
+            if key in self.items:
+                return
+            self.items[key] = frame
+            self.size += frame.nbytes
+            while self.size > self.limit and self.items:
+                _, dropped = self.items.popitem(last=False)
+                self.size -= dropped.nbytes

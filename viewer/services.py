@@ -1,0 +1,166 @@
+"""The viewer's use cases: find studies, describe a study, render a frame. Views and the consumer call these."""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.db.models import Q
+
+from imaging.errors import AccessDenied, NotFound
+from imaging.models import ImageFrame, ImageSet, ImageSetState, StudyIndex
+from imaging.services.studies import name_tokens
+from imaging.storage import blob_store
+from viewer.access import can_read, readable_datastores
+from viewer.imagemeta import ImageSetView, InstanceView, image_set_view
+from viewer.render import (
+    DecodedFrameCache,
+    GrayscalePipeline,
+    PixelModule,
+    Window,
+    color_to_rgb8,
+    decode_frame,
+    encode_image,
+    skip_levels_for,
+)
+
+STUDY_SORTS = {"date": ("-study_date", "-id"), "-date": ("study_date", "id"), "name": ("patient_name", "id"),
+               "-name": ("-patient_name", "-id"), "id": ("patient_id", "id")}
+PAGE_SIZE = 25
+
+_decoded = DecodedFrameCache(getattr(settings, "APERTURE_RENDER_CACHE_BYTES", 256 * 1024 * 1024))
+_pipelines: OrderedDict[tuple, GrayscalePipeline] = OrderedDict()
+_pipelines_lock = threading.Lock()
+
+
+def studies_search(*, user, query: dict[str, str], page: int = 1) -> tuple[list[StudyIndex], bool]:
+    """A page of studies the user may read, and whether there is a next page."""
+    queryset = StudyIndex.objects.filter(datastore__in=readable_datastores(user))
+    if query.get("datastore"):
+        queryset = queryset.filter(datastore_id=query["datastore"])
+    for token in name_tokens(query.get("q", ""))[:3]:
+        # A prefix of any name part, as an index range: token >= 'DO' and token < 'DP'.
+        upper = token[:-1] + chr(ord(token[-1]) + 1)
+        queryset = queryset.filter(name_tokens__token__gte=token, name_tokens__token__lt=upper)
+    if query.get("patient_id"):
+        queryset = queryset.filter(patient_id=query["patient_id"])
+    if query.get("accession"):
+        queryset = queryset.filter(accession_number=query["accession"])
+    if query.get("date_from"):
+        queryset = queryset.filter(study_date__gte=query["date_from"].replace("-", ""))
+    if query.get("date_to"):
+        queryset = queryset.filter(study_date__lte=query["date_to"].replace("-", ""))
+    if query.get("modality"):
+        queryset = queryset.filter(modalities__contains=f" {query['modality'].upper()} ")
+    queryset = queryset.distinct().order_by(*STUDY_SORTS.get(query.get("sort", "date"), STUDY_SORTS["date"]))
+    offset = (max(page, 1) - 1) * PAGE_SIZE
+    rows = list(queryset[offset : offset + PAGE_SIZE + 1])
+    return rows[:PAGE_SIZE], len(rows) > PAGE_SIZE
+
+
+@dataclass
+class SeriesSummary:
+    image_set_id: str
+    series_uid: str
+    description: str
+    modality: str
+    number: str
+    instances: list[InstanceView]
+
+
+def study_detail(*, user, datastore_id: str, study_uid: str) -> tuple[StudyIndex, list[SeriesSummary]]:
+    if not can_read(user, datastore_id):
+        raise NotFound("No such study")
+    study = StudyIndex.objects.filter(datastore_id=datastore_id, study_instance_uid=study_uid).first()
+    if study is None:
+        raise NotFound("No such study")
+    series: list[SeriesSummary] = []
+    for image_set in ImageSet.objects.filter(datastore_id=datastore_id, study_instance_uid=study_uid,
+                                             is_primary=True).exclude(state=ImageSetState.DELETED):
+        view = image_set_view(datastore_id=datastore_id, image_set_id=image_set.id)
+        for series_uid, dicom in view.series.items():
+            series.append(SeriesSummary(
+                image_set_id=image_set.id, series_uid=series_uid,
+                description=str(dicom.get("SeriesDescription") or ""), modality=str(dicom.get("Modality") or ""),
+                number=str(dicom.get("SeriesNumber") or ""),
+                instances=[i for i in view.instances if i.series_uid == series_uid]))
+    series.sort(key=lambda s: (int(s.number) if s.number.lstrip("-").isdigit() else 10**9, s.series_uid))
+    return study, series
+
+
+def viewable_image_set(*, user, datastore_id: str, image_set_id: str) -> ImageSetView:
+    if not can_read(user, datastore_id):
+        raise AccessDenied("You may not read this data store")
+    return image_set_view(datastore_id=datastore_id, image_set_id=image_set_id)
+
+
+def _pipeline(view: ImageSetView, instance: InstanceView, module: PixelModule) -> GrayscalePipeline:
+    key = (view.image_set_id, view.version, instance.sop_uid)
+    with _pipelines_lock:
+        if key in _pipelines:
+            _pipelines.move_to_end(key)
+            return _pipelines[key]
+    pipeline = GrayscalePipeline(instance.dicom, instance.vrs, module)
+    with _pipelines_lock:
+        _pipelines[key] = pipeline
+        while len(_pipelines) > 512:
+            _pipelines.popitem(last=False)
+    return pipeline
+
+
+def decoded_frame(view: ImageSetView, instance: InstanceView, frame_id: str, skip: int) -> np.ndarray:
+    cached = _decoded.get((frame_id, skip))
+    if cached is not None:
+        return cached
+    row = ImageFrame.objects.filter(image_set_id=view.image_set_id, frame_id=frame_id).first()
+    data = blob_store().get(row.blob_key) if row else None
+    if data is None:
+        raise NotFound("No such frame")
+    module = PixelModule.from_dicom(instance.dicom, instance.stored_transfer_syntax)
+    frame = decode_frame(data, module, skip_levels=skip)
+    _decoded.put((frame_id, skip), frame)
+    return frame
+
+
+def render(*, view: ImageSetView, index: int, series_uid: str | None = None, window: Window | None = None,
+           invert: bool = False, max_size: tuple[int, int] | None = None, fmt: str = "jpeg",
+           quality: int = 85) -> tuple[bytes, dict[str, Any]]:
+    """Frame `index` (0-based, display order) of the image set, or of one series of it, as an image."""
+    frames = view.frames(series_uid)
+    if not 0 <= index < len(frames):
+        raise NotFound("No such frame")
+    instance, number, frame_id = frames[index]
+    module = PixelModule.from_dicom(instance.dicom, instance.stored_transfer_syntax)
+    skip = skip_levels_for(module, max_size)
+    stored = decoded_frame(view, instance, frame_id, skip)
+    photometric = module.decoded_photometric
+    if photometric.startswith("MONOCHROME") and stored.ndim == 2:
+        pipeline = _pipeline(view, instance, module)
+        effective = window or pipeline.default_window()
+        pixels = pipeline.render(stored, effective, invert=(photometric == "MONOCHROME1") != invert)
+    else:
+        pixels = color_to_rgb8(stored, module, instance.dicom, instance.vrs)
+        effective = None
+        if invert:
+            pixels = 255 - pixels
+    body = encode_image(pixels, fmt=fmt, quality=quality, max_size=max_size)
+    return body, {
+        "frame": index, "count": len(frames), "sop": instance.sop_uid, "number": number,
+        "instanceNumber": instance.instance_number, "position": instance.position,
+        "rows": module.rows, "columns": module.columns, "spacing": instance.pixel_spacing(),
+        "window": [effective.center, effective.width] if effective else None,
+    }
+
+
+def prefetch(*, view: ImageSetView, indices: list[int], series_uid: str | None = None) -> None:
+    frames = view.frames(series_uid)
+    for index in indices:
+        if 0 <= index < len(frames):
+            instance, _, frame_id = frames[index]
+            try:
+                decoded_frame(view, instance, frame_id, 0)
+            except Exception:  # prefetching is best effort; a real request reports the problem
+                return
