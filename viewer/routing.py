@@ -1,4 +1,8 @@
 """Websocket routes of the viewer."""
 from __future__ import annotations
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from viewer.consumers import RenderConsumer
+
+websocket_urlpatterns = [path("ws/render/", RenderConsumer.as_asgi())]

@@ -1,6 +1,7 @@
-"""Pages of the viewer."""
+"""Pages of the viewer and Django's standard login form."""
 from __future__ import annotations
 
+from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from viewer import views
@@ -8,4 +9,9 @@ from viewer import views
 app_name = "viewer"
 urlpatterns = [
     path("", views.home, name="home"),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(next_page="/accounts/login/"), name="logout"),
+    path("studies/<str:datastore_id>/<str:study_uid>/", views.study, name="study"),
+    path("view/<str:datastore_id>/<str:image_set_id>/", views.viewer, name="viewer"),
+    path("thumbnails/<str:datastore_id>/<str:image_set_id>/<str:series_uid>.jpg", views.thumbnail, name="thumbnail"),
 ]

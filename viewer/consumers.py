@@ -1,0 +1,168 @@
+"""The render websocket: the client asks for frames, the server answers with binary messages.
+
+Client -> server (text, JSON):
+  {"type": "open", "datastore": id, "imageSet": id, "series": uid?}
+  {"type": "render", "id": n, "frame": i, "window": [center, width] | null, "invert": bool,
+   "size": [w, h], "quality": 1..100, "format": "jpeg" | "png"}
+Server -> client:
+  text {"type": "opened", ...} with the frame list and display metadata; {"type": "error", "id"?, "message"};
+  {"type": "dropped", "id"} for a request superseded before it was rendered;
+  binary: 4-byte big-endian header length, the JSON header ({"id", "frame", "window", ...}), the image bytes.
+
+Only the newest pending render request is kept: a request the user scrolled past is dropped, not rendered. After
+each render the neighbouring frames are decoded ahead. Malformed or hostile messages get an error message and the
+connection stays up; anonymous connections are refused.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import struct
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from imaging.errors import ApertureError
+from viewer import services
+from viewer.render import RenderError, Window
+
+logger = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 4096
+PREFETCH_AHEAD = 4
+
+
+class BadMessage(ValueError):
+    pass
+
+
+def _number(value: Any, name: str, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise BadMessage(f"{name} must be a number between {low} and {high}")
+    return float(value)
+
+
+def parse_render(message: dict[str, Any]) -> dict[str, Any]:
+    request_id = message.get("id")
+    if isinstance(request_id, bool) or not isinstance(request_id, int):
+        raise BadMessage("id must be an integer")
+    frame = int(_number(message.get("frame"), "frame", 0, 1_000_000))
+    window = message.get("window")
+    if window is not None:
+        if not isinstance(window, list) or len(window) != 2:
+            raise BadMessage("window must be [center, width] or null")
+        window = Window(_number(window[0], "window center", -1e7, 1e7), _number(window[1], "window width", 1e-6, 1e7))
+    size = message.get("size") or [1024, 1024]
+    if not isinstance(size, list) or len(size) != 2:
+        raise BadMessage("size must be [width, height]")
+    size = (int(_number(size[0], "width", 16, 4096)), int(_number(size[1], "height", 16, 4096)))
+    fmt = message.get("format", "jpeg")
+    if fmt not in ("jpeg", "png"):
+        raise BadMessage("format must be jpeg or png")
+    return {"id": request_id, "frame": frame, "window": window, "invert": bool(message.get("invert", False)),
+            "size": size, "quality": int(_number(message.get("quality", 85), "quality", 1, 100)), "format": fmt}
+
+
+class RenderConsumer(AsyncWebsocketConsumer):
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=4401)
+            return
+        self.view = None
+        self.series: str | None = None
+        self.pending: dict[str, Any] | None = None
+        self.wakeup = asyncio.Event()
+        await self.accept()
+        self.worker = asyncio.ensure_future(self._render_loop())
+
+    async def disconnect(self, code: int) -> None:
+        worker = getattr(self, "worker", None)
+        if worker is not None:
+            worker.cancel()
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        request_id = None
+        try:
+            if text_data is None or len(text_data) > MAX_MESSAGE_BYTES:
+                raise BadMessage("messages are JSON text of at most 4096 characters")
+            try:
+                message = json.loads(text_data)
+            except json.JSONDecodeError as e:
+                raise BadMessage("the message is not valid JSON") from e
+            if not isinstance(message, dict):
+                raise BadMessage("the message must be a JSON object")
+            request_id = message.get("id") if isinstance(message.get("id"), int) else None
+            kind = message.get("type")
+            if kind == "open":
+                await self._open(message)
+            elif kind == "render":
+                if self.view is None:
+                    raise BadMessage("open an image set first")
+                request = parse_render(message)
+                if self.pending is not None:
+                    await self.send(text_data=json.dumps({"type": "dropped", "id": self.pending["id"]}))
+                self.pending = request
+                self.wakeup.set()
+            else:
+                raise BadMessage("type must be open or render")
+        except BadMessage as e:
+            await self._error(str(e), request_id)
+        except ApertureError as e:
+            await self._error(e.message, request_id)
+
+    async def _error(self, message: str, request_id: int | None = None) -> None:
+        await self.send(text_data=json.dumps({"type": "error", "id": request_id, "message": message}))
+
+    async def _open(self, message: dict[str, Any]) -> None:
+        datastore_id, image_set_id, series = message.get("datastore"), message.get("imageSet"), message.get("series")
+        if not all(isinstance(v, str) and len(v) == 32 for v in (datastore_id, image_set_id)):
+            raise BadMessage("datastore and imageSet must be 32-character ids")
+        if series is not None and not (isinstance(series, str) and len(series) <= 64):
+            raise BadMessage("series must be a UID")
+        view = await sync_to_async(services.viewable_image_set)(
+            user=self.scope["user"], datastore_id=datastore_id, image_set_id=image_set_id)
+        self.view, self.series, self.pending = view, series, None
+        frames = view.frames(series)
+        first = frames[0][0] if frames else None
+        await self.send(text_data=json.dumps({
+            "type": "opened", "imageSet": image_set_id, "count": len(frames),
+            "frames": [{"sop": i.sop_uid, "number": n, "instanceNumber": i.instance_number, "position": i.position}
+                       for i, n, _ in frames],
+            "patient": {k: view.patient.get(k) for k in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex")},
+            "study": {k: view.study.get(k) for k in ("StudyDescription", "StudyDate", "AccessionNumber")},
+            "series": {k: view.series.get(first.series_uid if first else "", {}).get(k)
+                       for k in ("SeriesDescription", "Modality", "SeriesNumber")},
+            "defaultWindow": list(first.window()) if first and first.window() else None,
+            "spacing": first.pixel_spacing() if first else None,
+            "rows": first.rows if first else 0, "columns": first.columns if first else 0,
+        }, default=str))
+
+    async def _render_loop(self) -> None:
+        while True:
+            await self.wakeup.wait()
+            self.wakeup.clear()
+            request, self.pending = self.pending, None
+            if request is None or self.view is None:
+                continue
+            view, series = self.view, self.series
+            try:
+                body, header = await sync_to_async(services.render, thread_sensitive=False)(
+                    view=view, index=request["frame"], series_uid=series, window=request["window"],
+                    invert=request["invert"], max_size=request["size"], fmt=request["format"],
+                    quality=request["quality"])
+            except (ApertureError, RenderError) as e:
+                await self._error(getattr(e, "message", str(e)), request["id"])
+                continue
+            except Exception:
+                logger.exception("render failed")
+                await self._error("the frame could not be rendered", request["id"])
+                continue
+            header_bytes = json.dumps({"id": request["id"], **header}, default=str).encode()
+            await self.send(bytes_data=struct.pack(">I", len(header_bytes)) + header_bytes + body)
+            neighbours = [request["frame"] + step for step in range(1, PREFETCH_AHEAD + 1)]
+            neighbours += [request["frame"] - step for step in range(1, PREFETCH_AHEAD + 1)]
+            asyncio.ensure_future(sync_to_async(services.prefetch, thread_sensitive=False)(
+                view=view, indices=neighbours, series_uid=series))
