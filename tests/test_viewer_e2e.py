@@ -1,0 +1,142 @@
+"""The viewer in Debian's Chromium through Playwright, against a live ASGI server (HTTP and websockets):
+log in, search, open a study, open the viewer, scroll, change the window preset, check the canvas against the
+reference rendering; then the same study on a phone-sized touch screen."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pydicom.uid import generate_uid
+
+from tests.conftest import wait_for
+from tests.dicomgen import ct_bytes
+from tests.importing import run_import
+from viewer.render import to_uint8, voi_window
+
+pytestmark = [pytest.mark.live, pytest.mark.slow]
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+SLICES = 12
+PASSWORD = "a long clinician passphrase"
+
+
+def slice_pixels(n: int) -> np.ndarray:
+    y, x = np.mgrid[0:128, 0:128]
+    disc = ((x - 64) ** 2 + (y - 64) ** 2) < (20 + n * 3) ** 2
+    return np.where(disc, 1024 + 60 + n * 10, 1024 - 900).astype(np.uint16)
+
+
+@pytest.fixture(scope="module")
+def study(server, mi, s3):
+    datastore_id = mi.create_datastore(datastoreName="e2e")["datastoreId"]
+    wait_for(lambda: mi.get_datastore(datastoreId=datastore_id)["datastoreProperties"]["datastoreStatus"] == "ACTIVE")
+    study_uid, series_uid = generate_uid(), generate_uid()
+    files = {f"{n:03}.dcm": ct_bytes(study_uid=study_uid, series_uid=series_uid, instance_number=n + 1,
+                                     patient_name="DOE^E2E", rows=128, columns=128, pixels=slice_pixels(n))
+             for n in range(SLICES)}
+    run_import(mi, s3, datastore_id, files)
+    server.manage("shell", "-c", (
+        "from django.contrib.auth import get_user_model; from imaging.models import DatastoreGrant;"
+        f"u = get_user_model().objects.create_user('clin', password='{PASSWORD}');"
+        f"DatastoreGrant.objects.create(user=u, datastore_id='{datastore_id}')"))
+    return {"datastore": datastore_id, "study": study_uid, "series": series_uid}
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield instance
+        instance.close()
+
+
+def log_in(page, server):
+    page.goto(server.url + "/")
+    assert "/accounts/login/" in page.url
+    page.fill("input[name=username]", "clin")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(server.url + "/")
+
+
+def canvas_gray(page) -> np.ndarray:
+    """The drawn image region of the canvas, as gray levels."""
+    data = page.evaluate("""() => {
+        const s = window.apertureViewer, p = s.placement, c = document.getElementById('viewport');
+        const img = c.getContext('2d').getImageData(Math.round(p.x), Math.round(p.y), Math.round(p.w), Math.round(p.h));
+        return {w: img.width, h: img.height, px: Array.from(img.data.filter((_, i) => i % 4 === 0))};
+    }""")
+    return np.array(data["px"], dtype=np.float64).reshape(data["h"], data["w"])
+
+
+def reference(n: int, center: float, width: float, shape) -> np.ndarray:
+    from PIL import Image
+
+    rendered = to_uint8(voi_window(slice_pixels(n).astype(np.float64) - 1024, center, width))
+    return np.asarray(Image.fromarray(rendered).resize((shape[1], shape[0]), Image.Resampling.BILINEAR), np.float64)
+
+
+def test_login_search_open_scroll_and_window(server, study, browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    log_in(page, server)
+    page.fill("input[type=search]", "doe")
+    page.press("input[type=search]", "Enter")
+    page.click("text=DOE^E2E")
+    page.wait_for_url(f"**/studies/{study['datastore']}/{study['study']}/")
+    page.click("a.series-link")
+    page.wait_for_function("window.apertureViewer && window.apertureViewer.rendered > 0")
+    assert page.evaluate("window.apertureViewer.count") == SLICES
+    page.wait_for_function("window.apertureViewer.lastHeader.window[0] === 40")  # the file's window, full quality
+
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("ArrowDown")
+    page.wait_for_function("window.apertureViewer.lastHeader.frame === 2")
+    page.keyboard.press("2")  # lung preset
+    page.wait_for_function("window.apertureViewer.lastHeader.window[0] === -600 && window.apertureViewer.lastHeader.frame === 2")
+    page.wait_for_timeout(100)
+    drawn = canvas_gray(page)
+    expected = reference(2, -600, 1500, drawn.shape)
+    assert np.abs(drawn - expected).mean() < 4, np.abs(drawn - expected).mean()
+    overlay = page.inner_text("#overlay-window")
+    assert "W 1500 L -600" in overlay and "Image 3 / 12" in page.inner_text("#overlay-slice")
+
+    page.keyboard.press("i")
+    page.wait_for_function("window.apertureViewer.lastHeader && window.apertureViewer.invert === true")
+    page.keyboard.press("r")
+    page.keyboard.press("End")
+    page.wait_for_function(f"window.apertureViewer.lastHeader.frame === {SLICES - 1}")
+    context.close()
+
+
+def test_phone_touch_swipe_and_pinch(server, study, browser):
+    context = browser.new_context(viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True)
+    page = context.new_page()
+    log_in(page, server)
+    page.goto(f"{server.url}/view/{study['datastore']}/{_image_set(server, study)}/?series={study['series']}")
+    page.wait_for_function("window.apertureViewer && window.apertureViewer.rendered > 0")
+    swipe = """([y0, y1, fingers]) => {
+        const c = document.getElementById('viewport'), r = c.getBoundingClientRect();
+        const touches = (y) => Array.from({length: fingers}, (_, i) => new Touch({identifier: i, target: c,
+            clientX: r.left + r.width / 2 + (fingers > 1 ? (i ? 1 : -1) * (y - y0 + 40) : 0), clientY: r.top + y}));
+        c.dispatchEvent(new TouchEvent('touchstart', {touches: touches(y0), bubbles: true, cancelable: true}));
+        c.dispatchEvent(new TouchEvent('touchmove', {touches: touches(y1), bubbles: true, cancelable: true}));
+        c.dispatchEvent(new TouchEvent('touchend', {touches: [], bubbles: true, cancelable: true}));
+    }"""
+    page.evaluate(swipe, [300, 250, 1])  # swipe up: next slices
+    page.wait_for_function("window.apertureViewer.frame > 0 && window.apertureViewer.lastHeader.frame > 0")
+    page.evaluate(swipe, [300, 380, 2])  # fingers apart: zoom in
+    assert page.evaluate("window.apertureViewer.zoom") > 1.5
+    context.close()
+
+
+def _image_set(server, study) -> str:
+    from tests.conftest import imaging_client
+
+    client = imaging_client(server.url, server.admin_key)
+    found = client.search_image_sets(datastoreId=study["datastore"], searchCriteria={"filters": [
+        {"operator": "EQUAL", "values": [{"DICOMSeriesInstanceUID": study["series"]}]}]})
+    return found["imageSetsMetadataSummaries"][0]["imageSetId"]
