@@ -82,7 +82,7 @@
       state.lastHeader = header;
       if (!state.window && header.window) state.renderedWindow = header.window;
       state.rendered += 1;
-      if (state.firstPaintAt === null) state.firstPaintAt = performance.now() - state.startedAt;
+      if (state.firstPaintAt === null) state.firstPaintAt = performance.now();  // since navigation start
       draw();
     });
   }
