@@ -206,3 +206,15 @@ APERTURE_TIERING_SWEEP_SECONDS = env_int("APERTURE_TIERING_SWEEP_SECONDS", 24 * 
 
 # --- Viewer ---
 APERTURE_RENDER_CACHE_BYTES = env_int("APERTURE_RENDER_CACHE_MB", 256, minimum=16) * 1024 * 1024
+
+# --- Audit, metrics, embedding, sessions (SPEC 13, issue 6) ---
+APERTURE_AUDIT_DATA_EVENTS = env_bool("APERTURE_AUDIT_DATA_EVENTS", True)
+APERTURE_TRUSTED_PROXIES = env_list("APERTURE_TRUSTED_PROXIES", [])
+APERTURE_METRICS_TOKEN = env_str("APERTURE_METRICS_TOKEN")
+# Origins allowed to frame share links (CSP frame-ancestors); every other page sends X-Frame-Options: DENY.
+APERTURE_EMBED_ORIGINS = env_list("APERTURE_EMBED_ORIGINS", [])
+APERTURE_SHARE_LINK_MAX_DAYS = env_int("APERTURE_SHARE_LINK_MAX_DAYS", 30, minimum=1)
+SESSION_COOKIE_AGE = env_int("APERTURE_SESSION_IDLE_SECONDS", 30 * 60, minimum=60)
+SESSION_SAVE_EVERY_REQUEST = True  # the age above is an idle timeout: every request extends the session
+APERTURE_LOGIN_MAX_FAILURES = env_int("APERTURE_LOGIN_MAX_FAILURES", 5, minimum=1)
+APERTURE_LOGIN_LOCK_SECONDS = env_int("APERTURE_LOGIN_LOCK_SECONDS", 15 * 60, minimum=1)

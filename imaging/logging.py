@@ -11,12 +11,14 @@ import re
 
 _UID = re.compile(r"\b\d+(?:\.\d+){4,}\b")
 _QUERY = re.compile(r"\?[^\s\"']*")
-_SECRET = re.compile(r"(Signature=|token=|Credential=)[^\s,&\"']+", re.IGNORECASE)
+_SECRET = re.compile(r"(Signature=|token=|share=|Credential=)[^\s,&\"']+", re.IGNORECASE)
+_SHARE_PATH = re.compile(r"/share/[^\s/\"'?]+")
 
 
 def redact(text: str) -> str:
     text = _QUERY.sub("?<redacted>", text)
     text = _SECRET.sub(r"\1<redacted>", text)
+    text = _SHARE_PATH.sub("/share/<redacted>", text)
     return _UID.sub("<uid>", text)
 
 

@@ -341,3 +341,77 @@ class StudyNameToken(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["token"])]
+
+
+class AppendOnlyError(Exception):
+    """Audit events are never changed or removed through the application."""
+
+
+class AuditEvent(models.Model):
+    """One access to the store or to patient data (SPEC 13.1). Append-only: the model refuses updates and
+    deletes, and database triggers (migration 0007) refuse them too."""
+
+    event_id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    event_time = models.DateTimeField(auto_now_add=True, db_index=True)
+    request_id = models.CharField(max_length=64, blank=True)
+    event_source = models.CharField(max_length=64, default="medical-imaging.amazonaws.com")
+    event_name = models.CharField(max_length=64, db_index=True)
+    event_type = models.CharField(max_length=32, default="AwsApiCall")
+    event_category = models.CharField(max_length=16, default="Management")
+    read_only = models.BooleanField(default=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    username = models.CharField(max_length=150, blank=True, db_index=True)
+    principal_arn = models.CharField(max_length=256, blank=True)
+    access_key_id = models.CharField(max_length=20, blank=True)
+    source_ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=256, blank=True)
+    datastore_id = models.CharField(max_length=32, blank=True, db_index=True)
+    image_set_id = models.CharField(max_length=32, blank=True)
+    patient_id = models.CharField(max_length=64, blank=True, db_index=True)
+    study_instance_uid = models.CharField(max_length=64, blank=True, db_index=True)
+    request_parameters = models.JSONField(default=dict, blank=True)
+    response_elements = models.JSONField(null=True, blank=True)
+    status_code = models.PositiveSmallIntegerField(default=200)
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.CharField(max_length=2048, blank=True)
+
+    class Meta:
+        ordering = ["-event_time"]
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise AppendOnlyError("audit events cannot be changed")
+        kwargs["force_insert"] = True
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise AppendOnlyError("audit events cannot be deleted")
+
+
+class ShareLink(models.Model):
+    """A signed, expiring, revocable link that opens the viewer on one study or image set without a login."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    datastore = models.ForeignKey(Datastore, on_delete=models.CASCADE, related_name="share_links")
+    study_instance_uid = models.CharField(max_length=64)
+    image_set_id = models.CharField(max_length=32, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    bound_user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE,
+                                   related_name="share_links", help_text="Only this user may open the link")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    hide_browser = models.BooleanField(default=True, help_text="Hide the series strip")
+    initial_series = models.CharField(max_length=64, blank=True)
+    window_preset = models.CharField(max_length=2, blank=True, help_text="1-6 as in the viewer")
+
+    class Meta:
+        ordering = ["-created_at"]
+
+
+class LoginFailure(models.Model):
+    """Recent failed logins, for throttling; old rows are pruned as new ones arrive."""
+
+    username = models.CharField(max_length=150, db_index=True)
+    source_ip = models.GenericIPAddressField(null=True)
+    at = models.DateTimeField(auto_now_add=True, db_index=True)

@@ -21,10 +21,13 @@ import logging
 import struct
 from typing import Any
 
+from urllib.parse import parse_qs
+
 from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from imaging.errors import ApertureError
+from imaging.services.audit import audit_record
 from viewer import services
 from viewer.render import RenderError, Window
 
@@ -68,7 +71,9 @@ def parse_render(message: dict[str, Any]) -> dict[str, Any]:
 class RenderConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        self.share_token = (query.get("share") or [None])[0]
+        if (user is None or not user.is_authenticated) and not self.share_token:
             await self.close(code=4401)
             return
         self.view = None
@@ -123,7 +128,12 @@ class RenderConsumer(AsyncWebsocketConsumer):
         if series is not None and not (isinstance(series, str) and len(series) <= 64):
             raise BadMessage("series must be a UID")
         view = await sync_to_async(services.viewable_image_set)(
-            user=self.scope["user"], datastore_id=datastore_id, image_set_id=image_set_id)
+            user=self.scope.get("user"), datastore_id=datastore_id, image_set_id=image_set_id,
+            share_token=self.share_token)
+        await sync_to_async(audit_record)(
+            event_name="StartFrameStream", event_type="ViewerEvent", user=self.scope.get("user"),
+            source_ip=(self.scope.get("client") or [None])[0], datastore_id=datastore_id, image_set_id=image_set_id,
+            parameters={"imageSetId": image_set_id, "shareLink": bool(self.share_token)})
         self.view, self.series, self.pending = view, series, None
         frames = view.frames(series)
         first = frames[0][0] if frames else None

@@ -12,6 +12,7 @@ from django.db.models import Q
 
 from imaging.errors import AccessDenied, NotFound
 from imaging.models import ImageFrame, ImageSet, ImageSetState, StudyIndex
+from imaging.services.sharing import share_access
 from imaging.services.studies import name_tokens
 from imaging.storage import blob_store
 from viewer.access import can_read, readable_datastores
@@ -77,6 +78,11 @@ def study_detail(*, user, datastore_id: str, study_uid: str) -> tuple[StudyIndex
     study = StudyIndex.objects.filter(datastore_id=datastore_id, study_instance_uid=study_uid).first()
     if study is None:
         raise NotFound("No such study")
+    return study, study_series(datastore_id=datastore_id, study_uid=study_uid)
+
+
+def study_series(*, datastore_id: str, study_uid: str) -> list[SeriesSummary]:
+    """The series of a study without a user check (for share links, which were checked already)."""
     series: list[SeriesSummary] = []
     for image_set in ImageSet.objects.filter(datastore_id=datastore_id, study_instance_uid=study_uid,
                                              is_primary=True).exclude(state=ImageSetState.DELETED):
@@ -88,11 +94,15 @@ def study_detail(*, user, datastore_id: str, study_uid: str) -> tuple[StudyIndex
                 number=str(dicom.get("SeriesNumber") or ""),
                 instances=[i for i in view.instances if i.series_uid == series_uid]))
     series.sort(key=lambda s: (int(s.number) if s.number.lstrip("-").isdigit() else 10**9, s.series_uid))
-    return study, series
+    return series
 
 
-def viewable_image_set(*, user, datastore_id: str, image_set_id: str) -> ImageSetView:
-    if not can_read(user, datastore_id):
+def viewable_image_set(*, user, datastore_id: str, image_set_id: str, share_token: str | None = None) -> ImageSetView:
+    """The image set, if the user may read its data store or holds a share link that covers it."""
+    if share_token:
+        share_access(share_token, user=user if getattr(user, "is_authenticated", False) else None,
+                     datastore_id=datastore_id, image_set_id=image_set_id)
+    elif not can_read(user, datastore_id):
         raise AccessDenied("You may not read this data store")
     return image_set_view(datastore_id=datastore_id, image_set_id=image_set_id)
 

@@ -13,5 +13,6 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(next_page="/accounts/login/"), name="logout"),
     path("studies/<str:datastore_id>/<str:study_uid>/", views.study, name="study"),
     path("view/<str:datastore_id>/<str:image_set_id>/", views.viewer, name="viewer"),
+    path("share/<str:token>/", views.share, name="share"),
     path("thumbnails/<str:datastore_id>/<str:image_set_id>/<str:series_uid>.jpg", views.thumbnail, name="thumbnail"),
 ]

@@ -1,16 +1,23 @@
-"""Viewer pages: study list, study page, the viewer, series thumbnails. Every page needs a logged-in user who may
-read the data store; the work is done by viewer.services."""
+"""Viewer pages: study list, study page, the viewer, series thumbnails and share links. Every page needs a
+logged-in user who may read the data store, or a valid share link; the work is done by viewer.services."""
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from functools import wraps
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import redirect_to_login
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.http import require_GET
 
 from imaging.errors import AccessDenied, NotFound
+from imaging.models import ImageSet, ImageSetState
+from imaging.services.audit import audit_record, client_ip
+from imaging.services.sharing import ShareLinkInvalid, share_link_resolve
 from viewer import services
 from viewer.access import readable_datastores
 
@@ -18,6 +25,12 @@ FILTERS = ("q", "patient_id", "accession", "date_from", "date_to", "modality", "
 MODALITIES = ("CT", "MR", "CR", "DX", "US", "NM", "PT", "XA", "MG", "OT", "SC", "RTDOSE", "RTPLAN", "SR", "SEG")
 _thumbnails: OrderedDict[tuple, bytes] = OrderedDict()
 _thumbnails_lock = threading.Lock()
+
+
+def page_view(request: HttpRequest, name: str, **subject) -> None:
+    """Record a page view of patient data in the audit trail."""
+    audit_record(event_name=name, event_type="ViewerEvent", user=request.user, source_ip=client_ip(request.META),
+                 user_agent=request.headers.get("User-Agent", ""), parameters={"path": request.path}, **subject)
 
 
 @login_required
@@ -29,6 +42,7 @@ def home(request: HttpRequest) -> HttpResponse:
     except ValueError:
         page = 1
     studies, has_next = services.studies_search(user=request.user, query=query, page=page)
+    page_view(request, "ViewStudyList")
     return render(request, "viewer/studies.html", {
         "studies": studies, "query": query, "page": page, "has_next": has_next,
         "datastores": readable_datastores(request.user).order_by("name"), "modalities": MODALITIES,
@@ -43,7 +57,21 @@ def study(request: HttpRequest, datastore_id: str, study_uid: str) -> HttpRespon
         study_row, series = services.study_detail(user=request.user, datastore_id=datastore_id, study_uid=study_uid)
     except NotFound as e:
         raise Http404("No such study") from e
+    page_view(request, "ViewStudy", datastore_id=datastore_id, study_uid=study_uid, patient_id=study_row.patient_id)
     return render(request, "viewer/study.html", {"study": study_row, "series": series, "datastore_id": datastore_id})
+
+
+def _viewer_context(request, view, datastore_id: str, image_set_id: str, series_uid: str, *, share_token: str = "",
+                    hide_browser: bool = False, preset: str = "") -> dict:
+    series_list = []
+    if not hide_browser and view.study.get("StudyInstanceUID"):
+        if share_token:
+            series_list = services.study_series(datastore_id=datastore_id, study_uid=str(view.study["StudyInstanceUID"]))
+        else:
+            series_list = services.study_detail(user=request.user, datastore_id=datastore_id,
+                                                study_uid=str(view.study["StudyInstanceUID"]))[1]
+    return {"view": view, "datastore_id": datastore_id, "image_set_id": image_set_id, "series_uid": series_uid,
+            "series_list": series_list, "preset": preset, "share_token": share_token, "hide_browser": hide_browser}
 
 
 @login_required
@@ -54,20 +82,65 @@ def viewer(request: HttpRequest, datastore_id: str, image_set_id: str) -> HttpRe
     except (NotFound, AccessDenied) as e:
         raise Http404("No such image set") from e
     series_uid = request.GET.get("series") or next(iter(view.series), "")
-    study_rows = services.study_detail(user=request.user, datastore_id=datastore_id,
-                                       study_uid=str(view.study.get("StudyInstanceUID", "")))[1] \
-        if view.study.get("StudyInstanceUID") else []
-    return render(request, "viewer/viewer.html", {
-        "view": view, "datastore_id": datastore_id, "image_set_id": image_set_id, "series_uid": series_uid,
-        "series_list": study_rows, "preset": request.GET.get("preset", ""),
-    })
+    page_view(request, "ViewImageSet", datastore_id=datastore_id, image_set_id=image_set_id)
+    return render(request, "viewer/viewer.html", _viewer_context(
+        request, view, datastore_id, image_set_id, series_uid, preset=request.GET.get("preset", "")))
 
 
-@login_required
+def _embeddable(response: HttpResponse) -> HttpResponse:
+    """Share pages may be framed by the allow-listed origins only (everything else keeps X-Frame-Options: DENY)."""
+    origins = " ".join(settings.APERTURE_EMBED_ORIGINS)
+    response["Content-Security-Policy"] = f"frame-ancestors 'self' {origins}".strip()
+    response["Referrer-Policy"] = "no-referrer"  # the token is in the URL: never send it onwards
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@xframe_options_exempt
+@require_GET
+def share(request: HttpRequest, token: str) -> HttpResponse:
+    user = request.user if request.user.is_authenticated else None
+    try:
+        link = share_link_resolve(token, user=user)
+    except ShareLinkInvalid as e:
+        if "Sign in" in e.reason and user is None:
+            return redirect_to_login(request.get_full_path())
+        response = render(request, "viewer/share_error.html", {"reason": e.reason}, status=403)
+        return _embeddable(response)
+    image_set_id = link.image_set_id
+    if not image_set_id:
+        sets = ImageSet.objects.filter(datastore_id=link.datastore_id, study_instance_uid=link.study_instance_uid,
+                                       is_primary=True).exclude(state=ImageSetState.DELETED)
+        chosen = sets.filter(series_instance_uid=link.initial_series).first() or sets.order_by("created_at").first()
+        if chosen is None:
+            return _embeddable(render(request, "viewer/share_error.html",
+                                      {"reason": "The shared study is no longer available."}, status=404))
+        image_set_id = chosen.id
+    view = services.viewable_image_set(user=user, datastore_id=link.datastore_id, image_set_id=image_set_id,
+                                       share_token=token)
+    series_uid = request.GET.get("series") or link.initial_series or next(iter(view.series), "")
+    hide = link.hide_browser if "browser" not in request.GET else request.GET.get("browser") == "0"
+    page_view(request, "ViewSharedImageSet", datastore_id=link.datastore_id, image_set_id=image_set_id)
+    context = _viewer_context(request, view, link.datastore_id, image_set_id, series_uid, share_token=token,
+                              hide_browser=hide, preset=request.GET.get("preset", link.window_preset))
+    return _embeddable(render(request, "viewer/viewer.html", context))
+
+
+def _login_or_share(view_function):
+    @wraps(view_function)
+    def wrapper(request: HttpRequest, *args, **kwargs):
+        if not request.user.is_authenticated and not request.GET.get("share"):
+            return redirect_to_login(request.get_full_path())
+        return view_function(request, *args, **kwargs)
+    return wrapper
+
+
+@_login_or_share
 @require_GET
 def thumbnail(request: HttpRequest, datastore_id: str, image_set_id: str, series_uid: str) -> HttpResponse:
     try:
-        view = services.viewable_image_set(user=request.user, datastore_id=datastore_id, image_set_id=image_set_id)
+        view = services.viewable_image_set(user=request.user, datastore_id=datastore_id, image_set_id=image_set_id,
+                                           share_token=request.GET.get("share"))
         key = (image_set_id, view.version, series_uid)
         with _thumbnails_lock:
             body = _thumbnails.get(key)

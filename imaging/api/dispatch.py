@@ -127,12 +127,30 @@ def authenticate(
     return key
 
 
+_DATASTORE_IN_ARN = re.compile(r":datastore/([0-9a-z]{32})")
+
+
+def granted_datastores(key: AccessKey) -> set[str] | None:
+    """The data stores a key's user was granted, or None for administrators (no limit)."""
+    if key.user.is_superuser:
+        return None
+    return set(key.user.datastore_grants.values_list("datastore_id", flat=True))
+
+
 def authorize(key: AccessKey, *, operation_name: str, resources: list[str]) -> str:
+    """The key's policy must allow the action on every resource, and (for users who are not administrators) each
+    data store named must be one granted to the key's user: grants bind the API as they bind the viewer."""
     principal = principal_arn(key)
     action = f"medical-imaging:{operation_name}"
     document = accesskey_policy_document(key)
+    granted = granted_datastores(key)
     for resource in resources:
-        if not is_allowed(document, action=action, resources=[resource]):
+        denied = not is_allowed(document, action=action, resources=[resource])
+        if not denied and granted is not None:
+            match = _DATASTORE_IN_ARN.search(resource)
+            denied = (match is None and operation_name == "CreateDatastore") or (
+                match is not None and match.group(1) not in granted)
+        if denied:
             raise errors.AccessDenied(f"User: {principal} is not authorized to perform: {action} on resource: {resource}")
     return principal
 
@@ -153,6 +171,44 @@ def dispatch(request: HttpRequest, routes: dict[str, str], labels: dict[str, str
     operation_name = routes.get(request.method or "")
     if operation_name is None:
         return unknown_operation(request, request_id=request_id)
+    audit: dict[str, Any] = {"key": None, "params": dict(labels), "result": None}
+    response = _dispatch(request, operation_name, labels, request_id, audit)
+    _audit(request, operation_name, request_id, audit, response)
+    return response
+
+
+def _audit(request: HttpRequest, operation_name: str, request_id: str, audit: dict[str, Any],
+           response: HttpResponse) -> None:
+    from imaging.services.audit import audit_record, client_ip
+
+    key = audit["key"]
+    params = audit["params"]
+    error = response.get("x-amzn-ErrorType", "") if response.status_code >= 300 else ""
+    message = ""
+    if error:
+        try:
+            message = json.loads(response.content).get("message", "")
+        except ValueError:
+            message = ""
+    audit_record(
+        event_name=operation_name, user=key.user if key else None, request_id=request_id,
+        principal_arn=principal_arn(key) if key else "",
+        access_key_id=key.access_key_id if key else _claimed_key_id(request),
+        source_ip=client_ip(request.META), user_agent=request.headers.get("User-Agent", ""),
+        datastore_id=str(params.get("datastoreId", "")), image_set_id=str(params.get("imageSetId") or
+                                                                         params.get("sourceImageSetId") or ""),
+        parameters=params, response=audit["result"] if not isinstance(audit["result"], BlobResult) else None,
+        status_code=response.status_code, error_code=error, error_message=message,
+    )
+
+
+def _claimed_key_id(request: HttpRequest) -> str:
+    match = re.search(r"Credential=([A-Z0-9]{1,20})/", request.headers.get("Authorization", ""))
+    return match.group(1) if match else ""
+
+
+def _dispatch(request: HttpRequest, operation_name: str, labels: dict[str, str], request_id: str,
+              audit: dict[str, Any]) -> HttpResponse:
     try:
         try:
             body = request.body
@@ -161,8 +217,10 @@ def dispatch(request: HttpRequest, routes: dict[str, str], labels: dict[str, str
                 f"The request body exceeds the limit of {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes"
             ) from e
         key = authenticate(request, body=body, operation_name=operation_name, labels=labels)
+        audit["key"] = key
         model = operation_model(operation_name)
         params = parse_request(model, labels=labels, query=request.GET, headers=request.headers, body=body)
+        audit["params"] = params
         registered = OPERATIONS.get(operation_name)
         if registered is None:
             return error_response("UnknownOperationException", 404, f"{operation_name} is not available", request_id)
@@ -170,7 +228,9 @@ def dispatch(request: HttpRequest, routes: dict[str, str], labels: dict[str, str
         context = ApiContext(
             request=request, request_id=request_id, operation=operation_name, key=key, principal=principal
         )
-        return _success(registered.handler(context, **params), request_id)
+        result = registered.handler(context, **params)
+        audit["result"] = result
+        return _success(result, request_id)
     except sigv4.SignatureError as e:
         return error_response(e.error_type, e.status, e.message, request_id)
     except errors.ApertureError as e:

@@ -7,7 +7,15 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from imaging.api.dispatch import ApiContext, BlobResult, authorize, dispatch, operation, unknown_operation
+from imaging.api.dispatch import (
+    ApiContext,
+    BlobResult,
+    authorize,
+    dispatch,
+    granted_datastores,
+    operation,
+    unknown_operation,
+)
 from imaging.models import Datastore, ImageSet, ImportJob, datastore_arn, image_set_arn
 from imaging.services import datastores as datastore_services
 from imaging.services import imageset_writes
@@ -78,6 +86,9 @@ def list_datastores(
     ctx: ApiContext, *, datastoreStatus: str | None = None, nextToken: str | None = None, maxResults: int | None = None
 ) -> dict[str, Any]:
     queryset = datastore_services.datastore_list(status=datastoreStatus)
+    granted = granted_datastores(ctx.key)
+    if granted is not None:
+        queryset = queryset.filter(pk__in=granted)
     page, token = paginate(
         queryset, scope=f"ListDatastores:{datastoreStatus or ''}", next_token=nextToken, max_results=maxResults
     )

@@ -30,7 +30,8 @@
 
   function connect() {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
-    const ws = new WebSocket(`${scheme}://${location.host}/ws/render/`);
+    const share = root.dataset.share ? `?share=${encodeURIComponent(root.dataset.share)}` : "";
+    const ws = new WebSocket(`${scheme}://${location.host}/ws/render/${share}`);
     ws.binaryType = "arraybuffer";
     state.ws = ws;
     ws.onopen = () => {

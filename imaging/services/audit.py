@@ -1,0 +1,104 @@
+"""The audit trail (SPEC 13.1): one append-only row per API or DICOMweb call, page view of patient data, frame
+stream start and export. DICOM values never go into requestParameters or responseElements: they are replaced by
+HIDDEN_DUE_TO_SECURITY_REASONS. The patient and study the event concerns are kept in their own indexed columns so
+admins can search the trail by them."""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Iterable
+
+from django.conf import settings
+
+from imaging.models import AuditEvent, ImageSet
+
+logger = logging.getLogger(__name__)
+
+HIDDEN = "HIDDEN_DUE_TO_SECURITY_REASONS"
+SENSITIVE_MEMBERS = {"searchCriteria", "updateImageSetMetadataUpdates", "copiableAttributes", "DICOMCopies",
+                     "studyInstanceUID", "seriesInstanceUID", "sopInstanceUID", "study", "series", "sop"}
+READ_PREFIXES = ("Get", "List", "Search")
+DATA_EVENTS = {"GetImageFrame"}
+
+
+def redact(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: HIDDEN if key in SENSITIVE_MEMBERS else redact(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [redact(item) for item in value]
+    if isinstance(value, (bytes, bytearray)):
+        return HIDDEN
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value
+
+
+def client_ip(meta: dict[str, Any]) -> str | None:
+    remote = meta.get("REMOTE_ADDR") or None
+    forwarded = meta.get("HTTP_X_FORWARDED_FOR")
+    if forwarded and remote in settings.APERTURE_TRUSTED_PROXIES:
+        return forwarded.split(",")[0].strip() or remote
+    return remote
+
+
+def _subject(datastore_id: str, image_set_id: str) -> tuple[str, str]:
+    if not (datastore_id and image_set_id):
+        return "", ""
+    row = ImageSet.objects.filter(pk=image_set_id, datastore_id=datastore_id).values_list(
+        "patient_id", "study_instance_uid").first()
+    return row or ("", "")
+
+
+def audit_record(*, event_name: str, user=None, request_id: str = "", principal_arn: str = "",
+                 access_key_id: str = "", source_ip: str | None = None, user_agent: str = "",
+                 datastore_id: str = "", image_set_id: str = "", patient_id: str = "", study_uid: str = "",
+                 parameters: dict[str, Any] | None = None, response: Any = None, status_code: int = 200,
+                 error_code: str = "", error_message: str = "", event_type: str = "AwsApiCall",
+                 category: str | None = None, read_only: bool | None = None) -> None:
+    """Append one event; a failure to audit is logged and never breaks the call being audited."""
+    if category is None:
+        category = "Data" if event_name in DATA_EVENTS or event_type != "AwsApiCall" else "Management"
+    if category == "Data" and event_type == "AwsApiCall" and not settings.APERTURE_AUDIT_DATA_EVENTS:
+        return
+    if not (patient_id or study_uid):
+        patient_id, study_uid = _subject(datastore_id, image_set_id)
+    if read_only is None:
+        read_only = event_name.startswith(READ_PREFIXES)
+    try:
+        AuditEvent.objects.create(
+            request_id=request_id, event_name=event_name, event_type=event_type, event_category=category,
+            read_only=read_only, user=user if getattr(user, "is_authenticated", False) else None,
+            username=getattr(user, "username", "") or "", principal_arn=principal_arn, access_key_id=access_key_id,
+            source_ip=source_ip, user_agent=user_agent[:256], datastore_id=datastore_id or "",
+            image_set_id=image_set_id or "", patient_id=(patient_id or "")[:64], study_instance_uid=(study_uid or "")[:64],
+            request_parameters=redact(parameters or {}),
+            response_elements=redact(response) if response is not None and not read_only else None,
+            status_code=status_code, error_code=error_code, error_message=error_message[:2048],
+        )
+    except Exception:
+        logger.exception("could not write an audit event for %s", event_name)
+
+
+def audit_as_json(event: AuditEvent) -> dict[str, Any]:
+    """The CloudTrail-shaped record of an event."""
+    record = {
+        "eventVersion": "1.08", "eventID": str(event.event_id), "requestID": event.request_id,
+        "eventTime": event.event_time.isoformat(), "awsRegion": settings.APERTURE_REGION,
+        "recipientAccountId": settings.APERTURE_ACCOUNT_ID, "eventSource": event.event_source,
+        "eventName": event.event_name, "eventType": event.event_type, "eventCategory": event.event_category,
+        "managementEvent": event.event_category == "Management", "readOnly": event.read_only,
+        "userIdentity": {"type": "IAMUser", "principalId": event.username, "arn": event.principal_arn,
+                         "accountId": settings.APERTURE_ACCOUNT_ID, "accessKeyId": event.access_key_id},
+        "sourceIPAddress": event.source_ip, "userAgent": event.user_agent,
+        "requestParameters": event.request_parameters, "responseElements": event.response_elements,
+        "datastoreId": event.datastore_id, "patientId": event.patient_id,
+        "studyInstanceUID": event.study_instance_uid,
+    }
+    if event.error_code:
+        record["errorCode"], record["errorMessage"] = event.error_code, event.error_message
+    return record
+
+
+def audit_export_lines(events: Iterable[AuditEvent]) -> Iterable[str]:
+    for event in events:
+        yield json.dumps(audit_as_json(event), default=str) + "\n"

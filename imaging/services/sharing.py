@@ -1,0 +1,92 @@
+"""Share links for embedding the viewer (issue 6): a signed token naming a ShareLink row, so a link can be checked
+without the database (tampering), and expired or revoked through it. Tokens are never logged (imaging.logging
+redacts /share/ paths and share= query values)."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.core import signing
+from django.utils import timezone
+
+from imaging.errors import AccessDenied, NotFound, ValidationFailed
+from imaging.models import ImageSet, ImageSetState, ShareLink
+
+_SALT = "aperture.share-link"
+
+
+class ShareLinkInvalid(Exception):
+    """The link is tampered with, unknown, expired or revoked; `reason` says which, for the error page."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def share_link_create(*, created_by, datastore_id: str, study_uid: str = "", image_set_id: str = "",
+                      expires_in: timedelta, bound_user=None, hide_browser: bool = True, initial_series: str = "",
+                      window_preset: str = "") -> tuple[ShareLink, str]:
+    if expires_in <= timedelta(0) or expires_in > timedelta(days=settings.APERTURE_SHARE_LINK_MAX_DAYS):
+        raise ValidationFailed(f"A share link expires within {settings.APERTURE_SHARE_LINK_MAX_DAYS} days")
+    if window_preset and window_preset not in "123456":
+        raise ValidationFailed("window_preset is 1 to 6")
+    if image_set_id:
+        image_set = ImageSet.objects.filter(pk=image_set_id, datastore_id=datastore_id).exclude(
+            state=ImageSetState.DELETED).first()
+        if image_set is None:
+            raise NotFound("No such image set")
+        study_uid = image_set.study_instance_uid
+    elif not ImageSet.objects.filter(datastore_id=datastore_id, study_instance_uid=study_uid).exclude(
+            state=ImageSetState.DELETED).exists():
+        raise NotFound("No such study")
+    link = ShareLink.objects.create(
+        datastore_id=datastore_id, study_instance_uid=study_uid, image_set_id=image_set_id, created_by=created_by,
+        bound_user=bound_user, expires_at=timezone.now() + expires_in, hide_browser=hide_browser,
+        initial_series=initial_series, window_preset=window_preset)
+    return link, share_token(link)
+
+
+def share_token(link: ShareLink) -> str:
+    return signing.dumps(str(link.id), salt=_SALT)
+
+
+def share_link_resolve(token: str, *, user=None) -> ShareLink:
+    try:
+        link_id = signing.loads(token, salt=_SALT)
+    except signing.BadSignature as e:
+        raise ShareLinkInvalid("This link is not valid. It may have been altered or copied incompletely.") from e
+    link = ShareLink.objects.filter(pk=link_id).select_related("datastore").first()
+    if link is None:
+        raise ShareLinkInvalid("This link is not valid.")
+    if link.revoked_at is not None:
+        raise ShareLinkInvalid("This link has been revoked.")
+    if link.expires_at <= timezone.now():
+        raise ShareLinkInvalid("This link has expired.")
+    if link.bound_user_id is not None and (user is None or user.pk != link.bound_user_id):
+        raise ShareLinkInvalid("This link is for a particular user. Sign in as that user to open it.")
+    return link
+
+
+def share_link_revoke(*, link_id) -> None:
+    ShareLink.objects.filter(pk=link_id, revoked_at__isnull=True).update(revoked_at=timezone.now())
+
+
+def share_link_covers(link: ShareLink, *, datastore_id: str, image_set_id: str) -> bool:
+    if link.datastore_id != datastore_id:
+        return False
+    if link.image_set_id:
+        return link.image_set_id == image_set_id
+    return ImageSet.objects.filter(pk=image_set_id, datastore_id=datastore_id,
+                                   study_instance_uid=link.study_instance_uid).exists()
+
+
+def share_access(token: str | None, *, user, datastore_id: str, image_set_id: str) -> ShareLink:
+    if not token:
+        raise AccessDenied("No share link")
+    try:
+        link = share_link_resolve(token, user=user)
+    except ShareLinkInvalid as e:
+        raise AccessDenied(e.reason) from e
+    if not share_link_covers(link, datastore_id=datastore_id, image_set_id=image_set_id):
+        raise AccessDenied("The share link does not cover this image set")
+    return link
