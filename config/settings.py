@@ -218,3 +218,4 @@ SESSION_COOKIE_AGE = env_int("APERTURE_SESSION_IDLE_SECONDS", 30 * 60, minimum=6
 SESSION_SAVE_EVERY_REQUEST = True  # the age above is an idle timeout: every request extends the session
 APERTURE_LOGIN_MAX_FAILURES = env_int("APERTURE_LOGIN_MAX_FAILURES", 5, minimum=1)
 APERTURE_LOGIN_LOCK_SECONDS = env_int("APERTURE_LOGIN_LOCK_SECONDS", 15 * 60, minimum=1)
+AUTHENTICATION_BACKENDS = ["imaging.auth.ThrottledModelBackend"]

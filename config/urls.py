@@ -6,8 +6,11 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import include, path
 
+from imaging.metrics import metrics_view
+
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("metrics", metrics_view),
     path("", include("viewer.urls")),
     path("", include("imaging.api.urls")),
 ]

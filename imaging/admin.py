@@ -16,7 +16,31 @@ from pathlib import Path
 
 from django.conf import settings
 
-from imaging.models import AccessKey, Datastore, ImageSet, ImportJob, LosslessStorageFormat, ManagedPolicy
+from datetime import timedelta
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
+from django.db.models import Count, Sum
+from django.http import StreamingHttpResponse
+
+from imaging.dicom.document import decode_document
+from imaging.models import (
+    AccessKey,
+    AuditEvent,
+    Datastore,
+    DatastoreGrant,
+    ImageFrame,
+    ImageSet,
+    ImageSetState,
+    ImportJob,
+    LosslessStorageFormat,
+    ManagedPolicy,
+    ShareLink,
+)
+from imaging.services.audit import audit_export_lines
+from imaging.services.sharing import share_link_create, share_link_revoke, share_token
+from imaging.services.tags import tags_set
+from imaging.storage import blob_store
 from imaging.services.accesskeys import accesskey_create, accesskey_deactivate
 from imaging.services.datastores import datastore_create, datastore_delete
 from imaging.services.imports import import_job_start_local, manifest_summary
@@ -25,6 +49,18 @@ from imaging.services.imports import import_job_start_local, manifest_summary
 class DatastoreCreateForm(forms.ModelForm):
     name = forms.RegexField(regex=r"^[A-Za-z0-9._/#-]{1,256}$", help_text="Letters, digits and . _ / # -")
     lossless_storage_format = forms.ChoiceField(choices=LosslessStorageFormat.choices)
+    tags = forms.CharField(required=False, help_text="key=value per line. Tags must not contain patient data.",
+                           widget=forms.Textarea(attrs={"rows": 3}))
+
+    def clean_tags(self) -> dict[str, str]:
+        tags = {}
+        for line in self.cleaned_data["tags"].splitlines():
+            if line.strip():
+                key, sep, value = line.partition("=")
+                if not sep or not key.strip():
+                    raise forms.ValidationError("Write one key=value per line.")
+                tags[key.strip()] = value.strip()
+        return tags
 
     class Meta:
         model = Datastore
@@ -33,6 +69,22 @@ class DatastoreCreateForm(forms.ModelForm):
 
 class DatastoreDeleteForm(forms.Form):
     confirm_name = forms.CharField(label="Type the data store's name to confirm")
+
+
+class MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class UploadImportForm(forms.Form):
+    files = forms.FileField(widget=MultipleFileInput(attrs={"multiple": True}), required=False,
+                            help_text="DICOM files from this computer")
+
+
+class S3ImportForm(forms.Form):
+    input_s3_uri = forms.RegexField(regex=r"^s3://[a-z0-9][.\-a-z0-9]{1,61}[a-z0-9](/.*)?$", label="Input S3 URI")
+    output_s3_uri = forms.RegexField(regex=r"^s3://[a-z0-9][.\-a-z0-9]{1,61}[a-z0-9](/.*)?$", label="Output S3 URI")
+    data_access_role_arn = forms.RegexField(regex=r"^arn:aws(-[^:]+)?:iam::[0-9]{12}:role/.+$",
+                                            initial="arn:aws:iam::000000000000:role/aperture-import")
 
 
 class FolderImportForm(forms.Form):
@@ -54,7 +106,7 @@ class DatastoreAdmin(admin.ModelAdmin):
     list_filter = ["status", "lossless_storage_format"]
     search_fields = ["name", "id"]
     readonly_fields = ["id", "status", "lossless_storage_format", "kms_key_arn", "lambda_authorizer_arn",
-                       "created_at", "updated_at", "delete_link"]
+                       "created_at", "updated_at", "storage_by_tier", "delete_link"]
     fields = readonly_fields
 
     def get_form(self, request, obj=None, **kwargs):
@@ -63,7 +115,7 @@ class DatastoreAdmin(admin.ModelAdmin):
         return super().get_form(request, obj, **kwargs)
 
     def get_fields(self, request, obj=None):
-        return ["name", "lossless_storage_format"] if obj is None else ["name", *self.readonly_fields]
+        return ["name", "lossless_storage_format", "tags"] if obj is None else ["name", *self.readonly_fields]
 
     def get_readonly_fields(self, request, obj=None):
         return [] if obj is None else self.readonly_fields
@@ -79,9 +131,21 @@ class DatastoreAdmin(admin.ModelAdmin):
             client_token=uuid.uuid4().hex,
             name=form.cleaned_data["name"],
             lossless_storage_format=form.cleaned_data["lossless_storage_format"],
+            tags=form.cleaned_data.get("tags") or None,
         )
         obj.pk = result["datastoreId"]
         obj.refresh_from_db()
+
+    @admin.display(description="Image sets and bytes per storage tier")
+    def storage_by_tier(self, obj: Datastore) -> str:
+        live = ImageSet.objects.filter(datastore=obj).exclude(state=ImageSetState.DELETED)
+        counts = dict(live.values_list("storage_tier").annotate(n=Count("id")).order_by())
+        sizes = dict(ImageFrame.objects.filter(image_set__in=live).values_list("image_set__storage_tier")
+                     .annotate(b=Sum("size")).order_by())
+        rows = "".join(format_html("<tr><td>{}</td><td>{}</td><td>{:,} bytes</td></tr>", tier, counts.get(tier, 0),
+                                   sizes.get(tier) or 0) for tier in ("FREQUENT_ACCESS", "ARCHIVE_INSTANT_ACCESS"))
+        return format_html("<table><tr><th>Tier</th><th>Image sets</th><th>Frames</th></tr>{}</table>",
+                           format_html(rows))
 
     @admin.display(description="Actions")
     def delete_link(self, obj: Datastore) -> str:
@@ -125,19 +189,46 @@ class DatastoreAdmin(admin.ModelAdmin):
 
 
     def import_folder_view(self, request: HttpRequest, datastore_id: str):
+        """Start an import from a server folder, from S3 URIs, or from files uploaded through the browser."""
+        from imaging.services.imports import import_job_start
+
         datastore = get_object_or_404(Datastore, pk=datastore_id)
-        form = FolderImportForm(request.POST or None)
+        kind = request.POST.get("kind", "folder")
+        forms_by_kind = {
+            "folder": FolderImportForm(request.POST if kind == "folder" else None),
+            "s3": S3ImportForm(request.POST if kind == "s3" else None),
+            "upload": UploadImportForm(request.POST if kind == "upload" else None,
+                                       request.FILES if kind == "upload" else None),
+        }
+        form = forms_by_kind.get(kind, forms_by_kind["folder"])
         if request.method == "POST" and form.is_valid():
             try:
-                job = import_job_start_local(datastore_id=datastore.id, paths=[form.cleaned_data["folder"]])
+                if kind == "s3":
+                    answer = import_job_start(
+                        datastore_id=datastore.id, client_token=uuid.uuid4().hex,
+                        data_access_role_arn=form.cleaned_data["data_access_role_arn"],
+                        input_s3_uri=form.cleaned_data["input_s3_uri"], output_s3_uri=form.cleaned_data["output_s3_uri"])
+                    job_id = answer["jobId"]
+                elif kind == "upload":
+                    folder = Path(settings.DATA_DIR) / "uploads" / uuid.uuid4().hex
+                    folder.mkdir(parents=True)
+                    for number, upload in enumerate(request.FILES.getlist("files")):
+                        with open(folder / f"{number:05d}.dcm", "wb") as handle:
+                            for chunk in upload.chunks():
+                                handle.write(chunk)
+                    job_id = import_job_start_local(datastore_id=datastore.id, paths=[str(folder)]).id
+                else:
+                    job_id = import_job_start_local(datastore_id=datastore.id, paths=[form.cleaned_data["folder"]]).id
             except ApertureError as e:
                 form.add_error(None, e.message)
             else:
-                messages.success(request, f"Import job {job.id} started.")
-                return HttpResponseRedirect(reverse("admin:imaging_importjob_change", args=[job.id]))
+                messages.success(request, f"Import job {job_id} started.")
+                return HttpResponseRedirect(reverse("admin:imaging_importjob_change", args=[job_id]))
         context = {**self.admin_site.each_context(request), "datastore": datastore, "form": form,
+                   "folder_form": forms_by_kind["folder"], "s3_form": forms_by_kind["s3"],
+                   "upload_form": forms_by_kind["upload"], "kind": kind,
                    "roots": settings.APERTURE_IMPORT_ROOTS, "opts": self.model._meta,
-                   "title": f"Import a server folder into {datastore.name}"}
+                   "title": f"Import into {datastore.name}"}
         return render(request, "admin/imaging/datastore_import_folder.html", context)
 
 
@@ -156,6 +247,13 @@ class ImportJobAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        response = super().change_view(request, object_id, form_url, extra_context)
+        job = ImportJob.objects.filter(pk=object_id).only("status").first()
+        if job is not None and job.status in ("SUBMITTED", "IN_PROGRESS"):
+            response["Refresh"] = "2"  # live counts while the job runs
+        return response
 
     @admin.display(description="job-output-manifest.json")
     def manifest(self, obj: ImportJob) -> str:
@@ -184,13 +282,141 @@ class ImageSetAdmin(admin.ModelAdmin):
     search_fields = ["id", "study_instance_uid", "series_instance_uid"]
 
     def get_readonly_fields(self, request, obj=None):
-        return [field.name for field in self.model._meta.fields]
+        return [field.name for field in self.model._meta.fields] + ["versions_table", "metadata_document"]
 
     def has_add_permission(self, request) -> bool:
         return False
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+    @admin.display(description="Versions")
+    def versions_table(self, obj: ImageSet) -> str:
+        rows = "".join(format_html("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", v.version,
+                                   v.state, v.workflow_status, "yes" if v.is_primary else "no", v.created_at)
+                       for v in obj.versions.all())
+        return format_html("<table><tr><th>Version</th><th>State</th><th>Workflow</th><th>Primary</th>"
+                           "<th>Created</th></tr>{}</table>", format_html(rows))
+
+    @admin.display(description="Metadata document (current version)")
+    def metadata_document(self, obj: ImageSet) -> str:
+        version = obj.versions.filter(version=obj.content_version).first()
+        blob = blob_store().get(version.metadata_key) if version else None
+        if not blob:
+            return "(not available)"
+        return format_html("<pre style='max-height:40em;overflow:auto'>{}</pre>",
+                           json.dumps(decode_document(blob), indent=1)[:500_000])
+
+
+class ShareLinkForm(forms.ModelForm):
+    expires_in_hours = forms.IntegerField(min_value=1, max_value=24 * 30, initial=24)
+
+    class Meta:
+        model = ShareLink
+        fields = ["datastore", "study_instance_uid", "image_set_id", "bound_user", "hide_browser", "initial_series",
+                  "window_preset"]
+
+
+@admin.register(ShareLink)
+class ShareLinkAdmin(admin.ModelAdmin):
+    list_display = ["id", "datastore", "created_by", "bound_user", "expires_at", "revoked_at"]
+    actions = ["revoke"]
+    form = ShareLinkForm
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else [f.name for f in self.model._meta.fields] + ["link"]
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["datastore", "study_instance_uid", "image_set_id", "expires_in_hours", "bound_user",
+                    "hide_browser", "initial_series", "window_preset"]
+        return ["link", "datastore", "study_instance_uid", "image_set_id", "bound_user", "created_by", "created_at",
+                "expires_at", "revoked_at", "hide_browser", "initial_series", "window_preset"]
+
+    def save_model(self, request, obj, form, change) -> None:
+        if change:
+            return
+        data = form.cleaned_data
+        try:
+            link, _ = share_link_create(
+                created_by=request.user, datastore_id=data["datastore"].id, study_uid=data["study_instance_uid"],
+                image_set_id=data["image_set_id"], expires_in=timedelta(hours=data["expires_in_hours"]),
+                bound_user=data["bound_user"], hide_browser=data["hide_browser"],
+                initial_series=data["initial_series"], window_preset=data["window_preset"])
+        except ApertureError as e:
+            messages.error(request, e.message)
+            raise
+        obj.pk = link.pk
+        obj.refresh_from_db()
+
+    @admin.display(description="Link to embed")
+    def link(self, obj: ShareLink) -> str:
+        url = reverse("viewer:share", args=[share_token(obj)])
+        return format_html('<input readonly size="100" value="{}"> <a href="{}" target="_blank">open</a>', url, url)
+
+    @admin.action(description="Revoke selected links")
+    def revoke(self, request, queryset) -> None:
+        for link in queryset:
+            share_link_revoke(link_id=link.pk)
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    list_display = ["event_time", "event_name", "username", "source_ip", "datastore_id", "patient_id",
+                    "study_instance_uid", "status_code", "error_code"]
+    list_filter = ["event_category", "event_type", "read_only", "event_name"]
+    search_fields = ["username", "patient_id", "study_instance_uid", "event_name", "access_key_id"]
+    date_hierarchy = "event_time"
+    actions = ["export_json_lines"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in self.model._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return request.method in ("GET", "HEAD") and super().has_view_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def get_urls(self):
+        extra = [path("export.jsonl", self.admin_site.admin_view(self.export_view), name="imaging_auditevent_export")]
+        return extra + super().get_urls()
+
+    def export_view(self, request: HttpRequest):
+        """The events matching the changelist's search and filters, as JSON lines."""
+        changelist = self.get_changelist_instance(request)
+        queryset = changelist.get_queryset(request).order_by("event_time")
+        response = StreamingHttpResponse(audit_export_lines(queryset.iterator()), content_type="application/x-ndjson")
+        response["Content-Disposition"] = 'attachment; filename="audit.jsonl"'
+        return response
+
+    @admin.action(description="Export selected events as JSON lines")
+    def export_json_lines(self, request, queryset):
+        response = StreamingHttpResponse(audit_export_lines(queryset.order_by("event_time").iterator()),
+                                         content_type="application/x-ndjson")
+        response["Content-Disposition"] = 'attachment; filename="audit.jsonl"'
+        return response
+
+
+class DatastoreGrantInline(admin.TabularInline):
+    model = DatastoreGrant
+    extra = 1
+    fk_name = "user"
+
+
+User = get_user_model()
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class ApertureUserAdmin(UserAdmin):
+    """Users with their roles: superusers are administrators; others read the data stores granted to them."""
+
+    inlines = [DatastoreGrantInline]
+    list_display = ["username", "is_superuser", "is_staff", "is_active", "last_login"]
 
 
 class AccessKeyCreateForm(forms.ModelForm):

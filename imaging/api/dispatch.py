@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -24,6 +25,7 @@ from imaging import errors
 from imaging.api import sigv4
 from imaging.api.errors import domain_error_response, error_response
 from imaging.api.protocol import operation_model, parse_request, to_wire
+from imaging.metrics import record_call
 from imaging.models import AccessKey
 from imaging.policies import is_allowed
 from imaging.services.accesskeys import (
@@ -172,7 +174,11 @@ def dispatch(request: HttpRequest, routes: dict[str, str], labels: dict[str, str
     if operation_name is None:
         return unknown_operation(request, request_id=request_id)
     audit: dict[str, Any] = {"key": None, "params": dict(labels), "result": None}
+    started = time.perf_counter()
     response = _dispatch(request, operation_name, labels, request_id, audit)
+    record_call(operation=operation_name, datastore_id=str(audit["params"].get("datastoreId", ""))[:32],
+                status_code=response.status_code, error_type=response.get("x-amzn-ErrorType", ""),
+                seconds=time.perf_counter() - started)
     _audit(request, operation_name, request_id, audit, response)
     return response
 

@@ -16,6 +16,8 @@ from imaging.api import sigv4
 from imaging.api.dispatch import authenticate, authorize, unknown_operation
 from imaging.api.errors import domain_error_response, error_response
 from imaging.models import datastore_arn
+from imaging.services.accesskeys import principal_arn
+from imaging.services.audit import audit_record, client_ip
 from imaging.services.instances import instance_p10
 
 logger = logging.getLogger(__name__)
@@ -26,6 +28,21 @@ def get_instance(request: HttpRequest, datastoreId: str, study: str, series: str
     request_id = str(uuid.uuid4())
     if request.method != "GET":
         return unknown_operation(request, request_id=request_id)
+    response, key = _get_instance(request, request_id, datastoreId, study, series, sop)
+    error = response.get("x-amzn-ErrorType", "") if response.status_code >= 300 else ""
+    audit_record(event_name="GetDICOMInstance", event_type="AwsApiCall", category="Data", read_only=True,
+                 user=key.user if key else None, request_id=request_id, principal_arn=principal_arn(key) if key else "",
+                 access_key_id=key.access_key_id if key else "", source_ip=client_ip(request.META),
+                 user_agent=request.headers.get("User-Agent", ""), datastore_id=datastoreId,
+                 image_set_id=request.GET.get("imageSetId", ""), study_uid=study[:64],
+                 parameters={"datastoreId": datastoreId, "study": study, "series": series, "sop": sop,
+                             "imageSetId": request.GET.get("imageSetId")},
+                 status_code=response.status_code, error_code=error)
+    return response
+
+
+def _get_instance(request: HttpRequest, request_id: str, datastoreId: str, study: str, series: str, sop: str):
+    key = None
     try:
         key = authenticate(request, body=request.body, operation_name=None, labels={}, allow_unsigned_payload=True)
         authorize(key, operation_name="GetDICOMInstance", resources=[datastore_arn(datastoreId)])
@@ -34,12 +51,12 @@ def get_instance(request: HttpRequest, datastoreId: str, study: str, series: str
             image_set_id=request.GET.get("imageSetId"), accept=request.headers.get("Accept"),
         )
     except sigv4.SignatureError as e:
-        return error_response(e.error_type, e.status, e.message, request_id)
+        return error_response(e.error_type, e.status, e.message, request_id), key
     except errors.ApertureError as e:
-        return domain_error_response(e, request_id)
+        return domain_error_response(e, request_id), key
     except Exception:
         logger.exception("GetDICOMInstance failed (request %s)", request_id)
-        return error_response("InternalServerException", 500, "Internal server error", request_id)
+        return error_response("InternalServerException", 500, "Internal server error", request_id), key
     response = HttpResponse(body, content_type=f"application/dicom; transfer-syntax={syntax}")
     response["x-amzn-RequestId"] = request_id
-    return response
+    return response, key
