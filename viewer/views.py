@@ -29,8 +29,10 @@ _thumbnails_lock = threading.Lock()
 
 def page_view(request: HttpRequest, name: str, **subject) -> None:
     """Record a page view of patient data in the audit trail."""
+    # The route name, not the path: paths carry study UIDs and share tokens.
+    route = request.resolver_match.url_name if request.resolver_match else ""
     audit_record(event_name=name, event_type="ViewerEvent", user=request.user, source_ip=client_ip(request.META),
-                 user_agent=request.headers.get("User-Agent", ""), parameters={"path": request.path}, **subject)
+                 user_agent=request.headers.get("User-Agent", ""), parameters={"page": route}, **subject)
 
 
 @login_required

@@ -1,0 +1,166 @@
+"""Personas against the live API and in a real browser: an admin, a clinician with one data store, an outsider;
+custom IAM-style policies; the audit trail of API calls; a share link framed by an allowed and a refused origin."""
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+from datetime import timedelta
+
+import pytest
+from botocore.exceptions import ClientError
+from pydicom.uid import generate_uid
+
+from tests.conftest import imaging_client, wait_for
+from tests.dicomgen import ct_bytes
+from tests.importing import run_import
+from tests.servers import ApertureServer, free_port
+
+pytestmark = pytest.mark.live
+
+
+def user_key(server, username: str, *, grant: str | None = None, policy_file=None) -> dict:
+    server.manage("shell", "-c", (
+        "from django.contrib.auth import get_user_model; from imaging.models import DatastoreGrant;"
+        f"u, _ = get_user_model().objects.get_or_create(username='{username}');"
+        + (f"DatastoreGrant.objects.get_or_create(user=u, datastore_id='{grant}')" if grant else "")))
+    args = ["accesskey", "create", "--json", "--user", username]
+    if policy_file:
+        args += ["--policy-file", str(policy_file)]
+    return json.loads(server.manage(*args).stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def stores(mi, s3):
+    ids = []
+    for name in ("ward-a", "ward-b"):
+        datastore_id = mi.create_datastore(datastoreName=name)["datastoreId"]
+        wait_for(lambda: mi.get_datastore(datastoreId=datastore_id)["datastoreProperties"]["datastoreStatus"] == "ACTIVE")
+        ids.append(datastore_id)
+    study = generate_uid()
+    outcome = run_import(mi, s3, ids[0], {"a.dcm": ct_bytes(study_uid=study, series_uid=generate_uid(),
+                                                            patient_id="PERSONA-1")})
+    return {"a": ids[0], "b": ids[1], "study": study,
+            "image_set": outcome.line_for("a.dcm")["importResponse"]["imageSetId"]}
+
+
+def code(excinfo) -> str:
+    return excinfo.value.response["Error"]["Code"]
+
+
+def test_personas_on_the_api(server, mi, stores):
+    clinician = imaging_client(server.url, user_key(server, "clin-api", grant=stores["a"]))
+    outsider = imaging_client(server.url, user_key(server, "outsider-api"))
+    assert clinician.get_datastore(datastoreId=stores["a"])["datastoreProperties"]["datastoreId"] == stores["a"]
+    assert clinician.search_image_sets(datastoreId=stores["a"], searchCriteria={})["imageSetsMetadataSummaries"]
+    assert {d["datastoreId"] for d in clinician.list_datastores()["datastoreSummaries"]} == {stores["a"]}
+    for call in (lambda c: c.get_datastore(datastoreId=stores["b"]),
+                 lambda c: c.search_image_sets(datastoreId=stores["b"], searchCriteria={}),
+                 lambda c: c.create_datastore(datastoreName="not-mine")):
+        with pytest.raises(ClientError) as excinfo:
+            call(clinician)
+        assert code(excinfo) == "AccessDeniedException"
+    with pytest.raises(ClientError) as excinfo:
+        outsider.get_image_set(datastoreId=stores["a"], imageSetId=stores["image_set"])
+    assert code(excinfo) == "AccessDeniedException"
+    assert outsider.list_datastores()["datastoreSummaries"] == []
+    assert {stores["a"], stores["b"]} <= {d["datastoreId"] for d in mi.list_datastores()["datastoreSummaries"]}
+
+
+def test_custom_policy_explicit_deny_wins(server, stores, tmp_path):
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "medical-imaging:*", "Resource": "*"},
+        {"Effect": "Deny", "Action": ["medical-imaging:GetImage*"], "Resource": f"arn:aws:medical-imaging:*:*:datastore/{stores['a']}*"},
+    ]}))
+    client = imaging_client(server.url, user_key(server, "integration", grant=stores["a"], policy_file=policy))
+    assert client.search_image_sets(datastoreId=stores["a"], searchCriteria={})["imageSetsMetadataSummaries"]
+    with pytest.raises(ClientError) as excinfo:
+        client.get_image_set(datastoreId=stores["a"], imageSetId=stores["image_set"])
+    assert code(excinfo) == "AccessDeniedException"
+
+
+def test_api_calls_are_audited_with_user_study_and_redaction(server, mi, stores):
+    mi.search_image_sets(datastoreId=stores["a"], searchCriteria={"filters": [
+        {"operator": "EQUAL", "values": [{"DICOMPatientId": "PERSONA-1"}]}]})
+    mi.get_image_set(datastoreId=stores["a"], imageSetId=stores["image_set"])
+    with pytest.raises(ClientError):
+        imaging_client(server.url, {"AccessKeyId": "AKIA" + "Z" * 16, "SecretAccessKey": "x" * 40}).list_datastores()
+    rows = json.loads(server.manage("shell", "-c", (
+        "import json; from imaging.models import AuditEvent;"
+        "print(json.dumps(list(AuditEvent.objects.order_by('event_time').values("
+        "'event_name','username','patient_id','study_instance_uid','request_parameters','error_code','access_key_id'))))"
+    )).stdout.strip().splitlines()[-1])
+    search = [r for r in rows if r["event_name"] == "SearchImageSets"][-1]
+    assert search["request_parameters"]["searchCriteria"] == "HIDDEN_DUE_TO_SECURITY_REASONS"
+    assert "PERSONA-1" not in json.dumps(search)
+    get = [r for r in rows if r["event_name"] == "GetImageSet"][-1]
+    assert get["patient_id"] == "PERSONA-1" and get["study_instance_uid"] == stores["study"]
+    assert get["username"] == "admin"
+    refused = [r for r in rows if r["error_code"] == "UnrecognizedClientException"][-1]
+    assert refused["access_key_id"] == "AKIA" + "Z" * 16 and refused["username"] == ""
+
+
+class _Parent(http.server.BaseHTTPRequestHandler):
+    page = b""
+
+    def do_GET(self):  # noqa: N802 (http.server's naming)
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.end_headers()
+        self.wfile.write(self.page)
+
+    def log_message(self, *args):
+        return
+
+
+def serve_parent(iframe_url: str) -> tuple[http.server.HTTPServer, str]:
+    handler = type("Parent", (_Parent,), {"page": f'<html><body><iframe id="v" src="{iframe_url}" width="900" '
+                                                   f'height="700"></iframe></body></html>'.encode()})
+    httpd = http.server.HTTPServer(("127.0.0.1", free_port()), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd, f"http://127.0.0.1:{httpd.server_address[1]}/"
+
+
+def test_share_link_in_an_iframe_on_allowed_and_refused_origins(seaweed, s3):
+    allowed_port = free_port()
+    embed_server = ApertureServer(extra_env={**seaweed.env(),
+                                             "APERTURE_EMBED_ORIGINS": f"http://127.0.0.1:{allowed_port}"}).start()
+    try:
+        client = imaging_client(embed_server.url, embed_server.create_key())
+        datastore_id = client.create_datastore(datastoreName="embed")["datastoreId"]
+        wait_for(lambda: client.get_datastore(datastoreId=datastore_id)["datastoreProperties"]["datastoreStatus"] == "ACTIVE")
+        study = generate_uid()
+        run_import(client, s3, datastore_id, {"a.dcm": ct_bytes(study_uid=study, series_uid=generate_uid())})
+        token = embed_server.manage("shell", "-c", (
+            "from datetime import timedelta; from imaging.services.sharing import share_link_create;"
+            f"print(share_link_create(created_by=None, datastore_id='{datastore_id}', study_uid='{study}',"
+            "expires_in=timedelta(hours=1))[1])")).stdout.split()[-1]
+        share_url = f"{embed_server.url}/share/{token}/"
+
+        allowed = http.server.HTTPServer(("127.0.0.1", allowed_port), type("P", (_Parent,), {
+            "page": f'<iframe id="v" src="{share_url}" width="900" height="700"></iframe>'.encode()}))
+        threading.Thread(target=allowed.serve_forever, daemon=True).start()
+        refused, refused_url = serve_parent(share_url)
+        from playwright.sync_api import sync_playwright
+
+        from tests.test_viewer_e2e import ARGS, CHROMIUM
+
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{allowed_port}/")
+            frame = page.frame_locator("#v")
+            frame.locator("canvas#viewport").wait_for()
+            inner = next(f for f in page.frames if f.url.startswith(share_url))
+            inner.wait_for_function("window.apertureViewer && window.apertureViewer.rendered > 0")
+            page.goto(refused_url)
+            page.wait_for_timeout(1500)
+            blocked = [f for f in page.frames if f.url.startswith(share_url)]
+            assert not blocked or blocked[0].evaluate("typeof window.apertureViewer") == "undefined"
+            browser.close()
+        allowed.shutdown()
+        refused.shutdown()
+        assert token not in embed_server.log()  # the token never reaches the server log
+    finally:
+        embed_server.stop()
