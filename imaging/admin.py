@@ -75,9 +75,21 @@ class MultipleFileInput(forms.ClearableFileInput):
     allow_multiple_selected = True
 
 
+class MultipleFileField(forms.FileField):
+    """Several files in one field (Django's documented pattern)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("widget", MultipleFileInput())
+        super().__init__(*args, **kwargs)
+
+    def clean(self, data, initial=None):
+        if isinstance(data, (list, tuple)):
+            return [super(MultipleFileField, self).clean(item, initial) for item in data]
+        return super().clean(data, initial)
+
+
 class UploadImportForm(forms.Form):
-    files = forms.FileField(widget=MultipleFileInput(attrs={"multiple": True}), required=False,
-                            help_text="DICOM files from this computer")
+    files = MultipleFileField(help_text="DICOM files from this computer")
 
 
 class S3ImportForm(forms.Form):

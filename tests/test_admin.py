@@ -44,3 +44,34 @@ def test_access_key_secret_is_shown_once_and_keys_can_be_deactivated(admin_clien
 def test_admin_needs_staff(client):
     assert client.get("/admin/imaging/datastore/").status_code == 302
     assert client.get("/").status_code == 302
+
+
+def test_browser_upload_import(admin_client, settings, tmp_path):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from pydicom.uid import generate_uid
+
+    from imaging.models import ImportJob
+    from tests.dicomgen import ct_bytes
+
+    settings.DATA_DIR = tmp_path
+    settings.APERTURE_BLOB_STORE = f"file://{tmp_path / 'blobs'}"
+    settings.APERTURE_IMPORT_CONCURRENCY = 0
+    admin_client.post("/admin/imaging/datastore/add/", {"name": "uploads", "lossless_storage_format": "HTJ2K"})
+    datastore = Datastore.objects.get(name="uploads")
+    study, series = generate_uid(), generate_uid()
+    files = [SimpleUploadedFile(f"{n}.dcm", ct_bytes(study_uid=study, series_uid=series, instance_number=n))
+             for n in range(2)]
+    response = admin_client.post(f"/admin/imaging/datastore/{datastore.id}/import-folder/",
+                                 {"kind": "upload", "files": files})
+    assert response.status_code == 302
+    job = ImportJob.objects.get(datastore=datastore)
+    assert job.status == "COMPLETED" and job.imported_files == 2
+    page = admin_client.get(f"/admin/imaging/importjob/{job.id}/change/")
+    assert b"numberOfImportedFiles" in page.content
+
+
+def test_clinicians_and_outsiders_have_no_admin(client):
+    user = get_user_model().objects.create_user("clinician-2", password="x" * 20)
+    client.force_login(user)
+    for url in ("/admin/", "/admin/imaging/datastore/", "/admin/imaging/auditevent/", "/admin/imaging/accesskey/"):
+        assert client.get(url).status_code == 302  # to the admin login: not staff

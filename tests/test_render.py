@@ -113,3 +113,16 @@ def test_outputs_jpeg_and_lossless_png():
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(png))), pixels)
     jpeg = encode_image(pixels, fmt="jpeg", quality=90, max_size=(64, 64))
     assert Image.open(io.BytesIO(jpeg)).size == (64, 64)
+
+
+def test_voi_lut_sequence_is_the_default_when_the_file_has_one():
+    from pydicom.pixels import apply_voi_lut
+
+    dicom, vrs, module, frame = stored("ELE__vlut_04.dcm")
+    source = pydicom.dcmread(DICOM_DIR / "ELE__vlut_04.dcm")
+    pipeline = GrayscalePipeline(dicom, vrs, module)
+    assert pipeline.default_window() is None  # vlut_04 carries only the LUT, no window
+    values = apply_voi_lut(pixel_array(source, as_rgb=False), source, index=0, prefer_lut=True).astype(np.float64)
+    top = float(2 ** int(source.VOILUTSequence[0].LUTDescriptor[2]) - 1)
+    expected = np.clip(np.floor(values / top * 255 + 0.5), 0, 255).astype(np.uint8)
+    assert np.array_equal(pipeline.render(frame, None, invert=False), expected)
