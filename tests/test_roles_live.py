@@ -64,7 +64,9 @@ def test_personas_on_the_api(server, mi, stores):
         outsider.get_image_set(datastoreId=stores["a"], imageSetId=stores["image_set"])
     assert code(excinfo) == "AccessDeniedException"
     assert outsider.list_datastores()["datastoreSummaries"] == []
-    assert {stores["a"], stores["b"]} <= {d["datastoreId"] for d in mi.list_datastores()["datastoreSummaries"]}
+    every = {d["datastoreId"] for page in mi.get_paginator("list_datastores").paginate()
+             for d in page["datastoreSummaries"]}
+    assert {stores["a"], stores["b"]} <= every
 
 
 def test_custom_policy_explicit_deny_wins(server, stores, tmp_path):
