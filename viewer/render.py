@@ -153,7 +153,9 @@ class GrayscalePipeline:
 
     def voi(self, values: np.ndarray, window: Window | None, frame_range: tuple[float, float]) -> np.ndarray:
         if window is None and "VOILUTSequence" in self.dataset:
-            lut_out = apply_voi_lut(values, self.dataset, index=0, prefer_lut=True).astype(np.float64)
+            # The LUT is indexed by integer modality values.
+            lut_out = apply_voi_lut(np.rint(values).astype(np.int64), self.dataset, index=0,
+                                    prefer_lut=True).astype(np.float64)
             descriptor = self.dataset.VOILUTSequence[0].LUTDescriptor
             top = float(2 ** int(descriptor[2]) - 1)
             return lut_out / top * 255.0

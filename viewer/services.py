@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 
 from imaging.errors import AccessDenied, NotFound
-from imaging.models import ImageFrame, ImageSet, ImageSetState, StudyIndex
+from imaging.models import ImageFrame, ImageSet, ImageSetState, StudyIndex, StudyNameToken
 from imaging.services.sharing import share_access
 from imaging.services.studies import name_tokens
 from imaging.storage import blob_store
@@ -37,15 +37,30 @@ _pipelines: OrderedDict[tuple, GrayscalePipeline] = OrderedDict()
 _pipelines_lock = threading.Lock()
 
 
+RARE_NAME_MATCHES = 2000
+
+
+def _name_part_prefix(token: str) -> Q:
+    """Studies with a name part starting with `token`, as an index range (token >= 'DO' and < 'DP').
+
+    A rare prefix is resolved to its few study ids first (then only those rows are sorted); a common one is checked
+    row by row while the study index is read in sort order, which stops as soon as the page is full.
+    """
+    upper = token[:-1] + chr(ord(token[-1]) + 1)
+    matching = StudyNameToken.objects.filter(token__gte=token, token__lt=upper)
+    ids = list(matching.values_list("study_id", flat=True)[: RARE_NAME_MATCHES + 1])
+    if len(ids) <= RARE_NAME_MATCHES:
+        return Q(id__in=ids)
+    return Q(Exists(matching.filter(study=OuterRef("pk"))))
+
+
 def studies_search(*, user, query: dict[str, str], page: int = 1) -> tuple[list[StudyIndex], bool]:
     """A page of studies the user may read, and whether there is a next page."""
     queryset = StudyIndex.objects.filter(datastore__in=readable_datastores(user))
     if query.get("datastore"):
         queryset = queryset.filter(datastore_id=query["datastore"])
     for token in name_tokens(query.get("q", ""))[:3]:
-        # A prefix of any name part, as an index range: token >= 'DO' and token < 'DP'.
-        upper = token[:-1] + chr(ord(token[-1]) + 1)
-        queryset = queryset.filter(name_tokens__token__gte=token, name_tokens__token__lt=upper)
+        queryset = queryset.filter(_name_part_prefix(token))
     if query.get("patient_id"):
         queryset = queryset.filter(patient_id=query["patient_id"])
     if query.get("accession"):
@@ -56,7 +71,7 @@ def studies_search(*, user, query: dict[str, str], page: int = 1) -> tuple[list[
         queryset = queryset.filter(study_date__lte=query["date_to"].replace("-", ""))
     if query.get("modality"):
         queryset = queryset.filter(modalities__contains=f" {query['modality'].upper()} ")
-    queryset = queryset.distinct().order_by(*STUDY_SORTS.get(query.get("sort", "date"), STUDY_SORTS["date"]))
+    queryset = queryset.order_by(*STUDY_SORTS.get(query.get("sort", "date"), STUDY_SORTS["date"]))
     offset = (max(page, 1) - 1) * PAGE_SIZE
     rows = list(queryset[offset : offset + PAGE_SIZE + 1])
     return rows[:PAGE_SIZE], len(rows) > PAGE_SIZE
