@@ -109,6 +109,31 @@ def test_login_search_open_scroll_and_window(server, study, browser):
     page.keyboard.press("r")
     page.keyboard.press("End")
     page.wait_for_function(f"window.apertureViewer.lastHeader.frame === {SLICES - 1}")
+
+    # Length measurement: 100 image pixels across at PixelSpacing 0.5 mm is 50 mm.
+    page.keyboard.press("m")
+    box = page.evaluate("""() => { const r = document.getElementById('viewport').getBoundingClientRect(),
+        p = window.apertureViewer.placement, k = r.width / document.getElementById('viewport').width;
+        return {left: r.left + p.x * k, top: r.top + p.y * k, scale: p.w * k / 128}; }""")
+    y = box["top"] + 64 * box["scale"]
+    page.mouse.move(box["left"] + 10 * box["scale"], y)
+    page.mouse.down()
+    page.mouse.move(box["left"] + 110 * box["scale"], y, steps=5)
+    page.mouse.up()
+    assert abs(page.evaluate("window.apertureViewer.lastMeasurementMm") - 50.0) < 0.5
+    page.keyboard.press("m")
+
+    # Cine plays through the series; the client reconnects by itself when the socket drops.
+    page.keyboard.press("Home")
+    page.keyboard.press("c")
+    page.wait_for_function("window.apertureViewer.lastHeader.frame >= 3")
+    page.keyboard.press("c")
+    first_socket = page.evaluate("window.apertureViewer.requestId")
+    page.evaluate("window.apertureViewer.ws.close()")
+    page.wait_for_function("window.apertureViewer.ws.readyState === WebSocket.OPEN && "
+                           "window.apertureViewer.requestId > %d" % first_socket, timeout=15000)
+    page.keyboard.press("ArrowUp")
+    page.wait_for_function("window.apertureViewer.shownId === window.apertureViewer.requestId")
     context.close()
 
 
