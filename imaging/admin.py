@@ -39,7 +39,6 @@ from imaging.models import (
 )
 from imaging.services.audit import audit_export_lines
 from imaging.services.sharing import share_link_create, share_link_revoke, share_token
-from imaging.services.tags import tags_set
 from imaging.storage import blob_store
 from imaging.services.accesskeys import accesskey_create, accesskey_deactivate
 from imaging.services.datastores import datastore_create, datastore_delete

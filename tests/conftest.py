@@ -88,3 +88,7 @@ def _eager_tasks_in_process(settings):
     """In-process (non-live) tests run background tasks in the calling thread after commit."""
     settings.APERTURE_TASKS = "eager"
 
+
+
+# The viewer's in-process fixture (an imported study and personas), shared by the viewer and security tests.
+from tests.viewer_fixtures import viewer_data  # noqa: E402,F401

@@ -1,11 +1,9 @@
 """The runtime operations through boto3 against a live server, on image sets made by real imports."""
 from __future__ import annotations
 
-import base64
 import gzip
 import json
 import threading
-import urllib.request
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -266,7 +264,7 @@ def test_twenty_concurrent_updates_one_wins(mi, study):
 
 
 def test_copy_subset_merge_and_promote(mi, study):
-    ds, a, b, c = study["datastore"], study["a"], study["b"], study["c"]
+    ds, a, c = study["datastore"], study["a"], study["c"]
     sops = list(metadata(mi, ds, a)["Study"]["Series"][study["series_a"]]["Instances"])
     subset = json.dumps({"SchemaVersion": "1.1", "Study": {"Series": {study["series_a"]: {"Instances": {sops[0]: {}}}}}})
     copied = mi.copy_image_set(datastoreId=ds, sourceImageSetId=a, copyImageSetInformation={

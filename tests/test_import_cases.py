@@ -9,7 +9,7 @@ from pydicom.encaps import encapsulate
 from pydicom.uid import JPEGLSLossless, generate_uid
 
 from tests.dicomgen import ct_bytes, ct_dataset, to_bytes
-from tests.importing import ROLE, ensure_bucket, find_instance, metadata, run_import
+from tests.importing import ROLE, ensure_bucket, metadata, run_import
 
 pytestmark = pytest.mark.live
 

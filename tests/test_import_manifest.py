@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import zlib
-from pathlib import Path
 
 import imagecodecs
 import numpy as np

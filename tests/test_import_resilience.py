@@ -2,7 +2,6 @@
 blob backend, each against a real server process, real Redis and SeaweedFS."""
 from __future__ import annotations
 
-import os
 import secrets
 import signal
 import subprocess

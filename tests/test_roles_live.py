@@ -5,8 +5,6 @@ from __future__ import annotations
 import http.server
 import json
 import threading
-from datetime import timedelta
-
 import pytest
 from botocore.exceptions import ClientError
 from pydicom.uid import generate_uid

@@ -14,7 +14,6 @@ from django.utils import timezone
 
 from imaging.models import AppendOnlyError, AuditEvent, ShareLink
 from imaging.services.sharing import share_link_create, share_link_revoke
-from tests.viewer_fixtures import viewer_data  # noqa: F401 (fixture)
 from viewer.consumers import RenderConsumer
 
 pytestmark = pytest.mark.django_db(transaction=True)

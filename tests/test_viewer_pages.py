@@ -6,7 +6,6 @@ import io
 import pytest
 from PIL import Image
 
-from tests.viewer_fixtures import viewer_data  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from imaging.dicom.document import add_instances, decode_document, encode_document, frame_ids, summary
+from imaging.dicom.document import decode_document, encode_document, frame_ids, summary
 from imaging.dicom.levels import GROUPING_KEYS, SERIES_KEYS, grouping_value
 from imaging.dicom.updates import (
     UpdateRejected,
