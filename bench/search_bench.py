@@ -10,18 +10,17 @@ throw-away database is created next to the named one and dropped afterwards.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import throwaway_store  # noqa: E402
 
 
 def fill(datastore_id: str, count: int) -> dict:
@@ -109,46 +108,30 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=40)
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="aperture-search-bench-"))
-    os.environ["APERTURE_DATA_DIR"] = str(work)
-    database = None
-    if os.environ.get("DATABASE_URL", "").startswith("postgres"):
-        from tests.servers import PostgresDatabase
+    with throwaway_store("aperture-search-bench-"):
+        run(args)
 
-        database = PostgresDatabase(os.environ["DATABASE_URL"])
-        database.create()
-        os.environ["DATABASE_URL"] = database.url
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    import django
 
-    django.setup()
-    from django.core.management import call_command
+def run(args) -> None:
     from django.db import connection
 
-    try:
-        call_command("migrate", verbosity=0)
-        from imaging.models import Datastore
+    from imaging.models import Datastore
 
-        datastore = Datastore.objects.create(name="bench", status="ACTIVE")
-        start = time.perf_counter()
-        probes = fill(datastore.id, args.count)
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                # The timestamp rewrite above left a dead copy of every row; a live store has autovacuum for that.
-                cursor.execute("VACUUM ANALYZE imaging_imageset")
-        else:
-            with connection.cursor() as cursor:
-                cursor.execute("ANALYZE")
-        print(f"{connection.vendor}: {args.count} image sets filled in {time.perf_counter() - start:.1f}s")
-        print(f"{'query shape':<36}{'p50 ms':>9}{'p95 ms':>9}{'rows':>6}")
-        for name, criteria in shapes(probes).items():
-            p50, p95, rows = measure(datastore.id, criteria, args.runs)
-            print(f"{name:<36}{p50:>9.2f}{p95:>9.2f}{rows:>6}")
-    finally:
-        connection.close()
-        if database:
-            database.drop()
-
+    datastore = Datastore.objects.create(name="bench", status="ACTIVE")
+    start = time.perf_counter()
+    probes = fill(datastore.id, args.count)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            # The timestamp rewrite above left a dead copy of every row; a live store has autovacuum for that.
+            cursor.execute("VACUUM ANALYZE imaging_imageset")
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE")
+    print(f"{connection.vendor}: {args.count} image sets filled in {time.perf_counter() - start:.1f}s")
+    print(f"{'query shape':<36}{'p50 ms':>9}{'p95 ms':>9}{'rows':>6}")
+    for name, criteria in shapes(probes).items():
+        p50, p95, rows = measure(datastore.id, criteria, args.runs)
+        print(f"{name:<36}{p50:>9.2f}{p95:>9.2f}{rows:>6}")
 
 if __name__ == "__main__":
     main()
