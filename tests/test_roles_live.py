@@ -164,3 +164,50 @@ def test_share_link_in_an_iframe_on_allowed_and_refused_origins(seaweed, s3):
         assert token not in embed_server.log()  # the token never reaches the server log
     finally:
         embed_server.stop()
+
+
+def every_scoped_call(datastore_id: str, image_set_id: str):
+    """One call of every operation that names a data store, with valid parameters."""
+    arn = f"arn:aws:medical-imaging:us-east-1:000000000000:datastore/{datastore_id}"
+    frame = {"imageFrameId": "0" * 32}
+    updates = {"DICOMUpdates": {"updatableAttributes": b'{"SchemaVersion": 1.1}'}}
+    return {
+        "GetDatastore": lambda c: c.get_datastore(datastoreId=datastore_id),
+        "DeleteDatastore": lambda c: c.delete_datastore(datastoreId=datastore_id),
+        "StartDICOMImportJob": lambda c: c.start_dicom_import_job(
+            datastoreId=datastore_id, dataAccessRoleArn="arn:aws:iam::123456789012:role/r",
+            inputS3Uri="s3://input/x/", outputS3Uri="s3://output/x/"),
+        "GetDICOMImportJob": lambda c: c.get_dicom_import_job(datastoreId=datastore_id, jobId="0" * 32),
+        "ListDICOMImportJobs": lambda c: c.list_dicom_import_jobs(datastoreId=datastore_id),
+        "SearchImageSets": lambda c: c.search_image_sets(datastoreId=datastore_id, searchCriteria={}),
+        "GetImageSet": lambda c: c.get_image_set(datastoreId=datastore_id, imageSetId=image_set_id),
+        "GetImageSetMetadata": lambda c: c.get_image_set_metadata(datastoreId=datastore_id, imageSetId=image_set_id),
+        "GetImageFrame": lambda c: c.get_image_frame(datastoreId=datastore_id, imageSetId=image_set_id,
+                                                     imageFrameInformation=frame),
+        "ListImageSetVersions": lambda c: c.list_image_set_versions(datastoreId=datastore_id, imageSetId=image_set_id),
+        "UpdateImageSetMetadata": lambda c: c.update_image_set_metadata(
+            datastoreId=datastore_id, imageSetId=image_set_id, latestVersionId="1",
+            updateImageSetMetadataUpdates=updates),
+        "CopyImageSet": lambda c: c.copy_image_set(datastoreId=datastore_id, sourceImageSetId=image_set_id,
+                                                   copyImageSetInformation={"sourceImageSet": {"latestVersionId": "1"}}),
+        "DeleteImageSet": lambda c: c.delete_image_set(datastoreId=datastore_id, imageSetId=image_set_id),
+        "TagResource": lambda c: c.tag_resource(resourceArn=arn, tags={"k": "v"}),
+        "UntagResource": lambda c: c.untag_resource(resourceArn=arn, tagKeys=["k"]),
+        "ListTagsForResource": lambda c: c.list_tags_for_resource(resourceArn=arn),
+    }
+
+
+@pytest.fixture(scope="module")
+def strangers(server, stores):
+    """An outsider (no grants) and a clinician of the other data store, both with full-access keys."""
+    return [imaging_client(server.url, user_key(server, "outsider-all")),
+            imaging_client(server.url, user_key(server, "clin-b-only", grant=stores["b"]))]
+
+
+@pytest.mark.parametrize("operation", sorted(every_scoped_call("0" * 32, "0" * 32)))
+def test_outsider_and_other_clinicians_are_refused_on_every_route(strangers, stores, operation):
+    call = every_scoped_call(stores["a"], stores["image_set"])[operation]
+    for client in strangers:
+        with pytest.raises(ClientError) as excinfo:
+            call(client)
+        assert code(excinfo) == "AccessDeniedException", operation
