@@ -129,3 +129,16 @@ def test_admin_folder_import_is_limited_to_import_roots(admin_client, datastore,
     assert job.status == "COMPLETED" and job.imported_files == 2
     detail = admin_client.get(f"/admin/imaging/importjob/{job.id}/change/")
     assert detail.status_code == 200 and b"numberOfImportedFiles" in detail.content
+
+
+def test_a_job_interrupted_too_often_fails_instead_of_looping(datastore, tmp_path):
+    from imaging.services.imports import MAX_ATTEMPTS, import_job_run
+
+    write_series(tmp_path / "in", 1)
+    job = ImportJob.objects.create(datastore=datastore, data_access_role_arn="arn:aws:iam::123456789012:role/r",
+                                   input_s3_uri="s3://unused/", output_s3_uri=(tmp_path / "out").as_uri() + "/",
+                                   input_paths=[str(tmp_path / "in")], status="IN_PROGRESS", attempts=MAX_ATTEMPTS)
+    import_job_run(job_id=job.id)  # its heartbeat is empty: the last worker is gone
+    job.refresh_from_db()
+    assert job.status == "FAILED" and "interrupted" in job.message
+    assert not ImageSet.objects.exists()

@@ -143,9 +143,18 @@ def _worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+MAX_ATTEMPTS = 3
+
+
 def _claim(job_id: str) -> ImportJob | None:
-    """Move the job to IN_PROGRESS unless a live worker already has it."""
+    """Move the job to IN_PROGRESS unless a live worker already has it. A job that was cut off MAX_ATTEMPTS times
+    (say, a file that crashes the worker process every time) ends FAILED instead of looping for ever."""
     now = timezone.now()
+    ImportJob.objects.filter(pk=job_id, status=JobStatus.IN_PROGRESS, attempts__gte=MAX_ATTEMPTS,
+                             outcome__isnull=True).filter(
+        Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=now - timedelta(seconds=settings.APERTURE_IMPORT_STALE_SECONDS))
+    ).update(status=JobStatus.FAILED, ended_at=now,
+             message=f"DICOM import job has failed: it was interrupted {MAX_ATTEMPTS} times")
     stale = now - timedelta(seconds=settings.APERTURE_IMPORT_STALE_SECONDS)
     claimable = Q(status=JobStatus.SUBMITTED) | Q(status=JobStatus.IN_PROGRESS, heartbeat_at__lt=stale) | Q(
         status=JobStatus.IN_PROGRESS, heartbeat_at__isnull=True
