@@ -219,3 +219,6 @@ SESSION_SAVE_EVERY_REQUEST = True  # the age above is an idle timeout: every req
 APERTURE_LOGIN_MAX_FAILURES = env_int("APERTURE_LOGIN_MAX_FAILURES", 5, minimum=1)
 APERTURE_LOGIN_LOCK_SECONDS = env_int("APERTURE_LOGIN_LOCK_SECONDS", 15 * 60, minimum=1)
 AUTHENTICATION_BACKENDS = ["imaging.auth.ThrottledModelBackend"]
+APERTURE_THROTTLING_ENABLED = env_bool("APERTURE_THROTTLING_ENABLED", False)
+# Concurrent UpdateImageSetMetadata / CopyImageSet / DeleteImageSet per data store (SPEC 3.5).
+APERTURE_MAX_CONCURRENT_WRITES = env_int("APERTURE_MAX_CONCURRENT_WRITES", 100, minimum=1)

@@ -211,3 +211,19 @@ def test_outsider_and_other_clinicians_are_refused_on_every_route(strangers, sto
         with pytest.raises(ClientError) as excinfo:
             call(client)
         assert code(excinfo) == "AccessDeniedException", operation
+
+
+def test_throttling_when_enabled(seaweed):
+    throttled = ApertureServer(extra_env={**seaweed.env(), "APERTURE_THROTTLING_ENABLED": "true",
+                                          "APERTURE_THROTTLE_ListDatastores": "0.5/3"}).start()
+    try:
+        client = imaging_client(throttled.url, throttled.create_key())
+        for _ in range(3):
+            client.list_datastores()
+        with pytest.raises(ClientError) as excinfo:
+            client.list_datastores()
+        assert code(excinfo) == "ThrottlingException"
+        assert excinfo.value.response["ResponseMetadata"]["HTTPStatusCode"] == 429
+        assert client.create_datastore(datastoreName="own-bucket")["datastoreId"]  # other operations: own buckets
+    finally:
+        throttled.stop()

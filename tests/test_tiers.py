@@ -47,3 +47,25 @@ def test_sweep_days_are_configurable(settings, image_set):
     settings.APERTURE_TIERING_DAYS = 2
     assert imagesets_archive_sweep(now_iso=(timezone.now() + timedelta(days=3)).isoformat()) == 1
     assert ImageSetVersion.objects.filter(image_set=image_set).count() == 1
+
+
+def test_concurrent_write_quotas(settings, image_set):
+    from imaging.errors import QuotaExceeded, Throttled
+    from imaging.models import ImageSetState
+    from imaging.services.imageset_writes import imageset_copy, imageset_delete, imageset_update
+
+    settings.APERTURE_MAX_CONCURRENT_WRITES = 1
+    other = ImageSet.objects.create(datastore=image_set.datastore, state=ImageSetState.LOCKED,
+                                    workflow_status="UPDATING", study_instance_uid="1.2", series_instance_uid="1.2.3")
+    update = {"DICOMUpdates": {"updatableAttributes": b'{"Study": {"DICOM": {"StudyDescription": "x"}}}'}}
+    with pytest.raises(QuotaExceeded):
+        imageset_update(datastore_id=image_set.datastore_id, image_set_id=image_set.id, latest_version_id="1",
+                        updates=update)
+    other.workflow_status = "COPYING"
+    ImageSet.objects.filter(pk=other.pk).update(workflow_status="COPYING")
+    with pytest.raises(QuotaExceeded):
+        imageset_copy(datastore_id=image_set.datastore_id, source_image_set_id=image_set.id,
+                      copy_information={"sourceImageSet": {"latestVersionId": "1"}})
+    ImageSet.objects.filter(pk=other.pk).update(workflow_status="DELETING")
+    with pytest.raises(Throttled):
+        imageset_delete(datastore_id=image_set.datastore_id, image_set_id=image_set.id)

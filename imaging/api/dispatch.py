@@ -21,7 +21,7 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
 
-from imaging import errors
+from imaging import errors, throttling
 from imaging.api import sigv4
 from imaging.api.errors import domain_error_response, error_response
 from imaging.api.protocol import operation_model, parse_request, to_wire
@@ -224,6 +224,8 @@ def _dispatch(request: HttpRequest, operation_name: str, labels: dict[str, str],
             ) from e
         key = authenticate(request, body=body, operation_name=operation_name, labels=labels)
         audit["key"] = key
+        if not throttling.allow(operation_name):
+            raise errors.Throttled(f"Rate exceeded for {operation_name}")
         model = operation_model(operation_name)
         params = parse_request(model, labels=labels, query=request.GET, headers=request.headers, body=body)
         audit["params"] = params

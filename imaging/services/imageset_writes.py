@@ -27,7 +27,7 @@ from imaging.dicom.updates import (
     level_changes,
     parse_blob,
 )
-from imaging.errors import Conflict, NotFound, QuotaExceeded, ValidationFailed
+from imaging.errors import Conflict, NotFound, QuotaExceeded, Throttled, ValidationFailed
 from imaging.models import (
     ImageFrame,
     ImageSet,
@@ -45,6 +45,23 @@ from imaging.tasks import enqueue, task
 
 MAX_UPDATE_BYTES = 10 * 1024
 MAX_COPY_FRAMES = 1000
+
+
+WRITE_WORKFLOWS = {
+    "update": (WorkflowStatus.UPDATING, WorkflowStatus.UPDATING_FOR_STUDY_CONSISTENCY),
+    "copy": (WorkflowStatus.COPYING,),
+    "delete": (WorkflowStatus.DELETING,),
+}
+
+
+def _check_concurrency(datastore_id: str, kind: str) -> None:
+    """At most APERTURE_MAX_CONCURRENT_WRITES writes of one kind in flight per data store (SPEC 3.5): 402 for
+    update and copy, 429 for delete (whose model declares no quota error)."""
+    running = ImageSet.objects.filter(datastore_id=datastore_id, state=ImageSetState.LOCKED,
+                                      workflow_status__in=WRITE_WORKFLOWS[kind]).count()
+    if running >= settings.APERTURE_MAX_CONCURRENT_WRITES:
+        message = f"Too many concurrent {kind} operations in this data store"
+        raise Throttled(message) if kind == "delete" else QuotaExceeded(message)
 
 
 def _locked_image_set(datastore_id: str, image_set_id: str, latest_version_id: str | None) -> ImageSet:
@@ -139,6 +156,7 @@ def imageset_update(*, datastore_id: str, image_set_id: str, latest_version_id: 
         except UpdateRejected as e:
             raise ValidationFailed(str(e)) from e
     with transaction.atomic():
+        _check_concurrency(datastore_id, "update")
         image_set = _locked_image_set(datastore_id, image_set_id, latest_version_id)
         current = _document(image_set)
         if dicom_updates is None:
@@ -226,6 +244,7 @@ def imageset_copy(*, datastore_id: str, source_image_set_id: str, copy_informati
     source_info = copy_information["sourceImageSet"]
     destination_info = copy_information.get("destinationImageSet")
     with transaction.atomic():
+        _check_concurrency(datastore_id, "copy")
         source = _locked_image_set(datastore_id, source_image_set_id, source_info["latestVersionId"])
         selected = _selection(_document(source), (source_info.get("DICOMCopies") or {}).get("copiableAttributes"))
         copied_frames = frame_ids(selected)
@@ -283,6 +302,7 @@ def imageset_delete(*, datastore_id: str, image_set_id: str) -> dict[str, Any]:
             raise NotFound(f"Image set {image_set_id} does not exist")
         already = image_set.state == ImageSetState.DELETED or image_set.workflow_status == WorkflowStatus.DELETING
         if not already:
+            _check_concurrency(datastore_id, "delete")
             if image_set.state == ImageSetState.LOCKED:
                 raise Conflict(f"Image set {image_set_id} is locked by another operation")
             image_set.state, image_set.workflow_status = ImageSetState.LOCKED, WorkflowStatus.DELETING
