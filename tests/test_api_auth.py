@@ -125,6 +125,13 @@ def test_malformed_json_body(server):
                  "ValidationException")
 
 
+def test_deeply_nested_json_is_a_validation_error(server):
+    url = server.url + "/datastore"
+    body = b"[" * 200_000 + b"]" * 200_000
+    assert_error(*send("POST", url, body=body, headers=signed_headers(server.admin_key, "POST", url, body)), 400,
+                 "ValidationException")
+
+
 def test_json_body_of_wrong_shape(server):
     url = server.url + "/datastore"
     body = json.dumps({"datastoreName": ["not", "a", "string"], "clientToken": 5}).encode()

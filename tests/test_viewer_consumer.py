@@ -73,6 +73,7 @@ def test_open_and_render_frames(viewer_data):
     (json.dumps({"type": "render", "id": 1, "frame": 0}), "open an image set first"),
     (json.dumps({"type": "open", "datastore": "x", "imageSet": "y"}), "32-character"),
     ("{" + " " * 5000 + "}", "at most 4096"),
+    ("[" * 2000 + "]" * 2000, "not valid JSON"),
 ])
 def test_malformed_messages_get_errors_and_the_connection_stays(viewer_data, message, reason):
     data = viewer_data

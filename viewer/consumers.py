@@ -95,7 +95,7 @@ class RenderConsumer(AsyncWebsocketConsumer):
                 raise BadMessage("messages are JSON text of at most 4096 characters")
             try:
                 message = json.loads(text_data)
-            except json.JSONDecodeError as e:
+            except (json.JSONDecodeError, RecursionError) as e:
                 raise BadMessage("the message is not valid JSON") from e
             if not isinstance(message, dict):
                 raise BadMessage("the message must be a JSON object")

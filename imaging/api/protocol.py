@@ -237,7 +237,7 @@ def parse_request(
 def _load_json(body: bytes) -> Any:
     try:
         return json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise ValidationFailed("The request body is not valid JSON") from e
 
 

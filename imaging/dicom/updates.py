@@ -29,7 +29,7 @@ def parse_blob(blob: bytes | None, member: str) -> dict[str, Any] | None:
         return None
     try:
         document = json.loads(blob.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise UpdateRejected(f"{member} must be UTF-8 JSON") from e
     if not isinstance(document, dict):
         raise UpdateRejected(f"{member} must be a JSON object")
