@@ -262,14 +262,16 @@ def _import(job: ImportJob, s3: S3Settings, blobs, written: list[str]) -> None:
     instances.sort(key=lambda item: item.input_file)
 
     def record(summaries: list[dict[str, Any]]) -> None:
+        # Runs inside the persisting transaction, possibly more than once when it is retried: build afresh.
+        imported = []
         for item in instances:
             response: dict[str, Any] = {"imageSetId": item.image_set_id, "imageSetVersion": item.version,
                                         "isPrimary": item.is_primary}
             if item.warnings:
                 response["warnings"] = item.warnings
-            lines.append({"inputFile": item.input_file, "importResponse": response})
+            imported.append({"inputFile": item.input_file, "importResponse": response})
         ImportJob.objects.filter(pk=job.pk).update(
-            outcome={"lines": lines, "imageSetsSummary": summaries, "scanned": progress.scanned}
+            outcome={"lines": lines + imported, "imageSetsSummary": summaries, "scanned": progress.scanned}
         )
 
     processed = time.perf_counter()
