@@ -180,6 +180,27 @@ def render(*, view: ImageSetView, index: int, series_uid: str | None = None, win
     }
 
 
+_thumbnails: OrderedDict[tuple, bytes] = OrderedDict()
+_thumbnails_lock = threading.Lock()
+
+
+def series_thumbnail(*, view: ImageSetView, series_uid: str) -> bytes:
+    """The middle frame of a series at most 128 px, from a reduced-resolution decode; cached per version."""
+    key = (view.image_set_id, view.version, series_uid)
+    with _thumbnails_lock:
+        body = _thumbnails.get(key)
+    if body is None:
+        frames = view.frames(series_uid)
+        if not frames:
+            raise NotFound("No frames")
+        body, _ = render(view=view, index=len(frames) // 2, series_uid=series_uid, max_size=(128, 128), quality=75)
+        with _thumbnails_lock:
+            _thumbnails[key] = body
+            while len(_thumbnails) > 2048:
+                _thumbnails.popitem(last=False)
+    return body
+
+
 def prefetch(*, view: ImageSetView, indices: list[int], series_uid: str | None = None) -> None:
     frames = view.frames(series_uid)
     for index in indices:

@@ -2,8 +2,6 @@
 logged-in user who may read the data store, or a valid share link; the work is done by viewer.services."""
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from functools import wraps
 
 from django.conf import settings
@@ -23,8 +21,6 @@ from viewer.access import readable_datastores
 
 FILTERS = ("q", "patient_id", "accession", "date_from", "date_to", "modality", "datastore", "sort")
 MODALITIES = ("CT", "MR", "CR", "DX", "US", "NM", "PT", "XA", "MG", "OT", "SC", "RTDOSE", "RTPLAN", "SR", "SEG")
-_thumbnails: OrderedDict[tuple, bytes] = OrderedDict()
-_thumbnails_lock = threading.Lock()
 
 
 def page_view(request: HttpRequest, name: str, **subject) -> None:
@@ -143,19 +139,7 @@ def thumbnail(request: HttpRequest, datastore_id: str, image_set_id: str, series
     try:
         view = services.viewable_image_set(user=request.user, datastore_id=datastore_id, image_set_id=image_set_id,
                                            share_token=request.GET.get("share"))
-        key = (image_set_id, view.version, series_uid)
-        with _thumbnails_lock:
-            body = _thumbnails.get(key)
-        if body is None:
-            frames = view.frames(series_uid)
-            if not frames:
-                raise NotFound("No frames")
-            body, _ = services.render(view=view, index=len(frames) // 2, series_uid=series_uid,
-                                      max_size=(128, 128), quality=75)
-            with _thumbnails_lock:
-                _thumbnails[key] = body
-                while len(_thumbnails) > 2048:
-                    _thumbnails.popitem(last=False)
+        body = services.series_thumbnail(view=view, series_uid=series_uid)
     except (NotFound, AccessDenied) as e:
         raise Http404("No thumbnail") from e
     response = HttpResponse(body, content_type="image/jpeg")

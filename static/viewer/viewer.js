@@ -12,7 +12,7 @@
     ws: null, opened: null, frame: 0, count: 0, window: null, defaultWindow: null, invert: false,
     zoom: 1, panX: 0, panY: 0, image: null, imageFrame: -1, requestId: 0, shownId: 0, cine: null,
     measure: false, measureLine: null, retry: 500, frames: [], spacing: null, rows: 0, columns: 0,
-    lastHeader: null, rendered: 0, firstPaintAt: null, startedAt: performance.now(),
+    lastHeader: null, rendered: 0, firstPaintAt: null,
   };
   window.apertureViewer = state;
 
@@ -81,7 +81,6 @@
       state.image = bitmap;
       state.imageFrame = header.frame;
       state.lastHeader = header;
-      if (!state.window && header.window) state.renderedWindow = header.window;
       state.rendered += 1;
       if (state.firstPaintAt === null) state.firstPaintAt = performance.now();  // since navigation start
       draw();
