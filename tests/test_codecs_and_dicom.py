@@ -18,6 +18,7 @@ from imaging.dicom.document import InstancePart, add_instances, new_document, su
 from imaging.dicom.normalize import normalize_dataset
 from imaging.pipeline import transcode
 from imaging.pipeline.transcode import FileResult, process_bytes
+from tests.conftest import DICOM_DIR
 from tests.dicomgen import ct_bytes, ct_dataset, to_bytes
 
 
@@ -143,3 +144,40 @@ def test_small_images_get_the_fewest_levels_the_encoder_can_write():
     codestream = htj2k.encode_lossless(frame, rgb=False)
     assert htj2k.codestream_levels(codestream) == 1
     assert np.array_equal(htj2k.decode(codestream), frame)
+
+
+def test_signed_samples_below_the_container_are_sign_extended_and_clean_frames_are_not_copied():
+    raw = np.array([[0x0FFF, 0x0800, 0x07FF, 5]], dtype=np.int16)  # 12-bit two's complement, high bits clear
+    ds = ct_dataset(study_uid="1.2", series_uid="1.2.3", rows=1, columns=4, pixels=raw.view(np.uint16))
+    ds.PixelRepresentation, ds.BitsStored, ds.HighBit = 1, 12, 11
+    ds = pydicom.dcmread(__import__("io").BytesIO(to_bytes(ds)))
+    frame = next(iter_decoded_frames(ds, describe(ds, str(ds.file_meta.TransferSyntaxUID))))
+    assert frame.tolist() == [[-1, -2048, 2047, 5]]
+    clean = pydicom.dcmread(__import__("io").BytesIO(ct_bytes(study_uid="1.2", series_uid="1.2.4")))
+    frame = next(iter_decoded_frames(clean, describe(clean, str(clean.file_meta.TransferSyntaxUID))))
+    assert not frame.flags.owndata  # a view of the PixelData bytes: nothing was rewritten
+
+
+NATIVE_SHARED = [row["file"] for row in __import__("csv").DictReader(
+    open(DICOM_DIR / "MANIFEST.tsv"), delimiter="\t")
+    if row["ts_uid"] in ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.1.99") and row["frames"] != "0"
+    and row["has_file_meta"] == "yes" and row["bits_alloc_stored"].split("/")[0] in ("8", "16")
+    and row["photometric"] != "YBR_FULL_422"]
+
+
+@pytest.mark.parametrize("name", NATIVE_SHARED)
+def test_uncompressed_frames_read_without_pydicom_equal_pydicoms_pixels(name):
+    """The view-based reader for uncompressed little-endian data must give exactly what pydicom's decoder gives."""
+    from pydicom.pixels import iter_pixels
+
+    from imaging.codecs.source import _mask, _native_frames
+
+    ds = pydicom.dcmread(DICOM_DIR / name)
+    description = describe(ds, str(ds.file_meta.TransferSyntaxUID))
+    native = _native_frames(ds, description)
+    assert native is not None
+    expected = [_mask(np.asarray(frame), description) for frame in iter_pixels(ds, as_rgb=False)]
+    assert len(native) == len(expected)
+    for got, want in zip(native, expected):
+        got = _mask(got, description)
+        assert got.dtype == want.dtype and got.shape == want.shape and np.array_equal(got, want)

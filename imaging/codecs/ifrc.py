@@ -18,11 +18,20 @@ def sample_range(bits_stored: int, signed: bool) -> tuple[int, int]:
     return 0, (1 << bits_stored) - 1
 
 
-def canonical_bytes(samples: np.ndarray, *, bits_allocated: int, signed: bool) -> bytes:
-    """Samples as the checksum reads them: interleaved, little-endian, 1, 2 or 4 bytes each."""
+def canonical_samples(samples: np.ndarray, *, bits_allocated: int, signed: bool) -> np.ndarray:
+    """Samples laid out as the checksum reads them: interleaved, little-endian, 1, 2 or 4 bytes each. A frame
+    already in that layout is returned as it is, so checksumming it copies nothing."""
     size = 1 if bits_allocated <= 8 else 2 if bits_allocated <= 16 else 4
     dtype = np.dtype(f"<{'i' if signed else 'u'}{size}")
-    return np.ascontiguousarray(samples, dtype=dtype).tobytes()
+    return np.ascontiguousarray(samples, dtype=dtype)
+
+
+def canonical_bytes(samples: np.ndarray, *, bits_allocated: int, signed: bool) -> bytes:
+    return canonical_samples(samples, bits_allocated=bits_allocated, signed=signed).tobytes()
+
+
+def crc32(samples: np.ndarray, *, bits_allocated: int, signed: bool) -> int:
+    return zlib.crc32(canonical_samples(samples, bits_allocated=bits_allocated, signed=signed)) & 0xFFFFFFFF
 
 
 def frame_checksums(
@@ -38,7 +47,9 @@ def frame_checksums(
     low, high = sample_range(bits_stored, signed)
     entries = []
     for skip in range(levels, 0, -1):
-        reduced = np.clip(decode_level(skip), low, high)
+        reduced = decode_level(skip)
+        if reduced.size and (int(reduced.min()) < low or int(reduced.max()) > high):
+            reduced = np.clip(reduced, low, high)
         entries.append(_entry(reduced, bits_allocated=bits_allocated, signed=signed))
     entries.append(_entry(full_frame, bits_allocated=bits_allocated, signed=signed))
     return entries
@@ -46,5 +57,5 @@ def frame_checksums(
 
 def _entry(samples: np.ndarray, *, bits_allocated: int, signed: bool) -> dict[str, int]:
     height, width = samples.shape[:2]
-    checksum = zlib.crc32(canonical_bytes(samples, bits_allocated=bits_allocated, signed=signed)) & 0xFFFFFFFF
+    checksum = crc32(samples, bits_allocated=bits_allocated, signed=signed)
     return {"Width": int(width), "Height": int(height), "Checksum": checksum}

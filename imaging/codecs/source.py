@@ -91,20 +91,33 @@ def check_native_length(dataset: Dataset, description: PixelDescription) -> None
 
 
 def _mask(frame: np.ndarray, description: PixelDescription) -> np.ndarray:
-    """Native byte order, and bits above BitsStored cleared (unsigned) or sign-extended (signed)."""
+    """Native byte order, and bits above BitsStored cleared (unsigned) or sign-extended (signed).
+
+    Most files keep those bits clean, and a min/max pass is cheaper than rewriting the frame: the frame is
+    rewritten only when a sample lies outside the BitsStored range.
+    """
     frame = frame.astype(frame.dtype.newbyteorder("="), copy=False)
     container = frame.dtype.itemsize * 8
     if description.bits_stored >= container:
         return frame
+    bits = description.bits_stored
+    low, high = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if description.signed else (0, (1 << bits) - 1)
+    if frame.size and low <= int(frame.min()) and int(frame.max()) <= high:
+        return frame
     if description.signed:
-        shift = container - description.bits_stored
+        shift = container - bits
         return ((frame << shift) >> shift).astype(frame.dtype, copy=False)
-    return frame & np.array((1 << description.bits_stored) - 1, dtype=frame.dtype)
+    return frame & np.array(high, dtype=frame.dtype)
 
 
 def iter_decoded_frames(dataset: Dataset, description: PixelDescription) -> Iterator[np.ndarray]:
     """Each frame as stored values: (rows, cols) or (rows, cols, samples), interleaved whatever the planar
     configuration, no colour conversion (as_rgb=False)."""
+    native = _native_frames(dataset, description)
+    if native is not None:
+        for frame in native:
+            yield _mask(frame, description)
+        return
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -114,6 +127,36 @@ def iter_decoded_frames(dataset: Dataset, description: PixelDescription) -> Iter
         raise
     except Exception as e:
         raise PixelDataError(f"The pixel data cannot be decoded: {' '.join(str(e).split())[:200]}") from e
+
+
+_LITTLE_ENDIAN_NATIVE = {uids.IMPLICIT_LE, uids.EXPLICIT_LE, uids.DEFLATED_LE}
+
+
+def _native_frames(dataset: Dataset, description: PixelDescription) -> list[np.ndarray] | None:
+    """Uncompressed little-endian 8- and 16-bit frames as views of the PixelData bytes (no copy), or None where
+    pydicom's general path is needed (big endian, YBR_FULL_422, other widths). The length was checked before."""
+    d = description
+    if (d.transfer_syntax not in _LITTLE_ENDIAN_NATIVE or d.is_float or d.bits_allocated not in (8, 16)
+            or d.photometric == "YBR_FULL_422" or d.samples_per_pixel not in (1, 3)):
+        return None
+    raw = dataset.PixelData
+    if not isinstance(raw, (bytes, bytearray)):
+        return None
+    dtype = np.dtype(f"<{'i' if d.signed else 'u'}{d.bits_allocated // 8}")
+    per_frame = d.rows * d.columns * d.samples_per_pixel
+    if len(raw) < per_frame * d.number_of_frames * dtype.itemsize:
+        return None
+    planar = d.samples_per_pixel == 3 and int(dataset.get("PlanarConfiguration", 0) or 0) == 1
+    frames = []
+    for index in range(d.number_of_frames):
+        flat = np.frombuffer(raw, dtype=dtype, count=per_frame, offset=index * per_frame * dtype.itemsize)
+        if d.samples_per_pixel == 1:
+            frames.append(flat.reshape(d.rows, d.columns))
+        elif planar:
+            frames.append(np.ascontiguousarray(flat.reshape(3, d.rows, d.columns).transpose(1, 2, 0)))
+        else:
+            frames.append(flat.reshape(d.rows, d.columns, 3))
+    return frames
 
 
 def encapsulated_frames(dataset: Dataset, description: PixelDescription) -> list[bytes]:

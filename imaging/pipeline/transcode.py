@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from imaging.codecs import htj2k
-from imaging.codecs.ifrc import canonical_bytes, frame_checksums
+from imaging.codecs.ifrc import crc32, frame_checksums
 from imaging.codecs.source import (
     PixelDataError,
     PixelDescription,
@@ -248,9 +248,7 @@ def encode_verified(source: np.ndarray, description: PixelDescription, storage_f
 
 
 def _crc(source: np.ndarray, description: PixelDescription) -> int:
-    import zlib
-
-    return zlib.crc32(canonical_bytes(source, bits_allocated=description.bits_allocated, signed=description.signed))
+    return crc32(source, bits_allocated=description.bits_allocated, signed=description.signed)
 
 
 def _encode_j2k(source: np.ndarray, *, rgb: bool) -> bytes:

@@ -1,29 +1,41 @@
 """Blobs as files under one root folder, written through a temporary file and an atomic rename."""
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 from imaging.storage.base import BlobStore, BlobStoreError
 
 
+_temporary_names = itertools.count()
+
+
 class FilesystemBlobStore(BlobStore):
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).resolve()
+        self._root_prefix = str(self.root) + os.sep
 
     def _path(self, key: str) -> Path:
-        path = (self.root / key).resolve()
-        if self.root not in path.parents:
+        """Keys are checked lexically (no `..`, no absolute paths): resolving symlinks on every write cost more
+        than the write itself, and the store's own folders are the only links it can meet."""
+        path = os.path.normpath(os.path.join(self._root_prefix, key))
+        if not path.startswith(self._root_prefix) or "\x00" in key:
             raise BlobStoreError(f"blob key escapes the store: {key!r}")
-        return path
+        return Path(path)
 
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
+        # A name no other writer uses (pid, counter, random), created exclusively, then renamed over the key.
+        tmp_name = f"{path.parent}{os.sep}.tmp-{os.getpid()}-{next(_temporary_names)}-{os.urandom(4).hex()}"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+            try:
+                fd = os.open(tmp_name, flags, 0o600)
+            except FileNotFoundError:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(tmp_name, flags, 0o600)
             try:
                 with os.fdopen(fd, "wb") as handle:
                     handle.write(data)

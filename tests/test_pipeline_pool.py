@@ -1,0 +1,59 @@
+"""The worker pool and the filesystem blob store, on their own: no Django, no server."""
+from __future__ import annotations
+
+import os
+
+import pytest
+from pydicom.uid import generate_uid
+
+from imaging.pipeline.pool import MAX_BATCH, process_all
+from imaging.pipeline.sources import S3Settings, SourceObject
+from imaging.storage.base import BlobStoreError
+from imaging.storage.filesystem import FilesystemBlobStore
+from tests.dicomgen import ct_bytes
+from tests.pipeline_workers import crash_on_poison, report_batches
+
+S3 = S3Settings("", "", "", "us-east-1")
+
+
+def series(folder, count: int, *, poison: int | None = None) -> list[SourceObject]:
+    study, serie = generate_uid(), generate_uid()
+    objects = []
+    for n in range(count):
+        path = folder / (f"{n:03}-poison.dcm" if n == poison else f"{n:03}.dcm")
+        path.write_bytes(ct_bytes(study_uid=study, series_uid=serie, instance_number=n + 1, rows=32, columns=32))
+        objects.append(SourceObject(uri=path.as_uri(), display_name=path.name, size=path.stat().st_size))
+    return objects
+
+
+def test_files_travel_in_batches_that_shrink_towards_the_end(tmp_path):
+    objects = series(tmp_path, 80)
+    results = list(process_all(objects, s3=S3, storage_format="HTJ2K", concurrency=2, worker=report_batches))
+    assert sorted(r.input_file for r in results) == sorted(o.display_name for o in objects)
+    assert all(r.ok for r in results)
+    sizes = [int(r.message.split()[2]) for r in results]
+    assert max(sizes) == MAX_BATCH and min(sizes) == 1
+    assert len({r.message.split()[-1] for r in results}) == 2  # both workers took part
+
+
+def test_a_file_that_kills_its_worker_fails_alone_and_the_others_are_imported(tmp_path):
+    objects = series(tmp_path, 40, poison=5)
+    results = {r.input_file: r for r in process_all(objects, s3=S3, storage_format="HTJ2K", concurrency=2,
+                                                      worker=crash_on_poison)}
+    assert len(results) == 40
+    poison = results.pop("005-poison.dcm")
+    assert not poison.ok and poison.message == "The worker processing the file crashed"
+    assert all(r.ok for r in results.values()), [r.message for r in results.values() if not r.ok]
+
+
+def test_filesystem_store_refuses_keys_outside_its_folder_and_leaves_no_temporary_files(tmp_path):
+    store = FilesystemBlobStore(tmp_path / "blobs")
+    for key in ("../outside", "a/../../outside", "/etc/passwd", "", "a\x00b"):
+        with pytest.raises(BlobStoreError):
+            store.put(key, b"x")
+    assert not (tmp_path / "outside").exists()
+    store.put("datastores/d1/frames/ab/abc", b"first")
+    store.put("datastores/d1/frames/ab/abc", b"second")
+    assert store.get("datastores/d1/frames/ab/abc") == b"second"
+    assert os.listdir(tmp_path / "blobs" / "datastores" / "d1" / "frames" / "ab") == ["abc"]
+    assert oct((tmp_path / "blobs" / "datastores" / "d1" / "frames" / "ab" / "abc").stat().st_mode & 0o777) == "0o600"
