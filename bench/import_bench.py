@@ -1,10 +1,15 @@
 """Import throughput against the pure HTJ2K encode time of the same frames, measured in the same run.
 
-    .venv/bin/python bench/import_bench.py [--slices 300] [--shared ../shared/dicom]
+    .venv/bin/python bench/import_bench.py [--slices 300] [--shared ../shared/dicom] [--workers 1,2]
 
 Generates a 300-slice 512x512 16-bit CT series, imports it (and the shared test files) through the real pipeline
 (local folder job, worker processes, blob store, database) into a throw-away data directory, and prints a table.
 The baseline is `imagecodecs.htj2k_encode` of exactly the same frames, one after another in this process.
+
+Two more rows put the ratio in context: the CT import with each worker count of --workers (how the pipeline
+scales with cores), and "codec work", the codec calls every transcoded frame needs whatever the rest of the
+pipeline does (encode, the OpenJPEG verification decode, the reduced-resolution decodes for the checksums), run
+one after another on one core.
 """
 from __future__ import annotations
 
@@ -40,6 +45,21 @@ def phantom_series(folder: Path, slices: int) -> list:
         (folder / f"{n:04}.dcm").write_bytes(ct_bytes(study_uid=study, series_uid=series, instance_number=n + 1,
                                                       rows=512, columns=512, pixels=image))
     return frames
+
+
+def codec_work_seconds(frames) -> float:
+    """Encode + independent verification decode + checksum decodes of every reduced level, on one core."""
+    import openjpeg
+
+    from imaging.codecs import htj2k
+
+    start = time.perf_counter()
+    for frame in frames:
+        codestream = htj2k.encode_lossless(frame, rgb=False)
+        openjpeg.decode(codestream)
+        for skip in range(htj2k.codestream_levels(codestream), 0, -1):
+            htj2k.decode(codestream, skip_levels=skip)
+    return time.perf_counter() - start
 
 
 def pure_encode_seconds(frames) -> float:
@@ -94,6 +114,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--slices", type=int, default=300)
     parser.add_argument("--shared", default=str(ROOT.parent / "shared" / "dicom"))
+    parser.add_argument("--workers", default="", help="comma-separated worker counts for extra CT rows, e.g. 1,2")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="aperture-bench-"))
     os.environ["APERTURE_DATA_DIR"] = str(work / "data")
@@ -106,6 +127,7 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     from django.conf import settings
 
+    default_workers = settings.APERTURE_IMPORT_CONCURRENCY
     series_dir = work / "series"
     frames = phantom_series(series_dir, args.slices)
     import_seconds([series_dir])  # warm the worker pool once, as a running server has it warm
@@ -113,17 +135,24 @@ def main() -> None:
     series_bytes = sum(p.stat().st_size for p in series_dir.rglob("*.dcm"))
     encode = pure_encode_seconds(frames)
     pipeline, imported = import_seconds([series_dir])
-    rows.append(("CT 512x512x%d" % args.slices, imported, series_bytes, pipeline, encode))
+    rows.append((f"CT 512x512x{args.slices}", imported, series_bytes, pipeline, encode))
+    for workers in [int(w) for w in args.workers.split(",") if w.strip()]:
+        settings.APERTURE_IMPORT_CONCURRENCY = workers
+        import_seconds([series_dir])  # a pool of this size, warmed
+        pipeline, imported = import_seconds([series_dir])
+        rows.append((f"  with {workers} worker(s)", imported, series_bytes, pipeline, encode))
+    settings.APERTURE_IMPORT_CONCURRENCY = default_workers
+    rows.append(("  codec work, 1 core", len(frames), series_bytes, codec_work_seconds(frames), encode))
     shared = Path(args.shared)
     if shared.is_dir():
         shared_bytes = sum(p.stat().st_size for p in shared.rglob("*.dcm"))
         encode = pure_encode_seconds(shared_frames(shared))
         pipeline, imported = import_seconds([shared])
         rows.append(("shared/dicom", imported, shared_bytes, pipeline, encode))
-    print(f"worker processes: {settings.APERTURE_IMPORT_CONCURRENCY}, cores: {os.cpu_count()}")
-    print(f"{'input':<18}{'files':>7}{'MB':>9}{'pipeline s':>12}{'files/s':>9}{'MB/s':>8}{'encode s':>10}{'ratio':>7}")
+    print(f"worker processes: {default_workers}, cores: {os.cpu_count()}")
+    print(f"{'input':<24}{'files':>7}{'MB':>9}{'pipeline s':>12}{'files/s':>9}{'MB/s':>8}{'encode s':>10}{'ratio':>7}")
     for name, files, size, pipeline, encode in rows:
-        print(f"{name:<18}{files:>7}{size / 1e6:>9.1f}{pipeline:>12.2f}{files / pipeline:>9.1f}"
+        print(f"{name:<24}{files:>7}{size / 1e6:>9.1f}{pipeline:>12.2f}{files / pipeline:>9.1f}"
               f"{size / 1e6 / pipeline:>8.1f}{encode:>10.2f}{pipeline / encode:>7.2f}")
 
 
