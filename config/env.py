@@ -59,3 +59,17 @@ def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}, not {value!r}")
     return value
+
+
+def env_mapping(name: str, value_pattern: str, description: str) -> dict[str, str]:
+    """`key=value,key=value`, each value matching `value_pattern`."""
+    raw = os.environ.get(name, "")
+    mapping: dict[str, str] = {}
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        key, separator, value = item.partition("=")
+        if not separator or not key.strip() or not re.fullmatch(value_pattern, value.strip()):
+            raise ImproperlyConfigured(f"{name} must be key=value pairs with values of {description}, not {item!r}")
+        mapping[key.strip()] = value.strip()
+    return mapping

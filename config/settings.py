@@ -13,7 +13,7 @@ from pathlib import Path
 import dj_database_url
 from cryptography.fernet import Fernet
 
-from config.env import env_bool, env_choice, env_int, env_list, env_pattern, env_str
+from config.env import env_bool, env_choice, env_int, env_list, env_mapping, env_pattern, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("APERTURE_DATA_DIR", str(BASE_DIR / "var"))).resolve()
@@ -188,6 +188,9 @@ LOGGING = {
 APERTURE_S3_ENDPOINT_URL = env_str("APERTURE_S3_ENDPOINT_URL")
 APERTURE_S3_ACCESS_KEY_ID = env_str("APERTURE_S3_ACCESS_KEY_ID")
 APERTURE_S3_SECRET_ACCESS_KEY = env_str("APERTURE_S3_SECRET_ACCESS_KEY")
+# The account that owns each input bucket (`bucket=123456789012,...`); unlisted buckets belong to
+# APERTURE_ACCOUNT_ID. An import whose inputOwnerAccountId names another account fails (SPEC 4.1).
+APERTURE_S3_BUCKET_OWNERS = env_mapping("APERTURE_S3_BUCKET_OWNERS", r"\d{12}", "12 digits")
 
 # --- Imports (SPEC 3.5, 4) ---
 APERTURE_IMPORT_CONCURRENCY = env_int("APERTURE_IMPORT_CONCURRENCY", os.cpu_count() or 2, minimum=0)

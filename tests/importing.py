@@ -43,7 +43,7 @@ def read_ndjson(s3, bucket: str, key: str) -> list[dict]:
 
 
 def run_import(mi, s3, datastore_id: str, files: dict[str, bytes | Path], *, bucket: str = "imports",
-               timeout: float = 300.0) -> ImportOutcome:
+               timeout: float = 300.0, **start_options) -> ImportOutcome:
     ensure_bucket(s3, bucket)
     prefix = f"in-{secrets.token_hex(4)}/"
     for name, content in files.items():
@@ -51,7 +51,7 @@ def run_import(mi, s3, datastore_id: str, files: dict[str, bytes | Path], *, buc
         s3.put_object(Bucket=bucket, Key=prefix + name, Body=body)
     started = mi.start_dicom_import_job(
         datastoreId=datastore_id, dataAccessRoleArn=ROLE, inputS3Uri=f"s3://{bucket}/{prefix}",
-        outputS3Uri=f"s3://{bucket}/out-{prefix}",
+        outputS3Uri=f"s3://{bucket}/out-{prefix}", **start_options,
     )
     assert started["jobStatus"] == "SUBMITTED"
     job_id = started["jobId"]

@@ -183,6 +183,16 @@ def test_unlistable_input_fails_the_job(mi, s3, active_datastore):
     assert job["message"] and "endedAt" in job
 
 
+def test_input_owner_account_must_own_the_input_bucket(mi, s3, active_datastore):
+    files = {"a.dcm": ct_bytes(study_uid=generate_uid(), series_uid=generate_uid())}
+    outcome = run_import(mi, s3, active_datastore, files, inputOwnerAccountId="111122223333")
+    assert outcome.job["jobStatus"] == "FAILED"
+    assert "not owned by account 111122223333" in outcome.job["message"]
+    # The buckets of this server belong to its own account (APERTURE_ACCOUNT_ID, 000000000000 by default).
+    outcome = run_import(mi, s3, active_datastore, files, inputOwnerAccountId="000000000000")
+    assert outcome.job["jobStatus"] == "COMPLETED" and outcome.summary["numberOfImportedFiles"] == 1
+
+
 def test_start_errors(mi, mi_raw, mi_readonly, active_datastore):
     good = dict(dataAccessRoleArn=ROLE, inputS3Uri="s3://imports/in/", outputS3Uri="s3://imports/out/")
     with pytest.raises(ClientError) as excinfo:

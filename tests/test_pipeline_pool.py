@@ -1,4 +1,4 @@
-"""The worker pool and the filesystem blob store, on their own: no Django, no server."""
+"""The worker pool, the filesystem blob store and import settings, on their own: no server."""
 from __future__ import annotations
 
 import os
@@ -57,3 +57,17 @@ def test_filesystem_store_refuses_keys_outside_its_folder_and_leaves_no_temporar
     assert store.get("datastores/d1/frames/ab/abc") == b"second"
     assert os.listdir(tmp_path / "blobs" / "datastores" / "d1" / "frames" / "ab") == ["abc"]
     assert oct((tmp_path / "blobs" / "datastores" / "d1" / "frames" / "ab" / "abc").stat().st_mode & 0o777) == "0o600"
+
+
+def test_bucket_owner_setting_is_parsed_and_bad_values_stop_start_up(monkeypatch):
+    from django.core.exceptions import ImproperlyConfigured
+
+    from config.env import env_mapping
+
+    monkeypatch.setenv("APERTURE_S3_BUCKET_OWNERS", " scans=111122223333 , archive=444455556666")
+    assert env_mapping("APERTURE_S3_BUCKET_OWNERS", r"\d{12}", "12 digits") == {
+        "scans": "111122223333", "archive": "444455556666"}
+    for bad in ("scans", "scans=12", "=111122223333"):
+        monkeypatch.setenv("APERTURE_S3_BUCKET_OWNERS", bad)
+        with pytest.raises(ImproperlyConfigured, match="APERTURE_S3_BUCKET_OWNERS"):
+            env_mapping("APERTURE_S3_BUCKET_OWNERS", r"\d{12}", "12 digits")

@@ -27,7 +27,14 @@ from imaging.models import ImportJob, JobStatus
 from imaging.pipeline.persist import StoredInstance, persist_instances, stored_instance
 from imaging.pipeline.transcode import FrameSink, frame_blob_key
 from imaging.pipeline.pool import process_all
-from imaging.pipeline.sources import S3Settings, SourceError, SourceObject, list_objects, write_object
+from imaging.pipeline.sources import (
+    S3Settings,
+    SourceError,
+    SourceObject,
+    list_objects,
+    split_s3_uri,
+    write_object,
+)
 from imaging.services.common import idempotent
 from imaging.services.datastores import datastore_get_live, datastore_require_active
 from imaging.storage import blob_store, blob_store_address
@@ -230,7 +237,21 @@ def _fail(job: ImportJob, message: str, blobs, written: list[str]) -> None:
     ImportJob.objects.filter(pk=job.pk).update(status=JobStatus.FAILED, ended_at=timezone.now(), message=message[:2048])
 
 
+def _check_input_owner(job: ImportJob) -> None:
+    """inputOwnerAccountId is the account the caller expects to own the input bucket (SPEC 4.1)."""
+    if not job.input_owner_account_id or job.input_paths:
+        return
+    bucket, _ = split_s3_uri(job.input_s3_uri)
+    owner = settings.APERTURE_S3_BUCKET_OWNERS.get(bucket, settings.APERTURE_ACCOUNT_ID)
+    if owner != job.input_owner_account_id:
+        raise JobFailure(
+            f"DICOM import job has failed: the input bucket {bucket} is not owned by account "
+            f"{job.input_owner_account_id} (inputOwnerAccountId)"
+        )
+
+
 def _import(job: ImportJob, s3: S3Settings, blobs, written: list[str]) -> None:
+    _check_input_owner(job)
     objects = _discover(job, s3)
     # The output location must be writable before any data is written.
     prefix = job_output_prefix(job)
