@@ -7,6 +7,7 @@ any step yields a failure and nothing of it is kept.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -85,13 +86,29 @@ def frame_blob_key(datastore_id: str, frame_id: str) -> str:
     return f"datastores/{datastore_id}/frames/{frame_id[:2]}/{frame_id}"
 
 
+class FrameIds:
+    """Frame ids of one file: derived from (job, input object, frame index) when a job is known, so a job that is
+    run again after a crash, or a file retried after its worker died, writes the same blobs again instead of
+    leaving the first attempt's frames behind; random otherwise."""
+
+    def __init__(self, job_id: str = "", source: str = "") -> None:
+        self.seed = f"{job_id}\0{source}\0" if job_id else ""
+
+    def __call__(self, index: int) -> str:
+        if not self.seed:
+            return uuid.uuid4().hex
+        return hashlib.sha256(f"{self.seed}{index}".encode()).hexdigest()[:32]
+
+
 @dataclass(frozen=True)
 class FrameSink:
-    """Where a worker writes the frames of a file that processed cleanly: the blob store and the data store."""
+    """Where a worker writes the frames of a file that processed cleanly: the blob store, the data store, and the
+    job whose files these are."""
 
     blob_store_url: str
     blob_store_s3: tuple[str, str, str, str]
     datastore_id: str
+    job_id: str = ""
 
 
 def process_source(uri: str, display_name: str, s3: S3Settings, storage_format: str,
@@ -106,7 +123,8 @@ def process_source(uri: str, display_name: str, s3: S3Settings, storage_format: 
         data = read_object(uri, s3)
     except SourceError as e:
         return result.fail("ValidationException", str(e))
-    result = process_bytes(data, result, storage_format=storage_format)
+    frame_ids = FrameIds(sink.job_id, uri) if sink is not None else FrameIds()
+    result = process_bytes(data, result, storage_format=storage_format, frame_ids=frame_ids)
     if result.ok and sink is not None:
         from imaging.storage import BlobStoreError, open_blob_store
 
@@ -125,14 +143,15 @@ def process_source(uri: str, display_name: str, s3: S3Settings, storage_format: 
     return result
 
 
-def process_bytes(data: bytes, result: FileResult, *, storage_format: str = "HTJ2K") -> FileResult:
+def process_bytes(data: bytes, result: FileResult, *, storage_format: str = "HTJ2K",
+                  frame_ids: FrameIds | None = None) -> FileResult:
     result.source_bytes = len(data)
     try:
         dataset = read_p10(data)
         transfer_syntax = str(dataset.file_meta.TransferSyntaxUID)
         notes = normalize_dataset(dataset)
         description = describe(dataset, transfer_syntax)
-        frames, frame_infos, stored_syntax = _frames(dataset, description, storage_format)
+        frames, frame_infos, stored_syntax = _frames(dataset, description, storage_format, frame_ids or FrameIds())
     except DicomInputError as e:
         return result.fail("InternalServerException" if e.server_fault else "ValidationException", e.message)
     except PixelDataError as e:
@@ -186,7 +205,7 @@ class VerificationError(Exception):
     """The encoded frame does not decode back to the source pixels."""
 
 
-def _frames(dataset, description: PixelDescription | None, storage_format: str):
+def _frames(dataset, description: PixelDescription | None, storage_format: str, frame_ids: FrameIds):
     if description is None:
         return [], [], None
     check_native_length(dataset, description)
@@ -195,12 +214,12 @@ def _frames(dataset, description: PixelDescription | None, storage_format: str):
             blobs, stored = encapsulated_frames(dataset, description), description.transfer_syntax
         else:
             blobs, stored = native_frame_bytes(dataset, description), uids.EXPLICIT_LE
-        frames = [EncodedFrame(uuid.uuid4().hex, blob) for blob in blobs]
+        frames = [EncodedFrame(frame_ids(index), blob) for index, blob in enumerate(blobs)]
         infos = [{"ID": f.frame_id, "FrameSizeInBytes": description.frame_size_in_bytes} for f in frames]
         return frames, infos, stored
     frames, infos = [], []
-    for source in iter_decoded_frames(dataset, description):
-        frame, info = encode_verified(source, description, storage_format)
+    for index, source in enumerate(iter_decoded_frames(dataset, description)):
+        frame, info = encode_verified(source, description, storage_format, frame_id=frame_ids(index))
         frames.append(frame)
         infos.append(info)
     if len(frames) != description.number_of_frames:
@@ -209,7 +228,8 @@ def _frames(dataset, description: PixelDescription | None, storage_format: str):
     return frames, infos, stored
 
 
-def encode_verified(source: np.ndarray, description: PixelDescription, storage_format: str = "HTJ2K"):
+def encode_verified(source: np.ndarray, description: PixelDescription, storage_format: str = "HTJ2K",
+                    frame_id: str = ""):
     """Encode one frame, prove it decodes to the same samples with OpenJPEG, and describe it."""
     import openjpeg
 
@@ -236,7 +256,7 @@ def encode_verified(source: np.ndarray, description: PixelDescription, storage_f
         {"Width": description.columns, "Height": description.rows,
          "Checksum": _crc(source, description)}
     ]
-    frame = EncodedFrame(uuid.uuid4().hex, codestream)
+    frame = EncodedFrame(frame_id or uuid.uuid4().hex, codestream)
     info = {
         "ID": frame.frame_id,
         "FrameSizeInBytes": description.frame_size_in_bytes,

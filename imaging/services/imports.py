@@ -267,7 +267,7 @@ def _import(job: ImportJob, s3: S3Settings, blobs, written: list[str]) -> None:
     objects = [item for item in objects if item.size <= limit]
     instances: list[StoredInstance] = []
     url, s3_address = blob_store_address()
-    sink = FrameSink(blob_store_url=url, blob_store_s3=s3_address, datastore_id=job.datastore_id)
+    sink = FrameSink(blob_store_url=url, blob_store_s3=s3_address, datastore_id=job.datastore_id, job_id=job.id)
     for result in process_all(objects, s3=s3, storage_format=job.datastore.lossless_storage_format,
                               concurrency=settings.APERTURE_IMPORT_CONCURRENCY, sink=sink):
         if result.ok:
