@@ -181,3 +181,84 @@ def test_uncompressed_frames_read_without_pydicom_equal_pydicoms_pixels(name):
     for got, want in zip(native, expected):
         got = _mask(got, description)
         assert got.dtype == want.dtype and got.shape == want.shape and np.array_equal(got, want)
+
+
+def _normalized_both_ways(data: bytes, monkeypatch) -> tuple:
+    """Normalization of the same bytes with the direct raw-element path and with pydicom converting everything."""
+    from imaging.dicom import normalize
+
+    results = []
+    for fast in (True, False):
+        monkeypatch.setattr(normalize, "FAST_PATH", fast)
+        notes = normalize_dataset(pydicom.dcmread(__import__("io").BytesIO(data), force=True))
+        results.append((notes.levels, notes.vrs, notes.too_long, notes.unreadable))
+    return tuple(results)
+
+
+ALL_SHARED = [row["file"] for row in __import__("csv").DictReader(open(DICOM_DIR / "MANIFEST.tsv"), delimiter="\t")]
+
+
+@pytest.mark.parametrize("name", ALL_SHARED)
+def test_direct_conversion_of_raw_elements_equals_pydicoms(name, monkeypatch):
+    fast, reference = _normalized_both_ways((DICOM_DIR / name).read_bytes(), monkeypatch)
+    assert fast == reference
+
+
+def test_direct_conversion_covers_every_plain_vr_like_pydicom(monkeypatch):
+    ds = ct_dataset(study_uid="1.2.3", series_uid="1.2.3.4", sop_uid="1.2.3.4.5")
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.PatientName = "Müller^Jürgen\\Doe^J"
+    ds.OtherPatientNames = "  "  # only padding
+    ds.PatientComments = "line one \\ not a separator  "  # LT: one value
+    ds.add_new(0x00081030, "LO", "Brain \\ Head  ")
+    ds.add_new(0x00400241, "AE", " STATION1 \\ B ")
+    ds.add_new(0x00101010, "AS", "045Y")
+    ds.add_new(0x00181020, "LO", ["V1", "", "V3"])
+    ds.add_new(0x00189313, "FD", [1.5, float("nan"), -2.0])
+    ds.add_new(0x00189310, "FD", float("inf"))
+    ds.add_new(0x00181623, "US", [1, 2, 3])
+    ds.add_new(0x00209241, "FL", 0.25)
+    ds.add_new(0x00189219, "SS", -7)
+    ds.add_new(0x00720076, "SL", [-1, 2])
+    ds.add_new(0x00280120, "UL", 4_000_000_000)  # read back as US or SS: left to pydicom
+    ds.add_new(0x00081161, "UL", 12)
+    ds.add_new(0x00620013, "SV", -(2**40))
+    ds.add_new(0x0040A132, "UV", 2**40)
+    ds.add_new(0x00080100, "SH", "CODE  ")
+    ds.add_new(0x00081190, "UR", "https://example.org/x  ")
+    ds.add_new(0x00080056, "CS", "ONLINE")
+    ds.add_new(0x00200052, "UI", "1.2.3.4\x00")
+    ds.add_new(0x00280034, "IS", ["1 ", " 2"])
+    ds.add_new(0x00281050, "DS", [" 40.0", "1e2 ", "-.5"])
+    ds.add_new(0x00181150, "IS", "1.0")  # an IS written as a float: pydicom's rules apply
+    ds.add_new(0x00209164, "UI", ["1.2", "1.3"])
+    ds.add_new(0x00091001, "OB", b"\x01\x02\x03\x04")
+    ds.add_new(0x00091002, "UT", "private text  ")
+    ds.add_new(0x00091003, "UN", b"\x05\x06")
+    ds.add_new(0x00091004, "AT", 0x00100010)
+    ds.add_new(0x00080110, "UC", "unlimited\\chars ")
+    ds.add_new(0x0018A003, "ST", "")
+    from imaging.dicom import normalize
+
+    direct = []
+    original = normalize._raw
+    monkeypatch.setattr(normalize, "_raw", lambda raw, charset: direct.append(o := original(raw, charset)) or o)
+    fast, reference = _normalized_both_ways(to_bytes(ds), monkeypatch)
+    assert fast == reference
+    assert sum(1 for converted in direct if converted is not None) >= 50  # the direct path really ran
+    levels = fast[0]
+    assert levels["Patient"]["PatientName"] == ["Müller^Jürgen", "Doe^J"]
+    assert levels["Patient"]["OtherPatientNames"] is None
+    instance = levels["Instance"]
+    assert instance["WindowCenter"] == ["40.0", "1e2", "-.5"]
+    assert instance["00091001"] == "AQIDBA=="
+
+
+def test_other_character_sets_are_decoded_by_pydicom(monkeypatch):
+    ds = ct_dataset(study_uid="1.2.3", series_uid="1.2.3.4", sop_uid="1.2.3.4.5")
+    ds.SpecificCharacterSet = ["", "ISO 2022 IR 87"]
+    ds.PatientName = "Yamada^Tarou=山田^太郎"
+    ds.StudyDescription = "頭部"
+    fast, reference = _normalized_both_ways(to_bytes(ds), monkeypatch)
+    assert fast == reference
+    assert fast[0]["Patient"]["PatientName"] == "Yamada^Tarou=山田^太郎"

@@ -8,8 +8,10 @@ from __future__ import annotations
 import io
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import pydicom
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
@@ -43,7 +45,11 @@ class DicomInputError(Exception):
 
 
 def read_p10(data: bytes) -> Dataset:
-    """Parse and check a P10 file; raises DicomInputError naming the first broken rule."""
+    """Parse a P10 file and check its File Meta group; raises DicomInputError naming the first broken rule.
+
+    The instance's own attributes are checked on its normalized form (`check_instance`), so that each element is
+    converted once.
+    """
     if len(data) < 132 or data[128:132] != b"DICM":
         raise DicomInputError("Not a valid DICOM P10 file: the 128-byte preamble and DICM prefix are missing")
     try:
@@ -62,30 +68,41 @@ def read_p10(data: bytes) -> Dataset:
         raise DicomInputError("Not a valid DICOM P10 file: the File Meta Information group is truncated")
     if not meta.get("TransferSyntaxUID"):
         raise DicomInputError("DICOM attribute TransferSyntaxUID does not exist")
-    for keyword in REQUIRED:
-        try:
-            value = dataset.get(keyword)
-        except Exception as e:
-            raise DicomInputError(f"DICOM attribute {keyword} cannot be read: {_short(e)}") from e
-        if value is None or str(value).strip() == "":
-            raise DicomInputError(f"DICOM attribute {keyword} does not exist")
-    check_length_limits(dataset)
     return dataset
 
 
-def check_length_limits(dataset: Dataset) -> None:
+def text_of(value: Any) -> str:
+    """A normalized value as the text the file carries: several values joined with backslashes."""
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return "\\".join(text_of(item) for item in value)
+    return str(value)
+
+
+def check_instance(values: dict[str, Any], unreadable: list[str]) -> None:
+    """The required attributes (SPEC 4.3) and the length limits (SPEC 4.6), on the normalized attributes of all
+    levels merged; `unreadable` holds the tags normalization could not convert."""
+    for keyword in REQUIRED:
+        if f"{tag_for_keyword(keyword):08X}" in unreadable:
+            raise DicomInputError(f"DICOM attribute {keyword} cannot be read")
+        if text_of(values.get(keyword)).strip() == "":
+            raise DicomInputError(f"DICOM attribute {keyword} does not exist")
     for keyword, limit in LENGTH_LIMITS.items():
-        element = dataset.get(keyword)
-        if element is None:
-            continue
-        text = str(element)
+        text = text_of(values.get(keyword))
         if len(text) > limit:
             raise DicomInputError(
                 f"DICOM attribute {keyword} has length {len(text)}, more than the allowed {limit}"
             )
     for keyword, limit in COUNT_LIMITS.items():
-        value = dataset.get(keyword)
-        if value is not None and value != "" and not 0 <= int(value) <= limit:
+        text = text_of(values.get(keyword)).strip()
+        if text == "":
+            continue
+        try:
+            value = int(text)
+        except ValueError:
+            raise DicomInputError(f"DICOM attribute {keyword} must be an integer") from None
+        if not 0 <= value <= limit:
             raise DicomInputError(f"DICOM attribute {keyword} must be between 0 and {limit}")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import re
 import uuid
 import warnings
@@ -32,7 +33,7 @@ from imaging.codecs.source import (
 from imaging.dicom import uids
 from imaging.dicom.levels import GROUPING_KEYS, grouping_value
 from imaging.dicom.normalize import normalize_dataset
-from imaging.dicom.reader import DicomInputError, read_p10
+from imaging.dicom.reader import DicomInputError, check_instance, read_p10, text_of
 from imaging.pipeline.sources import S3Settings, SourceError, read_object
 
 # Worker processes must not echo DICOM values (patient data) into logs: pydicom's value warnings are silenced.
@@ -150,6 +151,9 @@ def process_bytes(data: bytes, result: FileResult, *, storage_format: str = "HTJ
         dataset = read_p10(data)
         transfer_syntax = str(dataset.file_meta.TransferSyntaxUID)
         notes = normalize_dataset(dataset)
+        values = {**notes.levels["Patient"], **notes.levels["Study"], **notes.levels["Series"],
+                  **notes.levels["Instance"]}
+        check_instance(values, notes.unreadable)
         description = describe(dataset, transfer_syntax)
         frames, frame_infos, stored_syntax = _frames(dataset, description, storage_format, frame_ids or FrameIds())
     except DicomInputError as e:
@@ -162,13 +166,10 @@ def process_bytes(data: bytes, result: FileResult, *, storage_format: str = "HTJ
         return result.fail("InternalServerException", f"Unexpected error while processing the file: {type(e).__name__}")
 
     instance = dict(notes.levels["Instance"])
-    result.study_uid = str(dataset.StudyInstanceUID).strip()
-    result.series_uid = str(dataset.SeriesInstanceUID).strip()
-    result.sop_uid = str(dataset.SOPInstanceUID).strip()
-    try:
-        result.instance_number = int(dataset.get("InstanceNumber")) if dataset.get("InstanceNumber") not in (None, "") else None
-    except (TypeError, ValueError):
-        result.instance_number = None
+    result.study_uid = text_of(values["StudyInstanceUID"]).strip()
+    result.series_uid = text_of(values["SeriesInstanceUID"]).strip()
+    result.sop_uid = text_of(values["SOPInstanceUID"]).strip()
+    result.instance_number = _integer(values.get("InstanceNumber"))
     node: dict[str, Any] = {"DICOM": instance}
     if notes.vrs["Instance"]:
         node["DICOMVRs"] = notes.vrs["Instance"]
@@ -195,6 +196,20 @@ def process_bytes(data: bytes, result: FileResult, *, storage_format: str = "HTJ
         result.warnings.append(_warning(0xB000, f"Elements kept as raw bytes: {', '.join(notes.unreadable[:10])}"))
     result.ok = True
     return result
+
+
+def _integer(value: Any) -> int | None:
+    """An IS value ("12", " 12", "12.0") as an int; None when absent, several or not a number."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        try:
+            number = float(value)
+        except ValueError:
+            return None
+        return int(number) if math.isfinite(number) and number == int(number) else None
 
 
 def _warning(code: int, message: str) -> dict[str, Any]:
