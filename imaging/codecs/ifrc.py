@@ -30,8 +30,24 @@ def canonical_bytes(samples: np.ndarray, *, bits_allocated: int, signed: bool) -
     return canonical_samples(samples, bits_allocated=bits_allocated, signed=signed).tobytes()
 
 
+def _crc32_function():
+    """libdeflate's CRC-32 (through imagecodecs) uses carry-less multiplication and runs about ten times faster
+    than zlib's on a frame; both compute the same standard CRC-32."""
+    try:
+        from imagecodecs import deflate_crc32
+
+        if deflate_crc32(b"123456789") == zlib.crc32(b"123456789"):
+            return deflate_crc32
+    except ImportError:  # an imagecodecs build without libdeflate
+        pass
+    return zlib.crc32
+
+
+_crc32 = _crc32_function()
+
+
 def crc32(samples: np.ndarray, *, bits_allocated: int, signed: bool) -> int:
-    return zlib.crc32(canonical_samples(samples, bits_allocated=bits_allocated, signed=signed)) & 0xFFFFFFFF
+    return _crc32(canonical_samples(samples, bits_allocated=bits_allocated, signed=signed)) & 0xFFFFFFFF
 
 
 def frame_checksums(
