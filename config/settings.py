@@ -200,6 +200,9 @@ APERTURE_IMPORT_MAX_FILE_BYTES = env_int("APERTURE_IMPORT_MAX_FILE_BYTES", 4 * 1
 APERTURE_MAX_CONCURRENT_IMPORTS = env_int("APERTURE_MAX_CONCURRENT_IMPORTS", 100, minimum=1)
 # Server folders the admin may import from (comma-separated absolute paths).
 APERTURE_IMPORT_ROOTS = env_list("APERTURE_IMPORT_ROOTS", [])
+# How long an import waits for a primary image set LOCKED by an update or copy before the instances that would
+# merge into it fail with ConflictException (SPEC 4.4 rule 7).
+APERTURE_IMPORT_MERGE_WAIT_SECONDS = env_int("APERTURE_IMPORT_MERGE_WAIT_SECONDS", 15 * 60, minimum=0)
 # A job whose worker has not reported for this long is taken to be dead and is run again.
 APERTURE_IMPORT_STALE_SECONDS = env_int("APERTURE_IMPORT_STALE_SECONDS", 120, minimum=5)
 

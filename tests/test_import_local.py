@@ -142,3 +142,36 @@ def test_a_job_interrupted_too_often_fails_instead_of_looping(datastore, tmp_pat
     job.refresh_from_db()
     assert job.status == "FAILED" and "interrupted" in job.message
     assert not ImageSet.objects.exists()
+
+
+def test_a_primary_locked_past_the_merge_wait_fails_only_its_files(datastore, tmp_path, store_settings):
+    from imaging.models import ImageSetState
+
+    study, series, other_series = generate_uid(), generate_uid(), generate_uid()
+    first = tmp_path / "first"
+    first.mkdir()
+    (first / "a.dcm").write_bytes(ct_bytes(study_uid=study, series_uid=series, instance_number=1))
+    assert import_job_start_local(datastore_id=datastore.id, paths=[str(first)]).status in ("SUBMITTED", "COMPLETED")
+    primary = ImageSet.objects.get(datastore=datastore, series_instance_uid=series)
+    ImageSet.objects.filter(pk=primary.pk).update(state=ImageSetState.LOCKED)  # an update or copy holds it
+    store_settings.APERTURE_IMPORT_MERGE_WAIT_SECONDS = 1
+    second = tmp_path / "second"
+    second.mkdir()
+    (second / "b.dcm").write_bytes(ct_bytes(study_uid=study, series_uid=series, instance_number=2))
+    (second / "c.dcm").write_bytes(ct_bytes(study_uid=study, series_uid=other_series, instance_number=1))
+    job = import_job_start_local(datastore_id=datastore.id, paths=[str(second)])
+    job.refresh_from_db()
+    assert job.status == "COMPLETED", job.message
+    out = tmp_path / "imports" / f"{datastore.id}-DicomImport-{job.id}"
+    failure = [json.loads(line) for line in (out / "FAILURE" / "failure.ndjson").read_text().splitlines()]
+    assert [line["inputFile"].rsplit("/", 1)[-1] for line in failure] == ["b.dcm"]
+    assert failure[0]["exception"]["exceptionType"] == "ConflictException"
+    assert "stayed locked" in failure[0]["exception"]["message"]
+    success = (out / "SUCCESS" / "success.ndjson").read_text()
+    assert "c.dcm" in success and "b.dcm" not in success
+    primary.refresh_from_db()
+    assert primary.latest_version == 1 and primary.state == ImageSetState.LOCKED  # untouched
+    assert (job.imported_files, job.failed_files) == (1, 1)
+    # b.dcm's frames were removed again; a.dcm's and c.dcm's are stored.
+    frames = [p for p in (tmp_path / "blobs").rglob("*") if p.is_file() and "/frames/" in str(p)]
+    assert len(frames) == 2

@@ -44,6 +44,10 @@ MERGE_WAIT_SECONDS = 15 * 60  # SPEC 4.4 rule 7
 class ImageSetBusy(Exception):
     """The primary image set to merge into is LOCKED by an update or copy; the merge waits and tries again."""
 
+    def __init__(self, image_set_id: str, group: tuple) -> None:
+        super().__init__(image_set_id)
+        self.group = group
+
 
 @dataclass
 class StoredInstance:
@@ -59,6 +63,7 @@ class StoredInstance:
     image_set_id: str = ""
     version: int = 0
     is_primary: bool = False
+    conflict: str = ""  # why the instance could not be merged (SPEC 4.4 rule 7); it is then not stored
 
 
 def metadata_blob_key(datastore_id: str, image_set_id: str, version: int) -> str:
@@ -127,17 +132,25 @@ def _study_conflicts(datastore: Datastore, study_uid: str, series_uid: str, grou
 
 
 def persist_instances(
-    *, datastore: Datastore, instances: list[StoredInstance], blobs: BlobStore, after_write=None
+    *, datastore: Datastore, instances: list[StoredInstance], blobs: BlobStore, after_write=None,
+    merge_wait_seconds: float = MERGE_WAIT_SECONDS, while_waiting=None,
 ) -> list[dict[str, Any]]:
-    """Group and write; returns the imageSetsSummary. `after_write(summary)` runs inside the transaction."""
-    deadline = time.monotonic() + MERGE_WAIT_SECONDS
+    """Group and write; returns the imageSetsSummary. `after_write(summary)` runs inside the transaction.
+
+    A primary image set LOCKED by an update or copy is waited for; after `merge_wait_seconds` the instances that
+    would merge into it are given up (their `conflict` says why) and the others are written. `while_waiting()` is
+    called once a second meanwhile (the job's heartbeat, so that it is not taken for dead).
+    """
+    deadline = time.monotonic() + merge_wait_seconds
     attempt = 0
+    given_up: set[tuple] = set()
     while True:
         attempt += 1
         written: list[str] = []
         try:
             with transaction.atomic():
-                summaries = _persist(datastore=datastore, instances=instances, blobs=blobs, written_keys=written)
+                summaries = _persist(datastore=datastore, instances=instances, blobs=blobs, written_keys=written,
+                                     skip=given_up)
                 if after_write is not None:
                     after_write(summaries)
                 return summaries
@@ -147,20 +160,33 @@ def persist_instances(
                 blobs.delete(key)
             if attempt >= 3:
                 raise
-        except ImageSetBusy:
+        except ImageSetBusy as busy:
             for key in written:
                 blobs.delete(key)
             if time.monotonic() > deadline:
-                raise
-            time.sleep(1)
+                given_up.add(busy.group)
+                for item in instances:
+                    if _group_of(item) == busy.group:
+                        item.conflict = (f"The primary image set {busy} stayed locked by another operation for "
+                                         f"{int(merge_wait_seconds)} seconds; the instance was not merged")
+            else:
+                if while_waiting is not None:
+                    while_waiting()
+                time.sleep(1)
+
+
+def _group_of(item: StoredInstance) -> tuple:
+    return item.study_uid, item.series_uid, item.grouping
 
 
 def _persist(
-    *, datastore: Datastore, instances: list[StoredInstance], blobs: BlobStore, written_keys: list[str]
+    *, datastore: Datastore, instances: list[StoredInstance], blobs: BlobStore, written_keys: list[str],
+    skip: set[tuple] = frozenset(),
 ) -> list[dict[str, Any]]:
     groups: OrderedDict[tuple[str, str, tuple[str, ...]], list[StoredInstance]] = OrderedDict()
     for item in instances:
-        groups.setdefault((item.study_uid, item.series_uid, item.grouping), []).append(item)
+        if _group_of(item) not in skip:
+            groups.setdefault(_group_of(item), []).append(item)
     summaries = []
     for (study_uid, series_uid, grouping), members in groups.items():
         primary = (
@@ -172,7 +198,7 @@ def _persist(
         parts = [member.part for member in members]
         if primary is not None and list(primary.grouping_keys) == list(grouping):
             if primary.state == ImageSetState.LOCKED:
-                raise ImageSetBusy(primary.id)
+                raise ImageSetBusy(primary.id, (study_uid, series_uid, grouping))
             current = primary.versions.get(version=primary.content_version)
             document = add_instances(decode_document(blobs.get(current.metadata_key) or b""), parts)
             _write_version(blobs=blobs, image_set=primary, document=document, version=primary.latest_version + 1,
@@ -194,5 +220,6 @@ def _persist(
             "isPrimary": image_set.is_primary,
             "numberOfMatchedSOPInstances": len({m.part.sop_uid for m in members}),
         })
-    study_index_refresh(datastore_id=datastore.id, study_uids=[key[0] for key in groups])
+    if groups:
+        study_index_refresh(datastore_id=datastore.id, study_uids=[key[0] for key in groups])
     return summaries

@@ -286,6 +286,10 @@ def _import(job: ImportJob, s3: S3Settings, blobs, written: list[str]) -> None:
         # Runs inside the persisting transaction, possibly more than once when it is retried: build afresh.
         imported = []
         for item in instances:
+            if item.conflict:
+                imported.append({"inputFile": item.input_file,
+                                 "exception": {"exceptionType": "ConflictException", "message": item.conflict}})
+                continue
             response: dict[str, Any] = {"imageSetId": item.image_set_id, "imageSetVersion": item.version,
                                         "isPrimary": item.is_primary}
             if item.warnings:
@@ -296,7 +300,17 @@ def _import(job: ImportJob, s3: S3Settings, blobs, written: list[str]) -> None:
         )
 
     processed = time.perf_counter()
-    persist_instances(datastore=job.datastore, instances=instances, blobs=blobs, after_write=record)
+    persist_instances(datastore=job.datastore, instances=instances, blobs=blobs, after_write=record,
+                      merge_wait_seconds=settings.APERTURE_IMPORT_MERGE_WAIT_SECONDS, while_waiting=progress.flush)
+    # Frames of instances that could not be merged belong to nothing: remove them.
+    conflicts = [item for item in instances if item.conflict]
+    for item in conflicts:
+        for _frame_id, key, _syntax, _size in item.frames:
+            blobs.delete(key)
+    if conflicts:
+        progress.imported -= len(conflicts)
+        progress.failed += len(conflicts)
+        progress.flush()
     logger.info("import job %s: %d files processed in %.2fs, persisted in %.2fs", job.id, progress.scanned,
                 processed - started, time.perf_counter() - processed)
     job.refresh_from_db()
