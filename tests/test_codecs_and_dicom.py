@@ -262,3 +262,61 @@ def test_other_character_sets_are_decoded_by_pydicom(monkeypatch):
     fast, reference = _normalized_both_ways(to_bytes(ds), monkeypatch)
     assert fast == reference
     assert fast[0]["Patient"]["PatientName"] == "Yamada^Tarou=山田^太郎"
+
+
+def test_dicom_json_becomes_normalized_metadata_at_each_level():
+    from imaging.dicom.dicomjson import levels_from_dicom_json
+
+    levels, vrs = levels_from_dicom_json({
+        "00100010": {"vr": "PN", "Value": [{"Alphabetic": "Yamada^Tarou", "Ideographic": "山田^太郎"}]},
+        "00101010": {"vr": "AS", "Value": ["045Y"]},
+        "00200011": {"vr": "IS", "Value": [3]},
+        "00280030": {"vr": "DS", "Value": [0.5, "0.75 "]},
+        "00280010": {"vr": "US", "Value": [512]},
+        "00189305": {"vr": "FD", "Value": [1.5]},
+        "00081030": {"vr": "LO"},
+        "00091010": {"vr": "OB", "InlineBinary": "AQID"},
+        "00081140": {"vr": "SQ", "Value": [{"00081155": {"vr": "UI", "Value": ["1.2.3"]},
+                                            "00111001": {"vr": "SS", "Value": [-1, 2]}}]},
+        "00209165": {"vr": "AT", "Value": ["0020000d"]},
+    })
+    assert levels["Patient"] == {"PatientName": "Yamada^Tarou=山田^太郎"}
+    assert levels["Study"] == {"PatientAge": "045Y", "StudyDescription": None}
+    assert levels["Series"] == {"SeriesNumber": "3"}
+    instance = levels["Instance"]
+    assert instance["PixelSpacing"] == ["0.5", "0.75"] and instance["Rows"] == 512
+    assert instance["RevolutionTime"] == 1.5 and instance["00091010"] == "AQID"
+    assert instance["ReferencedImageSequence"] == [
+        {"ReferencedSOPInstanceUID": "1.2.3", "00111001": [-1, 2], "DICOMVRs": {"00111001": "SS"}}]
+    assert instance["DimensionIndexPointer"] == "0020000D"
+    assert vrs["Instance"] == {"00091010": "OB"}
+
+
+@pytest.mark.parametrize("document, message", [
+    ([], "one DICOM JSON object"),
+    ({"0010001": {"vr": "PN"}}, "8 hexadecimal digits"),
+    ({"00100010": {"vr": "XX"}}, "unknown or missing vr"),
+    ({"00020010": {"vr": "UI", "Value": ["1.2"]}}, "File Meta"),
+    ({"7FE00010": {"vr": "OW", "InlineBinary": "AAAA"}}, "PixelData cannot be set"),
+    ({"00100010": {"vr": "PN", "Value": [7]}}, "PN value is an object"),
+    ({"00280010": {"vr": "US", "Value": ["512"]}}, "must be integers"),
+    ({"00280010": {"vr": "US", "Value": 512}}, "Value must be an array"),
+    ({"00091010": {"vr": "OB", "InlineBinary": "***"}}, "not base64"),
+    ({"00091010": {"vr": "OB", "BulkDataURI": "http://x"}}, "BulkDataURI is not supported"),
+    ({"00081140": {"vr": "SQ", "Value": ["x"]}}, "sequence items must be objects"),
+])
+def test_dicom_json_errors_name_the_attribute(document, message):
+    from imaging.dicom.dicomjson import DicomJsonError, levels_from_dicom_json
+
+    with pytest.raises(DicomJsonError, match=message):
+        levels_from_dicom_json(document)
+
+
+def test_dicom_json_sequences_cannot_nest_without_end():
+    from imaging.dicom.dicomjson import DicomJsonError, levels_from_dicom_json
+
+    document: dict = {"00081155": {"vr": "UI", "Value": ["1"]}}
+    for _ in range(40):
+        document = {"00081140": {"vr": "SQ", "Value": [document]}}
+    with pytest.raises(DicomJsonError, match="nest more than"):
+        levels_from_dicom_json(document)

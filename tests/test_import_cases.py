@@ -220,3 +220,66 @@ def test_import_into_datastore_with_image_sets_blocks_delete(mi, s3):
     with pytest.raises(ClientError) as excinfo:
         mi.delete_datastore(datastoreId=datastore_id)
     assert excinfo.value.response["Error"]["Code"] == "ConflictException"
+
+
+def test_json_metadata_files_override_and_add_attributes_before_grouping(mi, s3, active_datastore):
+    import json
+
+    study, series = generate_uid(), generate_uid()
+    files = {
+        f"dicom/i{n}.dcm": ct_bytes(study_uid=study, series_uid=series, instance_number=n,
+                                    patient_name="DOE^JANE" if n == 1 else "DOE^JNAE", seed=n)
+        for n in (1, 2)
+    }
+    files["meta/study.json"] = json.dumps({
+        "00100010": {"vr": "PN", "Value": [{"Alphabetic": "DOE^JANE^MARIE"}]},  # corrects the typo in i2
+        "00081030": {"vr": "LO", "Value": ["Head CT, corrected"]},
+        "0020000D": {"vr": "UI", "Value": [study]},
+    }).encode()
+    files["meta/series.json"] = json.dumps({
+        "0008103E": {"vr": "LO", "Value": ["Axial 1 mm"]},
+        "00189305": {"vr": "FD", "Value": [1.25]},
+        "00091010": {"vr": "LO", "Value": ["ACME"]},
+        "00400275": {"vr": "SQ", "Value": [{"00321060": {"vr": "LO", "Value": ["CT HEAD"]}}]},
+    }).encode()
+    configuration = {"dicomJsonMetadataImportConfiguration": {"dicomMetadataMappings": [
+        {"studyInstanceUID": study, "seriesInstanceUID": series, "metadataFilePath": "meta/series.json"},
+        {"studyInstanceUID": study, "metadataFilePath": "meta/study.json"},
+    ]}}
+    outcome = run_import(mi, s3, active_datastore, files, importConfiguration=configuration)
+    assert outcome.job["jobStatus"] == "COMPLETED", outcome.job
+    assert outcome.job["importConfiguration"] == configuration  # echoed
+    # The metadata files are configuration, not instances; the corrected name puts both files in one image set.
+    assert outcome.summary["numberOfScannedFiles"] == 2 and outcome.failure == []
+    assert outcome.summary["numberOfGeneratedImageSets"] == 1
+    image_set_id = outcome.line_for("i1.dcm")["importResponse"]["imageSetId"]
+    document = metadata(mi, active_datastore, image_set_id)
+    assert document["Patient"]["DICOM"]["PatientName"] == "DOE^JANE^MARIE"
+    assert document["Study"]["DICOM"]["StudyDescription"] == "Head CT, corrected"
+    serie = document["Study"]["Series"][series]
+    assert serie["DICOM"]["SeriesDescription"] == "Axial 1 mm"
+    instance = next(iter(serie["Instances"].values()))
+    assert instance["DICOM"]["00091010"] == "ACME" and instance["DICOMVRs"]["00091010"] == "LO"
+    assert instance["DICOM"]["RevolutionTime"] == 1.25
+    assert serie["DICOM"]["RequestAttributesSequence"] == [{"RequestedProcedureDescription": "CT HEAD"}]
+
+
+@pytest.mark.parametrize("content, mapping_path, message", [
+    (b"{not json", "meta.json", "is not JSON"),
+    (b'{"00100010": {"Value": ["x"]}}', "meta.json", "unknown or missing vr"),
+    (b'{"00080018": {"vr": "UI", "Value": ["1.2.3"]}}', "meta.json", "SOPInstanceUID cannot be set"),
+    (b'{"0020000D": {"vr": "UI", "Value": ["9.9.9"]}}', "meta.json", "cannot change StudyInstanceUID"),
+    (b"{}", "missing.json", "is not under the input location"),
+    (b"{}", "../outside.json", "must be a path inside the input location"),
+])
+def test_a_bad_metadata_configuration_fails_the_job_before_anything_is_stored(mi, s3, active_datastore, content,
+                                                                             mapping_path, message):
+    study = generate_uid()
+    files = {"i.dcm": ct_bytes(study_uid=study, series_uid=generate_uid()), "meta.json": content}
+    configuration = {"dicomJsonMetadataImportConfiguration": {"dicomMetadataMappings": [
+        {"studyInstanceUID": study, "metadataFilePath": mapping_path}]}}
+    outcome = run_import(mi, s3, active_datastore, files, importConfiguration=configuration)
+    assert outcome.job["jobStatus"] == "FAILED"
+    assert message in outcome.job["message"]
+    assert mi.search_image_sets(datastoreId=active_datastore, searchCriteria={"filters": [
+        {"values": [{"DICOMStudyInstanceUID": study}], "operator": "EQUAL"}]})["imageSetsMetadataSummaries"] == []

@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from imaging.errors import NotFound, QuotaExceeded, ValidationFailed
 from imaging.models import ImportJob, JobStatus
+from imaging.pipeline.json_metadata import MetadataImportError, apply_overrides, load_overrides, metadata_mappings
 from imaging.pipeline.persist import StoredInstance, persist_instances, stored_instance
 from imaging.pipeline.transcode import FrameSink, frame_blob_key
 from imaging.pipeline.pool import process_all
@@ -237,6 +238,22 @@ def _fail(job: ImportJob, message: str, blobs, written: list[str]) -> None:
     ImportJob.objects.filter(pk=job.pk).update(status=JobStatus.FAILED, ended_at=timezone.now(), message=message[:2048])
 
 
+def _metadata_overrides(job: ImportJob, objects: list[SourceObject], s3: S3Settings):
+    """(overrides, metadata file URIs) of the job's JSON metadata import configuration, or None (SPEC 4.10)."""
+    mappings = metadata_mappings(job.import_configuration)
+    if not mappings:
+        return None
+    if job.input_paths:
+        base = str(Path(job.input_paths[0])) + os.sep
+    else:
+        prefix = split_s3_uri(job.input_s3_uri)[1]
+        base = _with_slash(prefix) if prefix else ""
+    try:
+        return load_overrides(mappings, objects, base, s3)
+    except MetadataImportError as e:
+        raise JobFailure(f"DICOM import job has failed: {e}") from e
+
+
 def _check_input_owner(job: ImportJob) -> None:
     """inputOwnerAccountId is the account the caller expects to own the input bucket (SPEC 4.1)."""
     if not job.input_owner_account_id or job.input_paths:
@@ -265,11 +282,16 @@ def _import(job: ImportJob, s3: S3Settings, blobs, written: list[str]) -> None:
             "exceptionType": "ValidationException", "message": f"The file is larger than the {limit}-byte limit"}})
         progress.add(False)
     objects = [item for item in objects if item.size <= limit]
+    overrides = _metadata_overrides(job, objects, s3)
+    if overrides:
+        objects = [item for item in objects if item.uri not in overrides[1]]
     instances: list[StoredInstance] = []
     url, s3_address = blob_store_address()
     sink = FrameSink(blob_store_url=url, blob_store_s3=s3_address, datastore_id=job.datastore_id, job_id=job.id)
     for result in process_all(objects, s3=s3, storage_format=job.datastore.lossless_storage_format,
                               concurrency=settings.APERTURE_IMPORT_CONCURRENCY, sink=sink):
+        if result.ok and overrides:
+            apply_overrides(result, overrides[0])
         if result.ok:
             # Workers wrote the frames; remember them so a job that fails later removes them again.
             written += [frame_blob_key(job.datastore_id, frame.frame_id) for frame in result.frames]

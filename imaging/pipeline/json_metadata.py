@@ -1,0 +1,96 @@
+"""JSON metadata import (SPEC 4.10): study- or series-level DICOM JSON files that add to, or override, the
+attributes of the P10 instances an import job reads; no Django.
+
+`importConfiguration.dicomJsonMetadataImportConfiguration.dicomMetadataMappings` names, for a StudyInstanceUID
+(and optionally a SeriesInstanceUID), a file under the job's input. The files are read before any instance is
+processed, and are not imported as instances themselves. A series mapping is more specific than a study mapping
+and is applied after it. Grouping (SPEC 4.4) sees the result, so a corrected PatientName decides the image set.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from imaging.dicom.dicomjson import DicomJsonError, levels_from_dicom_json
+from imaging.dicom.levels import GROUPING_KEYS, grouping_value
+from imaging.pipeline.sources import S3Settings, SourceError, SourceObject, read_object
+from imaging.pipeline.transcode import FileResult
+
+MAX_METADATA_FILE_BYTES = 10 * 1024 * 1024
+
+
+class MetadataImportError(Exception):
+    """The configuration cannot be applied (a file missing, unreadable or malformed): the job fails."""
+
+
+@dataclass
+class MetadataOverride:
+    study_uid: str
+    series_uid: str  # "" for a whole study
+    levels: dict[str, dict[str, Any]]
+    vrs: dict[str, dict[str, str]]
+
+
+def metadata_mappings(import_configuration: dict[str, Any] | None) -> list[dict[str, str]]:
+    configuration = (import_configuration or {}).get("dicomJsonMetadataImportConfiguration") or {}
+    return list(configuration.get("dicomMetadataMappings") or [])
+
+
+def load_overrides(
+    mappings: list[dict[str, str]], objects: list[SourceObject], input_base: str, s3: S3Settings
+) -> tuple[list[MetadataOverride], set[str]]:
+    """The overrides, most general first, and the URIs of the metadata files (to leave out of the instances).
+
+    `input_base` is the input location as the discovered objects' display names start (an S3 key prefix ending
+    in '/', or a folder path ending in '/'); a metadata file must be one of the discovered objects.
+    """
+    by_name = {item.display_name: item for item in objects}
+    overrides: list[MetadataOverride] = []
+    files: set[str] = set()
+    for mapping in mappings:
+        path = mapping["metadataFilePath"]
+        if path.startswith("/") or ".." in path.split("/"):
+            raise MetadataImportError(f"metadataFilePath {path} must be a path inside the input location")
+        item = by_name.get(input_base + path)
+        if item is None:
+            raise MetadataImportError(f"The metadata file {path} is not under the input location")
+        if item.size > MAX_METADATA_FILE_BYTES:
+            raise MetadataImportError(f"The metadata file {path} is larger than {MAX_METADATA_FILE_BYTES} bytes")
+        try:
+            document = json.loads(read_object(item.uri, s3))
+        except SourceError as e:
+            raise MetadataImportError(f"The metadata file {path} cannot be read: {e}") from e
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            raise MetadataImportError(f"The metadata file {path} is not JSON") from None
+        try:
+            levels, vrs = levels_from_dicom_json(document)
+        except DicomJsonError as e:
+            raise MetadataImportError(f"The metadata file {path}: {e}") from e
+        study_uid, series_uid = mapping["studyInstanceUID"], mapping.get("seriesInstanceUID") or ""
+        for keyword, expected, level in (("StudyInstanceUID", study_uid, "Study"),
+                                         ("SeriesInstanceUID", series_uid, "Series")):
+            if keyword in levels[level] and levels[level][keyword] != expected:
+                raise MetadataImportError(f"The metadata file {path} cannot change {keyword}")
+        overrides.append(MetadataOverride(study_uid=study_uid, series_uid=series_uid, levels=levels, vrs=vrs))
+        files.add(item.uri)
+    overrides.sort(key=lambda override: bool(override.series_uid))
+    return overrides, files
+
+
+def apply_overrides(result: FileResult, overrides: list[MetadataOverride]) -> None:
+    """Apply every matching override to a processed instance's metadata, then recompute its grouping keys."""
+    matching = [o for o in overrides
+                if o.study_uid == result.study_uid and o.series_uid in ("", result.series_uid)]
+    if not matching:
+        return
+    for override in matching:
+        for level in ("Patient", "Study", "Series"):
+            result.levels.setdefault(level, {}).update(override.levels[level])
+            if override.vrs[level]:
+                result.level_vrs.setdefault(level, {}).update(override.vrs[level])
+        result.instance["DICOM"].update(override.levels["Instance"])
+        if override.vrs["Instance"]:
+            result.instance.setdefault("DICOMVRs", {}).update(override.vrs["Instance"])
+    merged = {**result.levels["Patient"], **result.levels["Study"], **result.levels["Series"]}
+    result.grouping = tuple(grouping_value(merged.get(key)) for key in GROUPING_KEYS)
