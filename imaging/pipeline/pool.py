@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import multiprocessing
+import os
 import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -34,6 +35,10 @@ def _executor(size: int) -> ProcessPoolExecutor:
     global _pool, _pool_size
     with _lock:
         if _pool is None or _pool_size != size:
+            # Workers are one process per core already: BLAS thread pools in them would only spin and compete.
+            # The forkserver starts from this environment (numpy in this process is loaded, so unaffected).
+            for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+                os.environ.setdefault(name, "1")
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload(["imaging.pipeline.transcode"])
             _pool = ProcessPoolExecutor(max_workers=size, mp_context=context, initializer=_worker_start)
