@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 from pydicom.uid import generate_uid
@@ -71,3 +72,45 @@ def test_bucket_owner_setting_is_parsed_and_bad_values_stop_start_up(monkeypatch
         monkeypatch.setenv("APERTURE_S3_BUCKET_OWNERS", bad)
         with pytest.raises(ImproperlyConfigured, match="APERTURE_S3_BUCKET_OWNERS"):
             env_mapping("APERTURE_S3_BUCKET_OWNERS", r"\d{12}", "12 digits")
+
+
+def test_workers_leave_when_the_process_that_started_them_is_killed(tmp_path):
+    """A server killed (or stopped without shutting its pool down) must not leave worker processes behind."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    objects = series(tmp_path, 4)
+    script = f"""
+import sys, time
+sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r})
+from imaging.pipeline import pool
+from imaging.pipeline.sources import S3Settings, SourceObject
+if __name__ == "__main__":
+    objects = [SourceObject(uri=u, display_name=n, size=1) for u, n in {[(o.uri, o.display_name) for o in objects]!r}]
+    assert all(r.ok for r in pool.process_all(objects, s3=S3Settings("", "", "", ""), storage_format="HTJ2K",
+                                              concurrency=2))
+    print(" ".join(str(pid) for pid in pool._pool._processes), flush=True)
+    time.sleep(120)
+"""
+    (tmp_path / "starter.py").write_text(script)
+    starter = subprocess.Popen([sys.executable, str(tmp_path / "starter.py")], stdout=subprocess.PIPE, text=True)
+    try:
+        workers = [int(pid) for pid in starter.stdout.readline().split()]
+        assert len(workers) == 2 and all(_alive(pid) for pid in workers)
+    finally:
+        starter.send_signal(signal.SIGKILL)
+        starter.wait(10)
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in workers)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

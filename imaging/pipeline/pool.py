@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import multiprocessing
+import multiprocessing.connection
 import os
 import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -29,6 +30,17 @@ def _worker_start() -> None:
     are collected less often: collection passes cost the workers about 3% of their time."""
     gc.freeze()
     gc.set_threshold(20_000, 20, 20)
+    threading.Thread(target=_exit_with_parent, name="parent-watch", daemon=True).start()
+
+
+def _exit_with_parent() -> None:
+    """A worker blocks on its task queue, whose pipe it holds both ends of, so it would outlive a server that was
+    killed or stopped without shutting the pool down: it leaves as soon as the process that started it is gone."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+    multiprocessing.connection.wait([parent.sentinel])
+    os._exit(0)
 
 
 def _executor(size: int) -> ProcessPoolExecutor:
