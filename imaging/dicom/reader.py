@@ -84,7 +84,7 @@ def check_instance(values: dict[str, Any], unreadable: list[str]) -> None:
     """The required attributes (SPEC 4.3) and the length limits (SPEC 4.6), on the normalized attributes of all
     levels merged; `unreadable` holds the tags normalization could not convert."""
     for keyword in REQUIRED:
-        if f"{tag_for_keyword(keyword):08X}" in unreadable:
+        if keyword in unreadable or f"{tag_for_keyword(keyword):08X}" in unreadable:
             raise DicomInputError(f"DICOM attribute {keyword} cannot be read")
         if text_of(values.get(keyword)).strip() == "":
             raise DicomInputError(f"DICOM attribute {keyword} does not exist")
