@@ -283,3 +283,32 @@ def test_a_bad_metadata_configuration_fails_the_job_before_anything_is_stored(mi
     assert message in outcome.job["message"]
     assert mi.search_image_sets(datastoreId=active_datastore, searchCriteria={"filters": [
         {"values": [{"DICOMStudyInstanceUID": study}], "operator": "EQUAL"}]})["imageSetsMetadataSummaries"] == []
+
+
+def test_a_jpeg_2000_lossless_data_store_stores_verified_j2k_frames(mi, s3):
+    import zlib
+
+    import imagecodecs
+    import numpy as np
+
+    datastore_id = mi.create_datastore(datastoreName="j2k", losslessStorageFormat="JPEG_2000_LOSSLESS")["datastoreId"]
+    from tests.conftest import wait_for
+
+    wait_for(lambda: mi.get_datastore(datastoreId=datastore_id)["datastoreProperties"]["datastoreStatus"] == "ACTIVE")
+    study, series, sop = generate_uid(), generate_uid(), generate_uid()
+    ds = ct_dataset(study_uid=study, series_uid=series, sop_uid=sop, rows=300, columns=200, seed=4)
+    outcome = run_import(mi, s3, datastore_id, {"a.dcm": to_bytes(ds)})
+    image_set_id = outcome.line_for("a.dcm")["importResponse"]["imageSetId"]
+    instance = metadata(mi, datastore_id, image_set_id)["Study"]["Series"][series]["Instances"][sop]
+    assert instance["StoredTransferSyntaxUID"] == "1.2.840.10008.1.2.4.90"
+    frame = instance["ImageFrames"][0]
+    answer = mi.get_image_frame(datastoreId=datastore_id, imageSetId=image_set_id,
+                                imageFrameInformation={"imageFrameId": frame["ID"]})
+    assert answer["contentType"] == "image/j2c"
+    codestream = answer["imageFrameBlob"].read()
+    assert codestream[:4] == b"\xff\x4f\xff\x51"  # a J2K codestream, not HTJ2K (no CAP marker needed)
+    decoded = imagecodecs.jpeg2k_decode(codestream)
+    assert np.array_equal(decoded, ds.pixel_array)
+    checksums = frame["PixelDataChecksumFromBaseToFullResolution"]
+    assert checksums[-1] == {"Width": 200, "Height": 300,
+                             "Checksum": zlib.crc32(ds.pixel_array.astype("<u2").tobytes())}
