@@ -64,3 +64,27 @@ def to_bytes(ds: Dataset, *, write_like_original: bool = False) -> bytes:
 
 def ct_bytes(**kwargs) -> bytes:
     return to_bytes(ct_dataset(**kwargs))
+
+
+def reduced_resolution(samples: np.ndarray, skip: int) -> np.ndarray:
+    """What a JPEG 2000 decoder gives at `skip` levels below full resolution for a reversible 5/3 codestream: the
+    LL band, computed here from the samples with the lifting steps and symmetric extension of ITU-T T.800 Annex F
+    (vertical then horizontal), independently of any codec."""
+    result = samples.astype(np.int64)
+    for _ in range(skip):
+        result = _low_pass_53(_low_pass_53(result, 0), 1)
+    return result
+
+
+def _low_pass_53(x: np.ndarray, axis: int) -> np.ndarray:
+    x = np.moveaxis(x, axis, 0)
+    n = x.shape[0]
+    if n == 1:
+        return np.moveaxis(x, 0, axis)
+    even, odd = x[0::2], x[1::2]
+    right = np.concatenate([even[1:], x[n - 2: n - 1]]) if n % 2 == 0 else even[1:]
+    d = odd - (even[: len(odd)] + right) // 2
+    left_d = np.concatenate([d[:1], d])[: len(even)]
+    right_d = d if len(d) == len(even) else np.concatenate([d, d[-1:]])
+    s = even + (left_d + right_d + 2) // 4
+    return np.moveaxis(s, 0, axis)

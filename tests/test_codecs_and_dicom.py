@@ -50,13 +50,43 @@ def test_codestream_is_rpcl_with_tlm_and_a_tile_part_per_resolution():
 
 def test_checksums_from_base_to_full_resolution():
     frame = np.random.default_rng(2).integers(0, 4096, (480, 640)).astype(np.uint16)
-    codestream = htj2k.encode_lossless(frame, rgb=False)
-    entries = frame_checksums(frame, levels=3, decode_level=lambda s: htj2k.decode(codestream, skip_levels=s),
-                              bits_allocated=16, bits_stored=12, signed=False)
+    entries = frame_checksums(frame, levels=3, rct=False, bits_allocated=16, bits_stored=12, signed=False)
     assert [(e["Width"], e["Height"]) for e in entries] == [(80, 60), (160, 120), (320, 240), (640, 480)]
     assert entries[-1]["Checksum"] == zlib.crc32(frame.astype("<u2").tobytes())
-    reduced = np.clip(htj2k.decode(codestream, skip_levels=1), 0, 4095)
-    assert entries[-2]["Checksum"] == zlib.crc32(reduced.astype("<u2").tobytes())
+
+
+def test_reduced_resolutions_equal_a_real_decoders_wherever_it_does_not_wrap():
+    """OpenJPH decoding the stored codestream at reduced resolutions gives the computed bands exactly, except
+    where a band leaves the container type: there it wraps (a value just below 0 comes back near 65,535), which
+    is why the checksums use the computed bands."""
+    from imaging.codecs.wavelet import reduced_resolutions
+
+    rng = np.random.default_rng(5)
+    y, x = np.mgrid[0:301, 0:203]
+    frame = np.where((x - 100) ** 2 + (y - 150) ** 2 < 80**2, 4000, 10).astype(np.int32)
+    frame = np.clip(frame + rng.integers(-8, 9, frame.shape), 0, 4095).astype(np.uint16)
+    codestream = htj2k.encode_lossless(frame, rgb=False)
+    bands = reduced_resolutions(frame, htj2k.codestream_levels(codestream))
+    wrapped = 0
+    for skip, band in enumerate(bands, start=1):
+        decoded = htj2k.decode(codestream, skip_levels=skip).astype(np.int64)
+        assert decoded.shape == band.shape
+        inside = (band >= 0) & (band <= 65535)
+        assert np.array_equal(decoded[inside], band[inside])
+        assert np.array_equal(decoded[~inside], band[~inside] % 65536)
+        wrapped += int((~inside).sum())
+    assert wrapped > 0  # the edge of the disc undershoots below 0
+
+
+def test_reduced_resolutions_of_rgb_go_through_the_colour_transform_like_a_decoder():
+    from imaging.codecs.wavelet import reduced_resolutions
+
+    y, x = np.mgrid[0:200, 0:260]
+    rgb = np.stack([(x % 200) + 20, (y % 180) + 30, ((x + y) % 150) + 40], axis=-1).astype(np.uint8)
+    codestream = htj2k.encode_lossless(rgb, rgb=True)
+    for skip, band in enumerate(reduced_resolutions(rgb, htj2k.codestream_levels(codestream), rct=True), start=1):
+        assert 0 <= band.min() and band.max() <= 255  # a smooth image: nothing for the decoder to wrap
+        assert np.array_equal(htj2k.decode(codestream, skip_levels=skip), band)
 
 
 def test_rgb_checksum_interleaves_components_and_uses_one_byte():
@@ -320,3 +350,19 @@ def test_dicom_json_sequences_cannot_nest_without_end():
         document = {"00081140": {"vr": "SQ", "Value": [document]}}
     with pytest.raises(DicomJsonError, match="nest more than"):
         levels_from_dicom_json(document)
+
+
+@pytest.mark.parametrize("shape, signed", [((301, 203), False), ((512, 512), True), ((130, 700), False)])
+def test_reduced_level_checksums_equal_an_independent_5_3_wavelet(shape, signed):
+    from tests.dicomgen import reduced_resolution
+
+    rng = np.random.default_rng(sum(shape))
+    low, high = (-2048, 2047) if signed else (0, 4095)
+    frame = rng.integers(low, high + 1, shape).astype(np.int16 if signed else np.uint16)
+    levels = htj2k.codestream_levels(htj2k.encode_lossless(frame, rgb=False))
+    entries = frame_checksums(frame, levels=levels, rct=False, bits_allocated=16, bits_stored=12, signed=signed)
+    assert len(entries) == levels + 1 and levels >= 1
+    for skip, entry in zip(range(levels, 0, -1), entries):
+        expected = np.clip(reduced_resolution(frame, skip), low, high).astype("<i2" if signed else "<u2")
+        assert (entry["Height"], entry["Width"]) == expected.shape
+        assert entry["Checksum"] == zlib.crc32(expected.tobytes())

@@ -312,3 +312,9 @@ def test_a_jpeg_2000_lossless_data_store_stores_verified_j2k_frames(mi, s3):
     checksums = frame["PixelDataChecksumFromBaseToFullResolution"]
     assert checksums[-1] == {"Width": 200, "Height": 300,
                              "Checksum": zlib.crc32(ds.pixel_array.astype("<u2").tobytes())}
+    from tests.dicomgen import reduced_resolution
+
+    assert len(checksums) == 3  # 300 x 200: two decomposition levels
+    for skip, entry in zip((2, 1), checksums):
+        band = np.clip(reduced_resolution(ds.pixel_array, skip), 0, 4095).astype("<u2")
+        assert entry == {"Width": band.shape[1], "Height": band.shape[0], "Checksum": zlib.crc32(band.tobytes())}

@@ -126,3 +126,38 @@ def test_voi_lut_sequence_is_the_default_when_the_file_has_one():
     top = float(2 ** int(source.VOILUTSequence[0].LUTDescriptor[2]) - 1)
     expected = np.clip(np.floor(values / top * 255 + 0.5), 0, 255).astype(np.uint8)
     assert np.array_equal(pipeline.render(frame, None, invert=False), expected)
+
+
+def _module(bits_allocated: int, bits_stored: int, signed: bool = False, rows: int = 301, columns: int = 203):
+    from imaging.dicom import uids
+
+    return PixelModule(rows=rows, columns=columns, samples_per_pixel=1, bits_allocated=bits_allocated,
+                       bits_stored=bits_stored, signed=signed, photometric="MONOCHROME2",
+                       stored_transfer_syntax=uids.HTJ2K_LOSSLESS_RPCL)
+
+
+def test_reduced_resolution_renders_carry_no_wrapped_samples():
+    """A bright disc on a dark background: the wavelet band undershoots below 0 at the edge, which the decoder
+    wraps to ~65,500; the viewer must give the clamped band (what a thumbnail of the full decode shows: black)."""
+    from imaging.codecs import htj2k
+    from imaging.codecs.wavelet import reduced_resolutions
+    from viewer.render import skip_levels_for
+
+    y, x = np.mgrid[0:301, 0:203]
+    frame = np.where((x - 100) ** 2 + (y - 150) ** 2 < 80**2, 4000, 0).astype(np.uint16)
+    codestream = htj2k.encode_lossless(frame, rgb=False)
+    module = _module(16, 12)
+    skip = skip_levels_for(module, (40, 40))
+    assert skip == 2
+    band = reduced_resolutions(frame, skip)[-1]
+    assert band.min() < 0  # there is something to wrap
+    decoded = decode_frame(codestream, module, skip_levels=skip)
+    assert decoded.dtype == np.uint16 and np.array_equal(decoded, np.clip(band, 0, 4095))
+
+
+@pytest.mark.parametrize("bits_allocated, bits_stored", [(8, 8), (16, 16), (16, 15)])
+def test_no_reduced_decodes_where_the_container_has_no_room_to_undo_wrapping(bits_allocated, bits_stored):
+    from viewer.render import skip_levels_for
+
+    assert skip_levels_for(_module(bits_allocated, bits_stored, rows=1024, columns=1024), (64, 64)) == 0
+    assert skip_levels_for(_module(16, 12, rows=1024, columns=1024), (64, 64)) == 4

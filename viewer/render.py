@@ -22,6 +22,7 @@ from PIL import Image
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, convert_color_space
 
 from imaging.codecs import htj2k
+from imaging.codecs.ifrc import sample_range
 from imaging.dicom import uids
 from pydicom.dataset import FileMetaDataset
 
@@ -71,7 +72,8 @@ def decode_frame(data: bytes, module: PixelModule, *, skip_levels: int = 0) -> n
     syntax = module.stored_transfer_syntax
     try:
         if syntax in HTJ2K_SYNTAXES:
-            return htj2k.decode(data, skip_levels=skip_levels)
+            return _reduced(htj2k.decode(data, skip_levels=skip_levels), module) if skip_levels else \
+                htj2k.decode(data)
         if syntax in (uids.J2K, uids.J2K_LOSSLESS):
             return imagecodecs.jpeg2k_decode(data)
         if syntax == uids.JPEG_BASELINE:
@@ -81,6 +83,15 @@ def decode_frame(data: bytes, module: PixelModule, *, skip_levels: int = 0) -> n
     except (imagecodecs.DelayedImportError, RuntimeError, ValueError) as e:
         raise RenderError(f"the frame cannot be decoded: {type(e).__name__}") from e
     raise RenderError(f"frames stored as {syntax} cannot be rendered")
+
+
+def _reduced(decoded: np.ndarray, module: PixelModule) -> np.ndarray:
+    """A reduced resolution as stored samples. The decoder writes the wavelet band into the 16-bit container and
+    wraps where the band overshoots it (just below 0 next to a bright edge comes back near 65,535); with at least
+    two spare bits above BitsStored (skip_levels_for allows no other case) reading the container as signed undoes
+    that, and the band is clamped to the sample range as a full-resolution decode would be."""
+    low, high = sample_range(module.bits_stored, module.signed)
+    return np.clip(decoded.view(np.int16), low, high).astype(decoded.dtype)
 
 
 def _native(data: bytes, module: PixelModule) -> np.ndarray:
@@ -241,6 +252,8 @@ def skip_levels_for(module: PixelModule, max_size: tuple[int, int] | None) -> in
     """How many resolution levels can be dropped and still cover `max_size` (HTJ2K frames only)."""
     if not max_size or module.stored_transfer_syntax not in HTJ2K_SYNTAXES:
         return 0
+    if module.bits_allocated != 16 or module.bits_stored > 14:
+        return 0  # reduced resolutions could not be read back exactly (see _reduced): decode in full
     ratio = min(module.columns / max(max_size[0], 1), module.rows / max(max_size[1], 1))
     if ratio < 2:
         return 0

@@ -33,13 +33,14 @@ def decomposition_levels(width: int, height: int) -> int:
 def encode_lossless(frame: np.ndarray, *, rgb: bool) -> bytes:
     """Encode a (rows, cols) or (rows, cols, samples) array losslessly."""
     height, width = frame.shape[:2]
+    levels = decomposition_levels(width, height)
     return bytes(
         imagecodecs.htj2k_encode(
             np.ascontiguousarray(frame),
             reversible=True,
             rgb=bool(rgb and frame.ndim == 3),
             # imagecodecs reads 0 as "use the default (5)", so images small enough for 0 levels get 1.
-            resolutions=max(decomposition_levels(width, height), 1),
+            resolutions=max(levels, 1),
             tlm=True,
             tilepart=imagecodecs.HTJ2K.TILEPART.RESOLUTIONS,
         )

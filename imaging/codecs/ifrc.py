@@ -1,15 +1,18 @@
 """Image Frame Resolution Checksums (SPEC 6.4).
 
-For each resolution level, smallest first: decode the stored codestream at that level, lay samples out in raster
-order with components interleaved, write each as 1 byte (precision <= 8) or little-endian 2 bytes (<= 16; 4 bytes
-for 32-bit data), and take zlib.crc32. Reduced levels are clamped to the sample range.
+For each resolution level, smallest first: the stored codestream decoded at that level, samples in raster order
+with components interleaved, each written as 1 byte (precision <= 8) or little-endian 2 bytes (<= 16; 4 bytes for
+32-bit data), through CRC-32. Reduced levels are clamped to the sample range. They are computed exactly from the
+full-resolution samples (imaging.codecs.wavelet explains why not with a decoder), which the caller has proven the
+codestream decodes to.
 """
 from __future__ import annotations
 
 import zlib
-from typing import Callable
 
 import numpy as np
+
+from imaging.codecs.wavelet import reduced_resolutions
 
 
 def sample_range(bits_stored: int, signed: bool) -> tuple[int, int]:
@@ -54,16 +57,16 @@ def frame_checksums(
     full_frame: np.ndarray,
     *,
     levels: int,
-    decode_level: Callable[[int], np.ndarray],
+    rct: bool,
     bits_allocated: int,
     bits_stored: int,
     signed: bool,
 ) -> list[dict[str, int]]:
-    """Checksums from the base level to full resolution; the full level uses the source samples directly."""
+    """Checksums from the base level to full resolution of a lossless codestream with `levels` decomposition
+    levels (`rct`: with the reversible colour transform) that decodes to `full_frame`."""
     low, high = sample_range(bits_stored, signed)
     entries = []
-    for skip in range(levels, 0, -1):
-        reduced = decode_level(skip)
+    for reduced in reversed(reduced_resolutions(full_frame, levels, rct=rct)):
         if reduced.size and (int(reduced.min()) < low or int(reduced.max()) > high):
             reduced = np.clip(reduced, low, high)
         entries.append(_entry(reduced, bits_allocated=bits_allocated, signed=signed))

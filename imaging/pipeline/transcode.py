@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from imaging.codecs import htj2k
-from imaging.codecs.ifrc import crc32, frame_checksums
+from imaging.codecs.ifrc import frame_checksums
 from imaging.codecs.source import (
     PixelDataError,
     PixelDescription,
@@ -259,18 +259,15 @@ def encode_verified(source: np.ndarray, description: PixelDescription, storage_f
         raise VerificationError(f"Pixel data verification failed: the encoded frame does not decode ({e})") from e
     if decoded.shape != source.shape or not np.array_equal(decoded, source):
         raise VerificationError("Pixel data verification failed: the encoded frame differs from the source pixels")
-    levels = htj2k.codestream_levels(codestream)
+    # The codestream decodes to `source` (just proven), so its reduced resolutions are those of `source`.
     checksums = frame_checksums(
         source,
-        levels=levels,
-        decode_level=lambda skip: htj2k.decode(codestream, skip_levels=skip),
+        levels=htj2k.codestream_levels(codestream),
+        rct=rgb and source.ndim == 3,
         bits_allocated=description.bits_allocated,
         bits_stored=description.bits_stored,
         signed=description.signed,
-    ) if storage_format != "JPEG_2000_LOSSLESS" else [
-        {"Width": description.columns, "Height": description.rows,
-         "Checksum": _crc(source, description)}
-    ]
+    )
     frame = EncodedFrame(frame_id or uuid.uuid4().hex, codestream)
     info = {
         "ID": frame.frame_id,
@@ -280,10 +277,6 @@ def encode_verified(source: np.ndarray, description: PixelDescription, storage_f
         "PixelDataChecksumFromBaseToFullResolution": checksums,
     }
     return frame, info
-
-
-def _crc(source: np.ndarray, description: PixelDescription) -> int:
-    return crc32(source, bits_allocated=description.bits_allocated, signed=description.signed)
 
 
 def _encode_j2k(source: np.ndarray, *, rgb: bool) -> bytes:
