@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -126,6 +127,8 @@ class ApertureServer:
                 self.kill()
         if self.database:
             self.database.drop()
+        if self.data_dir and not os.environ.get("APERTURE_KEEP_TEST_DATA"):
+            shutil.rmtree(self.data_dir, ignore_errors=True)  # set APERTURE_KEEP_TEST_DATA=1 to look inside
 
     def log(self) -> str:
         return (self.data_dir / "server.log").read_text(errors="replace") if self.data_dir else ""
