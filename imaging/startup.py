@@ -29,6 +29,9 @@ def recover_background_work() -> None:
             with transaction.atomic():
                 enqueue(datastore_purge, datastore_id=datastore_id)
         count_sets = imagesets_recover()
+        swept = _sweep_blob_store()
+        if swept:
+            logger.info("removed %d temporary blob file(s) left by interrupted writes", swept)
         if count:
             logger.info("re-queued %d interrupted import job(s)", count)
         if count_sets:
@@ -37,6 +40,16 @@ def recover_background_work() -> None:
         logger.warning("could not check for interrupted jobs (is the database migrated?)")
     finally:
         connections.close_all()
+
+
+def _sweep_blob_store() -> int:
+    from imaging.storage import BlobStoreError, blob_store
+
+    try:
+        return blob_store().sweep_temporary()
+    except (BlobStoreError, OSError):
+        logger.warning("could not sweep the blob store's temporary files")
+        return 0
 
 
 def imagesets_recover() -> int:

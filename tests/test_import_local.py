@@ -175,3 +175,20 @@ def test_a_primary_locked_past_the_merge_wait_fails_only_its_files(datastore, tm
     # b.dcm's frames were removed again; a.dcm's and c.dcm's are stored.
     frames = [p for p in (tmp_path / "blobs").rglob("*") if p.is_file() and "/frames/" in str(p)]
     assert len(frames) == 2
+
+
+def test_server_start_sweeps_temporary_blob_files_left_by_a_crash(store_settings, tmp_path, caplog):
+    import logging
+    import os
+    import time
+
+    from imaging.startup import recover_background_work
+
+    temporary = tmp_path / "blobs" / ".tmp"
+    temporary.mkdir(parents=True)
+    (temporary / "999-1-cafe").write_bytes(b"cut off")
+    os.utime(temporary / "999-1-cafe", (time.time() - 7200,) * 2)
+    with caplog.at_level(logging.INFO, logger="imaging.startup"):
+        recover_background_work()
+    assert list(temporary.iterdir()) == []
+    assert "removed 1 temporary blob file(s)" in caplog.text

@@ -67,7 +67,7 @@ def test_killed_worker_resumes_the_job_after_restart(seaweed, s3):
         assert "re-queued 1 interrupted import job" in server.log()  # it really was cut off and resumed
         # The second run wrote the first run's frames again under the same ids: no blob was left behind.
         frames_dir = server.data_dir / "blobs" / "datastores" / datastore_id / "frames"
-        blobs = [p for p in frames_dir.rglob("*") if p.is_file() and not p.name.startswith(".tmp-")]
+        blobs = [p for p in frames_dir.rglob("*") if p.is_file()]
         assert len(blobs) == count
     finally:
         server.stop()

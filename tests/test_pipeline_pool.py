@@ -57,6 +57,7 @@ def test_filesystem_store_refuses_keys_outside_its_folder_and_leaves_no_temporar
     store.put("datastores/d1/frames/ab/abc", b"second")
     assert store.get("datastores/d1/frames/ab/abc") == b"second"
     assert os.listdir(tmp_path / "blobs" / "datastores" / "d1" / "frames" / "ab") == ["abc"]
+    assert os.listdir(tmp_path / "blobs" / ".tmp") == []
     assert oct((tmp_path / "blobs" / "datastores" / "d1" / "frames" / "ab" / "abc").stat().st_mode & 0o777) == "0o600"
 
 
@@ -114,3 +115,21 @@ def _alive(pid: int) -> bool:
             return stat.read().split(")")[-1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_a_write_cut_off_leaves_its_file_only_in_the_temporary_folder_which_is_swept(tmp_path):
+    import time
+
+    store = FilesystemBlobStore(tmp_path / "blobs")
+    store.put("datastores/d1/frames/ab/abc", b"frame")
+    temporary = tmp_path / "blobs" / ".tmp"
+    assert temporary.is_dir() and list(temporary.iterdir()) == []  # a completed write leaves nothing there
+    stale, fresh = temporary / "123-0-dead", temporary / "456-0-beef"
+    stale.write_bytes(b"half a frame")
+    fresh.write_bytes(b"a write in progress")
+    old = time.time() - 7200
+    os.utime(stale, (old, old))
+    assert store.sweep_temporary(older_than_seconds=3600) == 1
+    assert not stale.exists() and fresh.exists()
+    assert store.get("datastores/d1/frames/ab/abc") == b"frame"
+    assert FilesystemBlobStore(tmp_path / "empty").sweep_temporary() == 0

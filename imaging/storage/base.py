@@ -27,3 +27,7 @@ class BlobStore(ABC):
 
     def prepare(self, prefix: str) -> None:
         """Make room for a new data store's objects; most backends need nothing."""
+
+    def sweep_temporary(self, older_than_seconds: float = 3600) -> int:
+        """Remove what writers cut off by a crash left behind; backends whose writes are atomic have nothing."""
+        return 0

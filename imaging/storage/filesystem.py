@@ -4,6 +4,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import time
 from pathlib import Path
 
 from imaging.storage.base import BlobStore, BlobStoreError
@@ -16,6 +17,7 @@ class FilesystemBlobStore(BlobStore):
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).resolve()
         self._root_prefix = str(self.root) + os.sep
+        self._temporary = str(self.root / ".tmp")
 
     def _path(self, key: str) -> Path:
         """Keys are checked lexically (no `..`, no absolute paths): resolving symlinks on every write cost more
@@ -27,24 +29,47 @@ class FilesystemBlobStore(BlobStore):
 
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
-        # A name no other writer uses (pid, counter, random), created exclusively, then renamed over the key.
-        tmp_name = f"{path.parent}{os.sep}.tmp-{os.getpid()}-{next(_temporary_names)}-{os.urandom(4).hex()}"
+        # Written under a name no other writer uses (pid, counter, random) in the store's own temporary folder
+        # (same file system, so the rename is atomic), then renamed over the key. A write cut off by a crash
+        # leaves its file only there, where `sweep_temporary` finds it without walking the store.
+        tmp_name = f"{self._temporary}{os.sep}{os.getpid()}-{next(_temporary_names)}-{os.urandom(4).hex()}"
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
         try:
             try:
                 fd = os.open(tmp_name, flags, 0o600)
             except FileNotFoundError:
-                path.parent.mkdir(parents=True, exist_ok=True)
+                os.makedirs(self._temporary, mode=0o700, exist_ok=True)
                 fd = os.open(tmp_name, flags, 0o600)
             try:
                 with os.fdopen(fd, "wb") as handle:
                     handle.write(data)
-                os.replace(tmp_name, path)
+                try:
+                    os.replace(tmp_name, path)
+                except FileNotFoundError:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(tmp_name, path)
             except BaseException:
                 os.unlink(tmp_name)
                 raise
         except OSError as e:
             raise BlobStoreError(f"cannot write blob {key}: {e.strerror}") from e
+
+    def sweep_temporary(self, older_than_seconds: float = 3600) -> int:
+        """Remove temporary files that writers cut off by a crash left behind; returns how many."""
+        cutoff = time.time() - older_than_seconds
+        removed = 0
+        try:
+            entries = list(os.scandir(self._temporary))
+        except FileNotFoundError:
+            return 0
+        for entry in entries:
+            try:
+                if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                    os.unlink(entry.path)
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        return removed
 
     def get(self, key: str) -> bytes | None:
         try:
