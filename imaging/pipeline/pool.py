@@ -51,6 +51,8 @@ def _executor(size: int) -> ProcessPoolExecutor:
             # The forkserver starts from this environment (numpy in this process is loaded, so unaffected).
             for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
                 os.environ.setdefault(name, "1")
+            if _pool is not None:
+                _pool.shutdown(wait=False)  # another size was asked for: its workers finish and leave
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload(["imaging.pipeline.transcode"])
             _pool = ProcessPoolExecutor(max_workers=size, mp_context=context, initializer=_worker_start)
