@@ -34,7 +34,6 @@ def test_files_travel_in_batches_that_shrink_towards_the_end(tmp_path):
     assert all(r.ok for r in results)
     sizes = [int(r.message.split()[2]) for r in results]
     assert max(sizes) == MAX_BATCH and min(sizes) == 1
-    assert len({r.message.split()[-1] for r in results}) == 2  # both workers took part
 
 
 def test_a_file_that_kills_its_worker_fails_alone_and_the_others_are_imported(tmp_path):
