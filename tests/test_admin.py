@@ -68,6 +68,8 @@ def test_browser_upload_import(admin_client, settings, tmp_path):
     assert job.status == "COMPLETED" and job.imported_files == 2
     page = admin_client.get(f"/admin/imaging/importjob/{job.id}/change/")
     assert b"numberOfImportedFiles" in page.content
+    # The uploaded files existed only for the job: once it has ended they are gone from the data directory.
+    assert list((tmp_path / "uploads").iterdir()) == []
 
 
 def test_clinicians_and_outsiders_have_no_admin(client):

@@ -192,3 +192,14 @@ def test_server_start_sweeps_temporary_blob_files_left_by_a_crash(store_settings
         recover_background_work()
     assert list(temporary.iterdir()) == []
     assert "removed 1 temporary blob file(s)" in caplog.text
+
+
+def test_only_uploaded_inputs_are_deleted_when_a_job_ends(datastore, tmp_path, store_settings):
+    uploaded = tmp_path / "uploads" / "batch1"
+    write_series(uploaded, 1)
+    own = tmp_path / "server-folder"
+    write_series(own, 1)
+    assert import_job_start_local(datastore_id=datastore.id, paths=[str(uploaded)]).status in ("SUBMITTED", "COMPLETED")
+    assert import_job_start_local(datastore_id=datastore.id, paths=[str(own)]).status in ("SUBMITTED", "COMPLETED")
+    assert not uploaded.exists()  # the admin's upload folder, emptied once its job ended
+    assert len(list(own.iterdir())) == 1  # a folder on the server is never touched

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import socket
 import time
 from datetime import timedelta
@@ -158,11 +159,13 @@ def _claim(job_id: str) -> ImportJob | None:
     """Move the job to IN_PROGRESS unless a live worker already has it. A job that was cut off MAX_ATTEMPTS times
     (say, a file that crashes the worker process every time) ends FAILED instead of looping for ever."""
     now = timezone.now()
-    ImportJob.objects.filter(pk=job_id, status=JobStatus.IN_PROGRESS, attempts__gte=MAX_ATTEMPTS,
-                             outcome__isnull=True).filter(
+    given_up = ImportJob.objects.filter(pk=job_id, status=JobStatus.IN_PROGRESS, attempts__gte=MAX_ATTEMPTS,
+                                        outcome__isnull=True).filter(
         Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=now - timedelta(seconds=settings.APERTURE_IMPORT_STALE_SECONDS))
     ).update(status=JobStatus.FAILED, ended_at=now,
              message=f"DICOM import job has failed: it was interrupted {MAX_ATTEMPTS} times")
+    if given_up:
+        _discard_uploads(ImportJob.objects.get(pk=job_id))
     stale = now - timedelta(seconds=settings.APERTURE_IMPORT_STALE_SECONDS)
     claimable = Q(status=JobStatus.SUBMITTED) | Q(status=JobStatus.IN_PROGRESS, heartbeat_at__lt=stale) | Q(
         status=JobStatus.IN_PROGRESS, heartbeat_at__isnull=True
@@ -230,12 +233,24 @@ def import_job_run(*, job_id: str) -> None:
         _fail(job, "DICOM import job has failed: internal error", blobs, written)
         return
     ImportJob.objects.filter(pk=job.pk).update(status=JobStatus.COMPLETED, ended_at=timezone.now(), message="")
+    _discard_uploads(job)
 
 
 def _fail(job: ImportJob, message: str, blobs, written: list[str]) -> None:
     for key in written:
         blobs.delete(key)
     ImportJob.objects.filter(pk=job.pk).update(status=JobStatus.FAILED, ended_at=timezone.now(), message=message[:2048])
+    _discard_uploads(job)
+
+
+def _discard_uploads(job: ImportJob) -> None:
+    """Files uploaded through the admin exist only for their job: once it has ended they are deleted, so that
+    patient data does not pile up in the data directory (the job's manifests keep what became of each file)."""
+    uploads = (Path(settings.DATA_DIR) / "uploads").resolve()
+    for path in job.input_paths or []:
+        folder = Path(path).resolve()
+        if uploads in folder.parents:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _metadata_overrides(job: ImportJob, objects: list[SourceObject], s3: S3Settings):
