@@ -65,3 +65,8 @@ def grouping_value(value: object) -> str:
     if isinstance(value, list):
         return "\\".join(grouping_value(item) for item in value)
     return str(value).strip().rstrip("\x00").strip()
+
+
+def grouping_of(values: dict[str, object]) -> tuple[str, ...]:
+    """The grouping-key values of attributes merged from the Patient, Study and Series levels (SPEC 4.4)."""
+    return tuple(grouping_value(values.get(key)) for key in GROUPING_KEYS)

@@ -146,19 +146,6 @@ def _normalized_elements(dataset: Dataset, notes: Normalized | None, charset: st
         yield key, element.VR, private, value
 
 
-def _elements(dataset: Dataset, notes: Normalized | None):
-    for tag in list(dataset.keys()):
-        try:
-            element = dataset[tag]
-        except Exception:
-            if notes is not None:
-                notes.unreadable.append(f"{int(tag):08X}")
-            continue
-        if element.tag.element == 0:  # group lengths are recomputed when a file is written
-            continue
-        yield element
-
-
 def _safe_value(element: DataElement, key: str, notes: Normalized | None, charset: str | None = None) -> Any:
     try:
         if element.VR == "SQ":
@@ -295,12 +282,8 @@ def _scalar_or_list(values: list[str], single: bool = False) -> Any:
 def normalize_dataset(dataset: Dataset) -> Normalized:
     notes = Normalized()
     charset = dataset_charset(dataset)
-    for element in _elements(dataset.file_meta, notes):
-        key, private = _key(element)
-        notes.levels["Instance"][key] = _safe_value(element, key, notes)
-        if private:
-            notes.vrs["Instance"][key] = element.VR
-    for key, vr, private, value in _normalized_elements(dataset, notes, charset):
+    file_meta = _normalized_elements(dataset.file_meta, notes, charset)  # group 0002: Instance level
+    for key, vr, private, value in [*file_meta, *_normalized_elements(dataset, notes, charset)]:
         level = "Instance" if key in PIXEL_KEYWORDS else level_of(key)
         notes.levels[level][key] = value
         if private:

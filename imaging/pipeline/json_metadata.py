@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from imaging.dicom.dicomjson import DicomJsonError, levels_from_dicom_json
-from imaging.dicom.levels import GROUPING_KEYS, grouping_value
+from imaging.dicom.levels import grouping_of
 from imaging.pipeline.sources import S3Settings, SourceError, SourceObject, read_object
 from imaging.pipeline.transcode import FileResult
 
@@ -92,5 +92,4 @@ def apply_overrides(result: FileResult, overrides: list[MetadataOverride]) -> No
         result.instance["DICOM"].update(override.levels["Instance"])
         if override.vrs["Instance"]:
             result.instance.setdefault("DICOMVRs", {}).update(override.vrs["Instance"])
-    merged = {**result.levels["Patient"], **result.levels["Study"], **result.levels["Series"]}
-    result.grouping = tuple(grouping_value(merged.get(key)) for key in GROUPING_KEYS)
+    result.grouping = grouping_of({**result.levels["Patient"], **result.levels["Study"], **result.levels["Series"]})

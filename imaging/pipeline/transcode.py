@@ -31,7 +31,7 @@ from imaging.codecs.source import (
     native_frame_bytes,
 )
 from imaging.dicom import uids
-from imaging.dicom.levels import GROUPING_KEYS, grouping_value
+from imaging.dicom.levels import grouping_of
 from imaging.dicom.normalize import normalize_dataset
 from imaging.dicom.reader import DicomInputError, check_instance, read_p10, text_of
 from imaging.pipeline.sources import S3Settings, SourceError, read_object
@@ -179,8 +179,7 @@ def process_bytes(data: bytes, result: FileResult, *, storage_format: str = "HTJ
     result.instance = node
     result.levels = {level: notes.levels[level] for level in ("Patient", "Study", "Series")}
     result.level_vrs = {level: notes.vrs[level] for level in ("Patient", "Study", "Series") if notes.vrs[level]}
-    merged = {**result.levels["Patient"], **result.levels["Study"], **result.levels["Series"]}
-    result.grouping = tuple(grouping_value(merged.get(key)) for key in GROUPING_KEYS)
+    result.grouping = grouping_of(values)
     result.frames = frames
     try:
         json.dumps([result.levels, result.instance])

@@ -18,7 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from imaging.dicom.document import decode_document, encode_document, frame_ids, summary
-from imaging.dicom.levels import GROUPING_KEYS, SERIES_KEYS, grouping_value
+from imaging.dicom.levels import SERIES_KEYS, grouping_of
 from imaging.dicom.updates import (
     UpdateRejected,
     apply_level_changes,
@@ -130,7 +130,7 @@ def _grouping(document: dict[str, Any]) -> list[str]:
     merged = {**document["Patient"].get("DICOM", {}), **document["Study"].get("DICOM", {})}
     series = next(iter(document["Study"].get("Series", {}).values()), {"DICOM": {}})
     merged.update({key: series.get("DICOM", {}).get(key) for key in SERIES_KEYS})
-    return [grouping_value(merged.get(key)) for key in GROUPING_KEYS]
+    return list(grouping_of(merged))
 
 
 def _response(image_set: ImageSet) -> dict[str, Any]:
