@@ -39,14 +39,15 @@ def metadata_mappings(import_configuration: dict[str, Any] | None) -> list[dict[
 
 def load_overrides(
     mappings: list[dict[str, str]], objects: list[SourceObject], input_base: str, s3: S3Settings
-) -> tuple[list[MetadataOverride], set[str]]:
-    """The overrides, most general first, and the URIs of the metadata files (to leave out of the instances).
+) -> tuple[dict[str, list[MetadataOverride]], set[str]]:
+    """The overrides by StudyInstanceUID, each study's most general first, and the URIs of the metadata files (to
+    leave out of the instances).
 
     `input_base` is the input location as the discovered objects' display names start (an S3 key prefix ending
     in '/', or a folder path ending in '/'); a metadata file must be one of the discovered objects.
     """
     by_name = {item.display_name: item for item in objects}
-    overrides: list[MetadataOverride] = []
+    overrides: dict[str, list[MetadataOverride]] = {}
     files: set[str] = set()
     for mapping in mappings:
         path = mapping["metadataFilePath"]
@@ -72,16 +73,17 @@ def load_overrides(
                                          ("SeriesInstanceUID", series_uid, "Series")):
             if keyword in levels[level] and levels[level][keyword] != expected:
                 raise MetadataImportError(f"The metadata file {path} cannot change {keyword}")
-        overrides.append(MetadataOverride(study_uid=study_uid, series_uid=series_uid, levels=levels, vrs=vrs))
+        overrides.setdefault(study_uid, []).append(
+            MetadataOverride(study_uid=study_uid, series_uid=series_uid, levels=levels, vrs=vrs))
         files.add(item.uri)
-    overrides.sort(key=lambda override: bool(override.series_uid))
+    for study in overrides.values():
+        study.sort(key=lambda override: bool(override.series_uid))
     return overrides, files
 
 
-def apply_overrides(result: FileResult, overrides: list[MetadataOverride]) -> None:
+def apply_overrides(result: FileResult, overrides: dict[str, list[MetadataOverride]]) -> None:
     """Apply every matching override to a processed instance's metadata, then recompute its grouping keys."""
-    matching = [o for o in overrides
-                if o.study_uid == result.study_uid and o.series_uid in ("", result.series_uid)]
+    matching = [o for o in overrides.get(result.study_uid, ()) if o.series_uid in ("", result.series_uid)]
     if not matching:
         return
     for override in matching:

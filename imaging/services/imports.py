@@ -254,10 +254,10 @@ def _discard_uploads(job: ImportJob) -> None:
 
 
 def _metadata_overrides(job: ImportJob, objects: list[SourceObject], s3: S3Settings):
-    """(overrides, metadata file URIs) of the job's JSON metadata import configuration, or None (SPEC 4.10)."""
+    """(overrides by study, metadata file URIs) of the job's JSON metadata import configuration (SPEC 4.10)."""
     mappings = metadata_mappings(job.import_configuration)
     if not mappings:
-        return None
+        return {}, set()
     if job.input_paths:
         base = str(Path(job.input_paths[0])) + os.sep
     else:
@@ -297,16 +297,15 @@ def _import(job: ImportJob, s3: S3Settings, blobs, written: list[str]) -> None:
             "exceptionType": "ValidationException", "message": f"The file is larger than the {limit}-byte limit"}})
         progress.add(False)
     objects = [item for item in objects if item.size <= limit]
-    overrides = _metadata_overrides(job, objects, s3)
-    if overrides:
-        objects = [item for item in objects if item.uri not in overrides[1]]
+    overrides, metadata_files = _metadata_overrides(job, objects, s3)
+    objects = [item for item in objects if item.uri not in metadata_files]
     instances: list[StoredInstance] = []
     url, s3_address = blob_store_address()
     sink = FrameSink(blob_store_url=url, blob_store_s3=s3_address, datastore_id=job.datastore_id, job_id=job.id)
     for result in process_all(objects, s3=s3, storage_format=job.datastore.lossless_storage_format,
                               concurrency=settings.APERTURE_IMPORT_CONCURRENCY, sink=sink):
         if result.ok and overrides:
-            apply_overrides(result, overrides[0])
+            apply_overrides(result, overrides)
         if result.ok:
             # Workers wrote the frames; remember them so a job that fails later removes them again.
             written += [frame_blob_key(job.datastore_id, frame.frame_id) for frame in result.frames]
