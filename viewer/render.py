@@ -72,8 +72,8 @@ def decode_frame(data: bytes, module: PixelModule, *, skip_levels: int = 0) -> n
     syntax = module.stored_transfer_syntax
     try:
         if syntax in HTJ2K_SYNTAXES:
-            return _reduced(htj2k.decode(data, skip_levels=skip_levels), module) if skip_levels else \
-                htj2k.decode(data)
+            decoded = htj2k.decode(data, skip_levels=skip_levels)
+            return _reduced(decoded, module) if skip_levels else decoded
         if syntax in (uids.J2K, uids.J2K_LOSSLESS):
             return imagecodecs.jpeg2k_decode(data)
         if syntax == uids.JPEG_BASELINE:

@@ -11,6 +11,7 @@ from pydicom.dataset import Dataset
 from pydicom.encaps import generate_frames
 from pydicom.pixels import iter_pixels
 
+from imaging.codecs.ifrc import sample_range
 from imaging.dicom import uids
 
 
@@ -100,12 +101,11 @@ def _mask(frame: np.ndarray, description: PixelDescription) -> np.ndarray:
     container = frame.dtype.itemsize * 8
     if description.bits_stored >= container:
         return frame
-    bits = description.bits_stored
-    low, high = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if description.signed else (0, (1 << bits) - 1)
+    low, high = sample_range(description.bits_stored, description.signed)
     if frame.size and low <= int(frame.min()) and int(frame.max()) <= high:
         return frame
     if description.signed:
-        shift = container - bits
+        shift = container - description.bits_stored
         return ((frame << shift) >> shift).astype(frame.dtype, copy=False)
     return frame & np.array(high, dtype=frame.dtype)
 
