@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from imaging.codecs import htj2k
+from imaging.codecs import htj2k, openjpeg_check
 from imaging.codecs.ifrc import frame_checksums
 from imaging.codecs.source import (
     PixelDataError,
@@ -245,18 +245,16 @@ def _frames(dataset, description: PixelDescription | None, storage_format: str, 
 def encode_verified(source: np.ndarray, description: PixelDescription, storage_format: str = "HTJ2K",
                     frame_id: str = ""):
     """Encode one frame, prove it decodes to the same samples with OpenJPEG, and describe it."""
-    import openjpeg
-
     rgb = description.samples_per_pixel == 3 and description.photometric in ("RGB", "YBR_RCT", "YBR_ICT")
     if storage_format == "JPEG_2000_LOSSLESS":
         codestream = _encode_j2k(source, rgb=rgb)
     else:
         codestream = htj2k.encode_lossless(source, rgb=rgb)
     try:
-        decoded = openjpeg.decode(codestream)
-    except Exception as e:
+        identical = openjpeg_check.decodes_to(codestream, source)
+    except openjpeg_check.OpenJpegError as e:
         raise VerificationError(f"Pixel data verification failed: the encoded frame does not decode ({e})") from e
-    if decoded.shape != source.shape or not np.array_equal(decoded, source):
+    if not identical:
         raise VerificationError("Pixel data verification failed: the encoded frame differs from the source pixels")
     # The codestream decodes to `source` (just proven), so its reduced resolutions are those of `source`.
     checksums = frame_checksums(
