@@ -366,3 +366,44 @@ def test_reduced_level_checksums_equal_an_independent_5_3_wavelet(shape, signed)
         expected = np.clip(reduced_resolution(frame, skip), low, high).astype("<i2" if signed else "<u2")
         assert (entry["Height"], entry["Width"]) == expected.shape
         assert entry["Checksum"] == zlib.crc32(expected.tobytes())
+
+
+def _extreme_patterns(low: int, high: int, shape: tuple[int, int]) -> dict[str, np.ndarray]:
+    """Inputs that push 5/3 lifting to its largest overshoots: alternating extremes, isolated spikes, noise."""
+    y, x = np.indices(shape)
+    rng = np.random.default_rng(high - low)
+    return {
+        "checkerboard": np.where((x + y) % 2 == 0, high, low),
+        "stripes": np.where((x // 2 + y // 3) % 2 == 0, high, low),
+        "spikes": np.where((x % 7 == 3) & (y % 5 == 1), high, low),
+        "dips": np.where((x % 4 == 1) | (y % 4 == 2), low, high),
+        "noise": rng.integers(low, high + 1, shape),
+    }
+
+
+@pytest.mark.parametrize("bits, signed", [(8, False), (12, False), (13, False), (14, False), (15, False),
+                                          (16, False), (12, True), (14, True), (16, True)])
+def test_reduced_resolutions_are_exact_whatever_type_each_pass_runs_in(bits, signed):
+    """Passes run in int16 where their bounds prove no overflow, in int32 otherwise: the bands equal an int64
+    reference on the patterns that overshoot most, at every level, at the edge of each bit depth."""
+    from imaging.codecs.wavelet import reduced_resolutions
+    from tests.dicomgen import reduced_resolution
+
+    low, high = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    dtype = (np.int8 if signed else np.uint8) if bits <= 8 else (np.int16 if signed else np.uint16)
+    for name, pattern in _extreme_patterns(low, high, (197, 262)).items():
+        frame = pattern.astype(dtype)
+        for skip, band in enumerate(reduced_resolutions(frame, 4), start=1):
+            assert band.dtype == np.int32
+            assert np.array_equal(band, reduced_resolution(frame, skip)), (name, skip)
+
+
+def test_int16_passes_are_chosen_only_where_they_fit():
+    from imaging.codecs.wavelet import _fits_int16, _low_pass_bounds
+
+    assert _fits_int16((0, 4095)) and _fits_int16(_low_pass_bounds((0, 4095)))  # level 1 of 12-bit data
+    assert not _fits_int16((0, 65535)) and not _fits_int16((-32768, 32767)) and not _fits_int16(None)
+    bounds = (0, 4095)
+    for _ in range(6):
+        bounds = _low_pass_bounds(bounds)
+    assert not _fits_int16(bounds)  # the range grows each pass; deep levels go back to int32

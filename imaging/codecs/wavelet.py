@@ -6,7 +6,8 @@ imagecodecs) wraps values outside it: the band's overshoot at edges (below 0 nex
 as 65,4xx instead of a negative number, so its checksums would be wrong. The lifting steps are exact integer
 arithmetic, and a lossless codestream holds the wavelet transform of exactly the samples it decodes to, so the band
 is computed here from those samples, with ITU-T T.800 Annex F's lifting (vertical, then horizontal) and symmetric
-extension, in int32 with no range limit. Also used for JPEG 2000 (Part 1) frames, which no Python decoder decodes
+extension, with no range limit: each pass runs in int16 where the bounds of its values prove that nothing can
+overflow (the first level of 12-bit data, at half the memory traffic of int32), in int32 otherwise. Also used for JPEG 2000 (Part 1) frames, which no Python decoder decodes
 at a reduced resolution.
 """
 from __future__ import annotations
@@ -20,15 +21,52 @@ def reduced_resolutions(samples: np.ndarray, levels: int, *, rct: bool = False) 
     `rct`: the codestream applies the reversible colour transform (RGB input): the bands are taken of Y, Cb, Cr
     and turned back into R, G, B, as a decoder does.
     """
-    current = samples.astype(np.int32)
     if rct:
-        current = _forward_rct(current)
+        current = _forward_rct(samples.astype(np.int32))
+        bounds = None
+    else:
+        current = samples
+        bounds = (int(samples.min()), int(samples.max())) if samples.size else (0, 0)
     bands = []
     for _ in range(levels):
+        current = _in_type_for(current, bounds)
         current = _low_pass(current)  # vertical
+        bounds = _low_pass_bounds(bounds)
+        current = _in_type_for(current, bounds)
         current = np.ascontiguousarray(_low_pass(current.swapaxes(0, 1)).swapaxes(0, 1))  # horizontal, on a view
-        bands.append(_inverse_rct(current) if rct else current)
+        bounds = _low_pass_bounds(bounds)
+        bands.append(_inverse_rct(current) if rct else current.astype(np.int32, copy=False))
     return bands
+
+
+_INT16 = np.iinfo(np.int16)
+
+
+def _low_pass_bounds(bounds: tuple[int, int] | None) -> tuple[int, int] | None:
+    """Bounds of the low-pass output of values within `bounds` (None: unknown). With width w = hi - lo, the
+    high-pass values lie in [-w, w] and s = x + floor((d + d' + 2) / 4) in [lo - ceil(w/2), hi + floor((w+1)/2)]."""
+    if bounds is None:
+        return None
+    low, high = bounds
+    width = high - low
+    return low - (width + 1) // 2, high + (width + 1) // 2
+
+
+def _fits_int16(bounds: tuple[int, int] | None) -> bool:
+    """Whether every intermediate of one lifting pass over values within `bounds` fits int16: the sums of two
+    inputs, the high-pass values, the sums of two of them plus 2, and the outputs."""
+    if bounds is None:
+        return False
+    low, high = bounds
+    width = high - low
+    out_low, out_high = _low_pass_bounds(bounds)
+    return (_INT16.min <= 2 * low and 2 * high <= _INT16.max and 2 * width + 2 <= _INT16.max
+            and _INT16.min <= out_low and out_high <= _INT16.max)
+
+
+def _in_type_for(values: np.ndarray, bounds: tuple[int, int] | None) -> np.ndarray:
+    """`values` as int16 when the next pass provably fits it, else as int32."""
+    return values.astype(np.int16 if _fits_int16(bounds) else np.int32, copy=False)
 
 
 def _low_pass(x: np.ndarray) -> np.ndarray:
