@@ -61,12 +61,14 @@ def frame_checksums(
     bits_allocated: int,
     bits_stored: int,
     signed: bool,
+    sample_bounds: tuple[int, int] | None = None,
 ) -> list[dict[str, int]]:
     """Checksums from the base level to full resolution of a lossless codestream with `levels` decomposition
-    levels (`rct`: with the reversible colour transform) that decodes to `full_frame`."""
+    levels (`rct`: with the reversible colour transform) that decodes to `full_frame`, whose (min, max) are
+    `sample_bounds` when the caller knows them."""
     low, high = sample_range(bits_stored, signed)
     entries = []
-    for reduced in reversed(reduced_resolutions(full_frame, levels, rct=rct)):
+    for reduced in reversed(reduced_resolutions(full_frame, levels, rct=rct, sample_bounds=sample_bounds)):
         if reduced.size and (int(reduced.min()) < low or int(reduced.max()) > high):
             reduced = np.clip(reduced, low, high)
         entries.append(_entry(reduced, bits_allocated=bits_allocated, signed=signed))

@@ -15,18 +15,20 @@ from __future__ import annotations
 import numpy as np
 
 
-def reduced_resolutions(samples: np.ndarray, levels: int, *, rct: bool = False) -> list[np.ndarray]:
+def reduced_resolutions(samples: np.ndarray, levels: int, *, rct: bool = False,
+                        sample_bounds: tuple[int, int] | None = None) -> list[np.ndarray]:
     """[LL_1, ..., LL_levels] of a (rows, cols) or (rows, cols, components) frame, as int32, unclamped.
 
     `rct`: the codestream applies the reversible colour transform (RGB input): the bands are taken of Y, Cb, Cr
-    and turned back into R, G, B, as a decoder does.
+    and turned back into R, G, B, as a decoder does. `sample_bounds`: (min, max) of the samples where the caller
+    has them already.
     """
     if rct:
         current = _forward_rct(samples.astype(np.int32))
         bounds = None
     else:
         current = samples
-        bounds = (int(samples.min()), int(samples.max())) if samples.size else (0, 0)
+        bounds = sample_bounds or ((int(samples.min()), int(samples.max())) if samples.size else (0, 0))
     bands = []
     for _ in range(levels):
         current = _in_type_for(current, bounds)

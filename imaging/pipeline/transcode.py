@@ -256,6 +256,7 @@ def encode_verified(source: np.ndarray, description: PixelDescription, storage_f
         raise VerificationError(f"Pixel data verification failed: the encoded frame does not decode ({e})") from e
     if not identical:
         raise VerificationError("Pixel data verification failed: the encoded frame differs from the source pixels")
+    minimum, maximum = (int(source.min()), int(source.max())) if source.size else (0, 0)
     # The codestream decodes to `source` (just proven), so its reduced resolutions are those of `source`.
     checksums = frame_checksums(
         source,
@@ -264,13 +265,14 @@ def encode_verified(source: np.ndarray, description: PixelDescription, storage_f
         bits_allocated=description.bits_allocated,
         bits_stored=description.bits_stored,
         signed=description.signed,
+        sample_bounds=(minimum, maximum),
     )
     frame = EncodedFrame(frame_id or uuid.uuid4().hex, codestream)
     info = {
         "ID": frame.frame_id,
         "FrameSizeInBytes": description.frame_size_in_bytes,
-        "MinPixelValue": int(source.min()),
-        "MaxPixelValue": int(source.max()),
+        "MinPixelValue": minimum,
+        "MaxPixelValue": maximum,
         "PixelDataChecksumFromBaseToFullResolution": checksums,
     }
     return frame, info
