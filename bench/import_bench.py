@@ -72,10 +72,13 @@ def pure_encode_seconds(frames) -> float:
 
 def shared_frames(folder: Path) -> list:
     """Decoded frames of the shared files that the pipeline transcodes, for their own baseline."""
+    import logging
     import warnings
 
     import pydicom
 
+    # pydicom logs each decoder it tries and fails with (Pillow and 12-bit JPEG) before one succeeds.
+    logging.getLogger("pydicom").setLevel(logging.CRITICAL)
     from imaging.codecs.source import describe, iter_decoded_frames
 
     frames = []
