@@ -7,8 +7,8 @@ as 65,4xx instead of a negative number, so its checksums would be wrong. The lif
 arithmetic, and a lossless codestream holds the wavelet transform of exactly the samples it decodes to, so the band
 is computed here from those samples, with ITU-T T.800 Annex F's lifting (vertical, then horizontal) and symmetric
 extension, with no range limit: each pass runs in int16 where the bounds of its values prove that nothing can
-overflow (the first level of 12-bit data, at half the memory traffic of int32), in int32 otherwise. Also used for JPEG 2000 (Part 1) frames, which no Python decoder decodes
-at a reduced resolution.
+overflow (the first level of 12-bit data, at half the memory traffic of int32), in int32 otherwise. Also used for
+JPEG 2000 (Part 1) frames, which no Python decoder decodes at a reduced resolution.
 """
 from __future__ import annotations
 
