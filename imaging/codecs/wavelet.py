@@ -35,7 +35,7 @@ def reduced_resolutions(samples: np.ndarray, levels: int, *, rct: bool = False,
         current = _low_pass(current)  # vertical
         bounds = _low_pass_bounds(bounds)
         current = _in_type_for(current, bounds)
-        current = np.ascontiguousarray(_low_pass(current.swapaxes(0, 1)).swapaxes(0, 1))  # horizontal, on a view
+        current = _low_pass(current, axis=1)  # horizontal
         bounds = _low_pass_bounds(bounds)
         bands.append(_inverse_rct(current) if rct else current.astype(np.int32, copy=False))
     return bands
@@ -71,30 +71,43 @@ def _in_type_for(values: np.ndarray, bounds: tuple[int, int] | None) -> np.ndarr
     return values.astype(np.int16 if _fits_int16(bounds) else np.int32, copy=False)
 
 
-def _low_pass(x: np.ndarray) -> np.ndarray:
-    """The low-pass half of one 1D 5/3 lifting pass along axis 0 (T.800 F.3.8.2 with F.3.7's extension)."""
-    n = x.shape[0]
+def _low_pass(x: np.ndarray, axis: int = 0) -> np.ndarray:
+    """The low-pass half of one 1D 5/3 lifting pass along `axis` (T.800 F.3.8.2 with F.3.7's extension).
+
+    The even and odd samples along the axis are taken apart first: along axis 1 they are copied out, so that every
+    lifting step below runs over contiguous memory (two short copies cost less than strided arithmetic).
+    """
+    n = x.shape[axis]
     if n == 1:
         return x.copy()
-    even, odd = x[0::2], x[1::2]
-    n_even, n_odd = even.shape[0], odd.shape[0]
+
+    def along(start: int | None, stop: int | None = None, array: np.ndarray | None = None) -> np.ndarray:
+        index = slice(start, stop)
+        source = x if array is None else array
+        return source[index] if axis == 0 else source[:, index]
+
+    if axis == 0:
+        even, odd = x[0::2], x[1::2]
+    else:
+        even, odd = np.ascontiguousarray(x[:, 0::2]), np.ascontiguousarray(x[:, 1::2])
+    n_even, n_odd = even.shape[axis], odd.shape[axis]
     # High-pass: d[k] = x[2k+1] - floor((x[2k] + x[2k+2]) / 2), x[n] mirrored to x[n-2] when n is even.
     high = np.empty_like(odd)
     if n % 2 == 0:
-        np.add(even[: n_odd - 1], even[1:n_odd], out=high[: n_odd - 1])
-        np.add(even[n_odd - 1], x[n - 2], out=high[n_odd - 1])
+        np.add(along(0, n_odd - 1, even), along(1, n_odd, even), out=along(0, n_odd - 1, high))
+        np.add(along(n_odd - 1, n_odd, even), along(n - 2, n - 1), out=along(n_odd - 1, n_odd, high))
     else:
-        np.add(even[:n_odd], even[1 : n_odd + 1], out=high)
+        np.add(along(0, n_odd, even), along(1, n_odd + 1, even), out=high)
     high >>= 1
     np.subtract(odd, high, out=high)
     # Low-pass: s[k] = x[2k] + floor((d[k-1] + d[k] + 2) / 4), d[-1] mirrored to d[0], d[n_even-1] to d[n_odd-1].
     low = np.empty_like(even)
-    low[0] = high[0] * 2
+    np.add(along(0, 1, high), along(0, 1, high), out=along(0, 1, low))
     if n_even == n_odd:
-        np.add(high[:-1], high[1:], out=low[1:])
+        np.add(along(0, -1, high), along(1, None, high), out=along(1, None, low))
     else:
-        np.add(high[:-1], high[1:], out=low[1 : n_even - 1])
-        low[n_even - 1] = high[n_odd - 1] * 2
+        np.add(along(0, -1, high), along(1, None, high), out=along(1, n_even - 1, low))
+        np.add(along(n_odd - 1, n_odd, high), along(n_odd - 1, n_odd, high), out=along(n_even - 1, n_even, low))
     low += 2
     low >>= 2
     low += even
