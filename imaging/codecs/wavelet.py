@@ -81,10 +81,8 @@ def _low_pass(x: np.ndarray, axis: int = 0) -> np.ndarray:
     if n == 1:
         return x.copy()
 
-    def along(start: int | None, stop: int | None = None, array: np.ndarray | None = None) -> np.ndarray:
-        index = slice(start, stop)
-        source = x if array is None else array
-        return source[index] if axis == 0 else source[:, index]
+    def along(array: np.ndarray, start: int | None, stop: int | None = None) -> np.ndarray:
+        return array[start:stop] if axis == 0 else array[:, start:stop]
 
     if axis == 0:
         even, odd = x[0::2], x[1::2]
@@ -94,20 +92,20 @@ def _low_pass(x: np.ndarray, axis: int = 0) -> np.ndarray:
     # High-pass: d[k] = x[2k+1] - floor((x[2k] + x[2k+2]) / 2), x[n] mirrored to x[n-2] when n is even.
     high = np.empty_like(odd)
     if n % 2 == 0:
-        np.add(along(0, n_odd - 1, even), along(1, n_odd, even), out=along(0, n_odd - 1, high))
-        np.add(along(n_odd - 1, n_odd, even), along(n - 2, n - 1), out=along(n_odd - 1, n_odd, high))
+        np.add(along(even, 0, n_odd - 1), along(even, 1, n_odd), out=along(high, 0, n_odd - 1))
+        np.add(along(even, n_odd - 1, n_odd), along(x, n - 2, n - 1), out=along(high, n_odd - 1, n_odd))
     else:
-        np.add(along(0, n_odd, even), along(1, n_odd + 1, even), out=high)
+        np.add(along(even, 0, n_odd), along(even, 1, n_odd + 1), out=high)
     high >>= 1
     np.subtract(odd, high, out=high)
     # Low-pass: s[k] = x[2k] + floor((d[k-1] + d[k] + 2) / 4), d[-1] mirrored to d[0], d[n_even-1] to d[n_odd-1].
     low = np.empty_like(even)
-    np.add(along(0, 1, high), along(0, 1, high), out=along(0, 1, low))
+    np.add(along(high, 0, 1), along(high, 0, 1), out=along(low, 0, 1))
     if n_even == n_odd:
-        np.add(along(0, -1, high), along(1, None, high), out=along(1, None, low))
+        np.add(along(high, 0, -1), along(high, 1), out=along(low, 1))
     else:
-        np.add(along(0, -1, high), along(1, None, high), out=along(1, n_even - 1, low))
-        np.add(along(n_odd - 1, n_odd, high), along(n_odd - 1, n_odd, high), out=along(n_even - 1, n_even, low))
+        np.add(along(high, 0, -1), along(high, 1), out=along(low, 1, n_even - 1))
+        np.add(along(high, n_odd - 1, n_odd), along(high, n_odd - 1, n_odd), out=along(low, n_even - 1, n_even))
     low += 2
     low >>= 2
     low += even
