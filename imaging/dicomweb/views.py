@@ -18,7 +18,7 @@ from imaging.api.errors import domain_error_response, error_response
 from imaging.models import datastore_arn
 from imaging.services.accesskeys import principal_arn
 from imaging.services.audit import audit_record, client_ip
-from imaging.services.instances import instance_p10
+from imaging.services.instances import instance_image_set, instance_p10
 
 logger = logging.getLogger(__name__)
 
@@ -46,10 +46,12 @@ def _get_instance(request: HttpRequest, request_id: str, datastoreId: str, study
     try:
         key = authenticate(request, body=request.body, operation_name=None, labels={}, allow_unsigned_payload=True)
         authorize(key, operation_name="GetDICOMInstance", resources=[datastore_arn(datastoreId)])
-        body, syntax = instance_p10(
-            datastore_id=datastoreId, study_uid=study, series_uid=series, sop_uid=sop,
-            image_set_id=request.GET.get("imageSetId"), accept=request.headers.get("Accept"),
-        )
+        image_set = instance_image_set(datastore_id=datastoreId, study_uid=study, series_uid=series,
+                                       image_set_id=request.GET.get("imageSetId"))
+        # The instance is read from one image set: a policy that denies that image set denies the instance too.
+        authorize(key, operation_name="GetDICOMInstance", resources=[image_set.arn])
+        body, syntax = instance_p10(image_set=image_set, study_uid=study, series_uid=series, sop_uid=sop,
+                                    accept=request.headers.get("Accept"))
     except sigv4.SignatureError as e:
         return error_response(e.error_type, e.status, e.message, request_id), key
     except errors.ApertureError as e:

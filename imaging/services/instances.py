@@ -17,7 +17,10 @@ from imaging.storage import BlobStoreError, blob_store
 STORED_PHOTOMETRIC = {"YBR_FULL_422": "YBR_FULL", "YBR_RCT": "RGB", "YBR_ICT": "RGB"}
 
 
-def _image_set(datastore_id: str, study_uid: str, series_uid: str, image_set_id: str | None) -> ImageSet:
+def instance_image_set(*, datastore_id: str, study_uid: str, series_uid: str, image_set_id: str | None) -> ImageSet:
+    """The image set a DICOMweb instance request reads: the one named by `imageSetId`, else the primary image set of
+    the series. Callers authorize the action on this image set before reading from it (SPEC 12.4)."""
+    datastore_require_active(datastore_id=datastore_id)
     queryset = ImageSet.objects.filter(datastore_id=datastore_id).exclude(state=ImageSetState.DELETED)
     if image_set_id:
         image_set = queryset.filter(pk=image_set_id).first()
@@ -43,10 +46,8 @@ def requested_syntax(accept: str | None) -> str | None:
     raise NotAcceptable("Only application/dicom can be served for an instance")
 
 
-def instance_p10(*, datastore_id: str, study_uid: str, series_uid: str, sop_uid: str, image_set_id: str | None,
+def instance_p10(*, image_set: ImageSet, study_uid: str, series_uid: str, sop_uid: str,
                  accept: str | None) -> tuple[bytes, str]:
-    datastore_require_active(datastore_id=datastore_id)
-    image_set = _image_set(datastore_id, study_uid, series_uid, image_set_id)
     version = image_set.versions.get(version=image_set.content_version)
     store = blob_store()
     document = decode_document(store.get(version.metadata_key) or b"")
