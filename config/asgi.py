@@ -1,4 +1,8 @@
-"""ASGI entry point: HTTP through Django, websockets through Channels, on one server."""
+"""ASGI entry point: HTTP through Django, websockets through Channels, on one server (`manage.py serve`).
+
+HTTP requests pass the body limits first (imaging/body_limits.py); websocket handshakes must come from the server's
+own origin or an allowed embedding portal (viewer/origins.py) before the session is even looked at.
+"""
 from __future__ import annotations
 
 import os
@@ -10,15 +14,16 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs the app registry)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from imaging.body_limits import BodyLimitMiddleware  # noqa: E402
 from imaging.startup import on_server_start  # noqa: E402
+from viewer.origins import SameOriginValidator  # noqa: E402
 from viewer.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "http": BodyLimitMiddleware(django_asgi_app),
+        "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
 

@@ -37,12 +37,12 @@ APERTURE_KEY_ENCRYPTION_KEY = env_str("APERTURE_KEY_ENCRYPTION_KEY") or _persist
 )
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
-ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["*"])
+# Host names this server answers to. Loopback only by default: a deployment names its own (`archive.example.org`).
+# The websocket origin check trusts the Host header only for names listed here.
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
-    # daphne first: runserver then serves ASGI (HTTP and websockets on one port).
-    "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -139,8 +139,13 @@ SESSION_COOKIE_SECURE = env_bool("APERTURE_SECURE_COOKIES", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 X_FRAME_OPTIONS = "DENY"
 
-# Request bodies larger than this are refused before they are read (API JSON bodies are tiny).
-DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("APERTURE_MAX_REQUEST_BYTES", 1024 * 1024, minimum=1024)
+# Request bodies are bounded per route before they are read (imaging/body_limits.py): API JSON bodies are tiny,
+# forms and login smaller still; only a signed-in staff user's DICOM upload may be large, and it is spooled to disk.
+APERTURE_MAX_REQUEST_BYTES = env_int("APERTURE_MAX_REQUEST_BYTES", 1024 * 1024, minimum=1024)
+APERTURE_MAX_FORM_BYTES = env_int("APERTURE_MAX_FORM_BYTES", 256 * 1024, minimum=1024)
+APERTURE_MAX_UPLOAD_BYTES = env_int("APERTURE_MAX_UPLOAD_BYTES", 2 * 1024**3, minimum=1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = APERTURE_MAX_REQUEST_BYTES
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024  # what one request may hold in memory before spooling to disk
 
 # --- Aperture: identity of this "account" and region ---
 APERTURE_REGION = env_pattern("APERTURE_REGION", "us-east-1", r"[a-z]{2}(-[a-z]+)+-\d", "an AWS-style region")
@@ -219,6 +224,9 @@ APERTURE_TRUSTED_PROXIES = env_list("APERTURE_TRUSTED_PROXIES", [])
 APERTURE_METRICS_TOKEN = env_str("APERTURE_METRICS_TOKEN")
 # Origins allowed to frame share links (CSP frame-ancestors); every other page sends X-Frame-Options: DENY.
 APERTURE_EMBED_ORIGINS = env_list("APERTURE_EMBED_ORIGINS", [])
+# How often an open viewer socket re-checks its session, user, share link and grants (logout and revocation close it
+# at once; this catches expiry and removed grants).
+APERTURE_WS_RECHECK_SECONDS = env_int("APERTURE_WS_RECHECK_SECONDS", 60, minimum=1)
 APERTURE_SHARE_LINK_MAX_DAYS = env_int("APERTURE_SHARE_LINK_MAX_DAYS", 30, minimum=1)
 SESSION_COOKIE_AGE = env_int("APERTURE_SESSION_IDLE_SECONDS", 30 * 60, minimum=60)
 SESSION_SAVE_EVERY_REQUEST = True  # the age above is an idle timeout: every request extends the session

@@ -41,3 +41,7 @@ class NotAcceptable(ApertureError):
 
 class BadRequest(ApertureError):
     """The frame exists but cannot be served frame by frame."""
+
+
+class PayloadTooLarge(ApertureError):
+    """A request body over the limit of its route, refused before it is held (413)."""

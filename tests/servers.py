@@ -1,4 +1,4 @@
-"""Real services for tests: an Aperture server in a subprocess (ASGI via `manage.py runserver`), with its own
+"""Real services for tests: an Aperture server in a subprocess (ASGI via `manage.py serve`), with its own
 data directory and its own database (SQLite, or a fresh PostgreSQL database when DATABASE_URL names one)."""
 from __future__ import annotations
 
@@ -108,7 +108,7 @@ class ApertureServer:
     def launch(self) -> None:
         log = open(self.data_dir / "server.log", "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{self.port}"],
+            [sys.executable, "manage.py", "serve", f"127.0.0.1:{self.port}"],
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
         )
         wait_for_http(self.url + "/datastore")

@@ -7,7 +7,9 @@ Client -> server (text, JSON):
 Server -> client:
   text {"type": "opened", ...} with the frame list and display metadata; {"type": "error", "id"?, "message"};
   {"type": "dropped", "id"} for a request superseded before it was rendered;
-  binary: 4-byte big-endian header length, the JSON header ({"id", "frame", "window", ...}), the image bytes.
+  binary: 4-byte big-endian header length, the JSON header ({"id", "frame", "window", ...}), the image bytes;
+  text {"type": "ended", "message"} before the server closes the socket (code 4401) because the session, user or
+  share link that opened it has ended (viewer.socket_sessions); the client then stops reconnecting.
 
 Only the newest pending render request is kept: a request the user scrolled past is dropped, not rendered. After
 each render the neighbouring frames are decoded ahead. Malformed or hostile messages get an error message and the
@@ -24,16 +26,22 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.utils import timezone
 
 from imaging.errors import ApertureError
 from imaging.services.audit import audit_record
 from viewer import services
 from viewer.render import RenderError, Window
+from viewer.socket_sessions import authority_problem, session_touch, share_link_deadline, socket_authority
 
 logger = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 4096
+# Close code for a socket whose session, user or share link is not (or no longer) valid: the client must not retry.
+CLOSE_UNAUTHORIZED = 4401
 PREFETCH_AHEAD = 4
 
 
@@ -73,22 +81,68 @@ class RenderConsumer(AsyncWebsocketConsumer):
         user = self.scope.get("user")
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         self.share_token = (query.get("share") or [None])[0]
-        if (user is None or not user.is_authenticated) and not self.share_token:
-            await self.close(code=4401)
+        self.authority = await database_sync_to_async(socket_authority)(
+            user=user, session=self.scope.get("session"), share_token=self.share_token)
+        if self.authority is None:
+            await self.close(code=CLOSE_UNAUTHORIZED)
             return
         self.view = None
         self.series: str | None = None
         self.pending: dict[str, Any] | None = None
         self.wakeup = asyncio.Event()
+        self.active = False
         await self.accept()
+        for group in self.authority.groups():
+            await self.channel_layer.group_add(group, self.channel_name)
         self.worker = asyncio.ensure_future(self._render_loop())
+        self.watchdog = asyncio.ensure_future(self._watch_authority())
 
     async def disconnect(self, code: int) -> None:
-        worker = getattr(self, "worker", None)
-        if worker is not None:
-            worker.cancel()
+        for task in (getattr(self, "worker", None), getattr(self, "watchdog", None)):
+            if task is not None:
+                task.cancel()
+        authority = getattr(self, "authority", None)
+        if authority is not None:
+            for group in authority.groups():
+                await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def socket_end(self, event: dict[str, Any]) -> None:
+        """A logout, deactivation or revocation ended what opened this socket (viewer.socket_sessions)."""
+        await self._end(str(event.get("reason") or "This session has ended."))
+
+    async def _end(self, reason: str) -> None:
+        self.view, self.pending = None, None
+        await self.send(text_data=json.dumps({"type": "ended", "message": reason}))
+        await self.close(code=CLOSE_UNAUTHORIZED)
+
+    async def _still_allowed(self) -> bool:
+        problem = await database_sync_to_async(authority_problem)(self.authority)
+        if problem is not None:
+            await self._end(problem)
+            return False
+        return True
+
+    async def _watch_authority(self) -> None:
+        """Re-checks what no message announces (an expired link, a timed-out session, a removed grant)."""
+        deadline = await database_sync_to_async(share_link_deadline)(self.authority)
+        while True:
+            delay = settings.APERTURE_WS_RECHECK_SECONDS
+            if deadline is not None:
+                delay = max(0.0, min(delay, (deadline - timezone.now()).total_seconds() + 0.5))
+            await asyncio.sleep(delay)
+            if not await self._still_allowed():
+                return
+            if self.view is not None and not await database_sync_to_async(services.can_still_view)(
+                    user=self.scope.get("user"), share_token=self.share_token, view=self.view):
+                await self._end("You no longer have access to these images.")
+                return
+            if self.active and self.authority.session_key:
+                self.active = False
+                await database_sync_to_async(session_touch)(self.authority.session_key)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if getattr(self, "authority", None) is None:
+            return  # refused at the handshake: nothing it sends is read
         request_id = None
         try:
             if text_data is None or len(text_data) > MAX_MESSAGE_BYTES:
@@ -107,6 +161,7 @@ class RenderConsumer(AsyncWebsocketConsumer):
                 if self.view is None:
                     raise BadMessage("open an image set first")
                 request = parse_render(message)
+                self.active = True
                 if self.pending is not None:
                     await self.send(text_data=json.dumps({"type": "dropped", "id": self.pending["id"]}))
                 self.pending = request
@@ -127,6 +182,8 @@ class RenderConsumer(AsyncWebsocketConsumer):
             raise BadMessage("datastore and imageSet must be 32-character ids")
         if series is not None and not (isinstance(series, str) and len(series) <= 64):
             raise BadMessage("series must be a UID")
+        if not await self._still_allowed():
+            return
         view = await sync_to_async(services.viewable_image_set)(
             user=self.scope.get("user"), datastore_id=datastore_id, image_set_id=image_set_id,
             share_token=self.share_token)

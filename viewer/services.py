@@ -112,14 +112,28 @@ def study_series(*, datastore_id: str, study_uid: str) -> list[SeriesSummary]:
     return series
 
 
-def viewable_image_set(*, user, datastore_id: str, image_set_id: str, share_token: str | None = None) -> ImageSetView:
-    """The image set, if the user may read its data store or holds a share link that covers it."""
+def _require_view_access(*, user, datastore_id: str, image_set_id: str, share_token: str | None) -> None:
     if share_token:
         share_access(share_token, user=user if getattr(user, "is_authenticated", False) else None,
                      datastore_id=datastore_id, image_set_id=image_set_id)
     elif not can_read(user, datastore_id):
         raise AccessDenied("You may not read this data store")
+
+
+def viewable_image_set(*, user, datastore_id: str, image_set_id: str, share_token: str | None = None) -> ImageSetView:
+    """The image set, if the user may read its data store or holds a share link that covers it."""
+    _require_view_access(user=user, datastore_id=datastore_id, image_set_id=image_set_id, share_token=share_token)
     return image_set_view(datastore_id=datastore_id, image_set_id=image_set_id)
+
+
+def can_still_view(*, user, share_token: str | None, view: ImageSetView) -> bool:
+    """Whether an open viewer may go on showing `view` (a grant or a data store can go away while it is open)."""
+    try:
+        _require_view_access(user=user, datastore_id=view.datastore_id, image_set_id=view.image_set_id,
+                             share_token=share_token)
+    except AccessDenied:
+        return False
+    return True
 
 
 def _pipeline(view: ImageSetView, instance: InstanceView, module: PixelModule) -> GrayscalePipeline:

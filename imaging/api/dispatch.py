@@ -219,7 +219,7 @@ def _dispatch(request: HttpRequest, operation_name: str, labels: dict[str, str],
         try:
             body = request.body
         except RequestDataTooBig as e:
-            raise errors.ValidationFailed(
+            raise errors.PayloadTooLarge(
                 f"The request body exceeds the limit of {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes"
             ) from e
         key = authenticate(request, body=body, operation_name=operation_name, labels=labels)

@@ -17,6 +17,8 @@ ERROR_TABLE: dict[type[errors.ApertureError], tuple[str, int]] = {
     errors.Conflict: ("ConflictException", 409),
     errors.QuotaExceeded: ("ServiceQuotaExceededException", 402),
     errors.Throttled: ("ThrottlingException", 429),
+    # Not in the model: botocore surfaces it as a generic ClientError, as it does for 413s from AWS front ends.
+    errors.PayloadTooLarge: ("RequestEntityTooLargeException", 413),
 }
 
 

@@ -7,12 +7,16 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core import signing
+from django.dispatch import Signal
 from django.utils import timezone
 
 from imaging.errors import AccessDenied, NotFound, ValidationFailed
 from imaging.models import ImageSet, ImageSetState, ShareLink
 
 _SALT = "aperture.share-link"
+
+# Sent with `link_ids` after links are revoked, so whatever they opened (the viewer's sockets) can close.
+share_link_revoked = Signal()
 
 
 class ShareLinkInvalid(Exception):
@@ -68,7 +72,8 @@ def share_link_resolve(token: str, *, user=None) -> ShareLink:
 
 
 def share_link_revoke(*, link_id) -> None:
-    ShareLink.objects.filter(pk=link_id, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    if ShareLink.objects.filter(pk=link_id, revoked_at__isnull=True).update(revoked_at=timezone.now()):
+        share_link_revoked.send(sender=ShareLink, link_ids=[link_id])
 
 
 def share_link_covers(link: ShareLink, *, datastore_id: str, image_set_id: str) -> bool:

@@ -11,7 +11,7 @@
   const state = {
     ws: null, opened: null, frame: 0, count: 0, window: null, defaultWindow: null, invert: false,
     zoom: 1, panX: 0, panY: 0, image: null, imageFrame: -1, requestId: 0, shownId: 0, cine: null,
-    measure: false, measureLine: null, retry: 500, frames: [], spacing: null, rows: 0, columns: 0,
+    measure: false, measureLine: null, retry: 500, endedMessage: null, frames: [], spacing: null, rows: 0, columns: 0,
     lastHeader: null, rendered: 0, firstPaintAt: null,
   };
   window.apertureViewer = state;
@@ -41,7 +41,11 @@
                                series: root.dataset.series || null }));
     };
     ws.onmessage = (event) => (typeof event.data === "string" ? onText(JSON.parse(event.data)) : onImage(event.data));
-    ws.onclose = () => {
+    ws.onclose = (event) => {
+      if (event.code === 4401) {  // the session or share link behind the socket has ended: retrying cannot help
+        if (!state.endedMessage) status("Your session has ended. Reload the page to sign in again.");
+        return;
+      }
       status("Reconnecting…");
       setTimeout(connect, state.retry);  // the client reconnects by itself, backing off
       state.retry = Math.min(state.retry * 2, 8000);
@@ -65,6 +69,9 @@
       if (preset && PRESETS[preset]) state.window = PRESETS[preset].slice();
       request(true);
     } else if (message.type === "error") {
+      status(message.message);
+    } else if (message.type === "ended") {
+      state.endedMessage = message.message;
       status(message.message);
     }
   }

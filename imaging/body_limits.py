@@ -1,0 +1,155 @@
+"""Request bodies are bounded before they are held (issue 11 item 1).
+
+An ASGI middleware in front of Django: each request gets the limit of its route class before a byte of its body is
+read. A declared `Content-Length` over the limit is refused at once, without reading the body; a body that streams
+past the limit (chunked, or longer than it claimed) is cut off where it crosses it. The refusal is a 413 in the
+protocol's own format: the AWS JSON envelope on API routes, plain text on pages. It asks the client to close the
+connection, so the server stops reading the rest.
+
+Route classes:
+  * api     everything the HealthImaging API answers (the default: unknown paths are API 404s) -
+            `APERTURE_MAX_REQUEST_BYTES`;
+  * form    the viewer's pages, login and the admin - `APERTURE_MAX_FORM_BYTES`;
+  * upload  the admin's DICOM upload form, for a signed-in staff session only - `APERTURE_MAX_UPLOAD_BYTES`;
+            anyone else gets the form limit there, so nobody can make the server spool gigabytes without a login.
+
+This only holds behind a server with flow control, which hands the body over as the application reads it (uvicorn,
+started by `manage.py serve`). Django then spools what it reads to a temporary file past
+FILE_UPLOAD_MAX_MEMORY_SIZE, so no request holds more than that in memory.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from http.cookies import CookieError, SimpleCookie
+from importlib import import_module
+from typing import Any, Awaitable, Callable
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from imaging import errors
+from imaging.api.errors import domain_error_response
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+PAGE_PREFIXES = ("/admin/", "/accounts/", "/studies/", "/view/", "/share/", "/thumbnails/", "/static/")
+PAGE_PATHS = ("/", "/metrics")
+UPLOAD_PATH = re.compile(r"^/admin/imaging/datastore/[^/]+/import-folder/$")
+
+
+@dataclass(frozen=True)
+class BodyRule:
+    route_class: str
+    limit: int
+
+    @property
+    def aws_envelope(self) -> bool:
+        return self.route_class == "api"
+
+
+def _cookie(scope: Scope, name: str) -> str | None:
+    for header, value in scope.get("headers", ()):
+        if header == b"cookie":
+            try:
+                morsel = SimpleCookie(value.decode("latin-1")).get(name)
+            except CookieError:
+                return None
+            if morsel is not None:
+                return morsel.value
+    return None
+
+
+def staff_session(session_key: str | None) -> bool:
+    """Whether the session cookie belongs to a signed-in, active staff user (who may upload)."""
+    if not session_key:
+        return False
+    from django.contrib.auth import SESSION_KEY, get_user_model
+
+    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    user_id = store.get(SESSION_KEY)
+    if user_id is None:
+        return False
+    return get_user_model().objects.filter(pk=user_id, is_active=True, is_staff=True).exists()
+
+
+async def rule_for(scope: Scope) -> BodyRule:
+    path = scope.get("path", "")
+    if UPLOAD_PATH.match(path) and scope.get("method") == "POST":
+        session_key = _cookie(scope, settings.SESSION_COOKIE_NAME)
+        if await database_sync_to_async(staff_session)(session_key):
+            return BodyRule("upload", settings.APERTURE_MAX_UPLOAD_BYTES)
+    if path in PAGE_PATHS or path.startswith(PAGE_PREFIXES):
+        return BodyRule("form", settings.APERTURE_MAX_FORM_BYTES)
+    return BodyRule("api", settings.APERTURE_MAX_REQUEST_BYTES)
+
+
+def declared_length(scope: Scope) -> int | None:
+    for header, value in scope.get("headers", ()):
+        if header == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+async def refuse(send: Send, rule: BodyRule) -> None:
+    """Send the 413 of the route's protocol, asking the client to close the connection."""
+    message = f"The request body exceeds the limit of {rule.limit} bytes for this route"
+    if rule.aws_envelope:
+        response = domain_error_response(errors.PayloadTooLarge(message), "")
+        del response["x-amzn-RequestId"]
+        headers = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in response.items()]
+        body = response.content
+    else:
+        body = (message + "\n").encode()
+        headers = [(b"content-type", b"text/plain; charset=utf-8")]
+    headers += [(b"content-length", str(len(body)).encode()), (b"connection", b"close")]
+    await send({"type": "http.response.start", "status": 413, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+class BodyLimitMiddleware:
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rule = await rule_for(scope)
+        declared = declared_length(scope)
+        if declared is not None and declared > rule.limit:
+            await refuse(send, rule)
+            return
+        received = 0
+        exceeded = False
+        response_started = False
+
+        async def bounded_receive() -> Message:
+            nonlocal received, exceeded
+            if exceeded:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > rule.limit:
+                    # Django's ASGI handler treats a disconnect while it reads the body as an aborted request and
+                    # answers nothing; the 413 is sent below.
+                    exceeded = True
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        await self.app(scope, bounded_receive, tracking_send)
+        if exceeded and not response_started:
+            await refuse(send, rule)

@@ -1,0 +1,47 @@
+"""`manage.py serve [ADDR:PORT] [--workers N]`: the API, the viewer, its websockets and the admin on one port.
+
+The server is uvicorn, chosen for flow control: it hands a request body to the application only as fast as the
+application reads it, so the body limits of imaging/body_limits.py hold before anything is buffered (daphne reads
+every body whole into memory before the application sees the request). Forwarded headers are not rewritten here:
+the application reads X-Forwarded-For itself, and only from APERTURE_TRUSTED_PROXIES.
+"""
+from __future__ import annotations
+
+import re
+
+import uvicorn
+from django.core.management.base import BaseCommand, CommandError
+
+# Viewer messages are JSON of at most 4 KiB; nothing larger is ever accepted on a websocket.
+WEBSOCKET_MAX_MESSAGE_BYTES = 64 * 1024
+
+
+class Command(BaseCommand):
+    help = "Serve Aperture (HTTP and websockets) with uvicorn."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("addrport", nargs="?", default="127.0.0.1:8000", help="ADDRESS:PORT (default 127.0.0.1:8000)")
+        parser.add_argument("--workers", type=int, default=1, help="web processes (default 1)")
+        parser.add_argument("--reload", action="store_true", help="restart when the code changes (development)")
+
+    def handle(self, *args, addrport: str, workers: int, reload: bool, **options) -> None:
+        match = re.fullmatch(r"(?:\[?([^\]]*)\]?:)?(\d+)", addrport)
+        if match is None or workers < 1:
+            raise CommandError("usage: manage.py serve [ADDRESS:]PORT [--workers N]")
+        host, port = match.group(1) or "127.0.0.1", int(match.group(2))
+        uvicorn.run(
+            "config.asgi:application",
+            host=host,
+            port=port,
+            workers=workers,
+            reload=reload,
+            proxy_headers=False,
+            server_header=False,
+            ws_max_size=WEBSOCKET_MAX_MESSAGE_BYTES,
+            ws_ping_interval=20.0,
+            ws_ping_timeout=20.0,
+            timeout_keep_alive=15,
+            # Django's LOGGING applies, so access lines pass the filter that removes UIDs and link tokens.
+            log_config=None,
+            lifespan="off",
+        )

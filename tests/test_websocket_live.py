@@ -1,0 +1,108 @@
+"""The render websocket from outside (issue 11 items 3 and 6): a real client against a live server, with a session
+from the login form. A page on another origin cannot open it with the user's cookie; logout closes it; with the
+Redis channel layer (several processes), a share link revoked from another process closes it too."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import connect
+
+from tests.conftest import DICOM_DIR, imaging_client, wait_for
+from tests.servers import ApertureServer
+from tests.websessions import Browserless, create_user
+
+pytestmark = pytest.mark.live
+
+PORTAL = "http://portal.example:9000"
+PASSWORD = "sockets-Pass-1"
+
+
+def start_viewer_server(**env: str) -> tuple[ApertureServer, dict]:
+    server = ApertureServer(extra_env={"APERTURE_EMBED_ORIGINS": PORTAL, **env}).start()
+    mi = imaging_client(server.url, server.create_key())
+    datastore_id = mi.create_datastore(datastoreName="sockets")["datastoreId"]
+    wait_for(lambda: mi.get_datastore(datastoreId=datastore_id)["datastoreProperties"]["datastoreStatus"] == "ACTIVE")
+    server.manage("import_dicom", "--datastore", datastore_id, str(DICOM_DIR / "ELE__CT_small.dcm"))
+    image_set_id = mi.search_image_sets(datastoreId=datastore_id, searchCriteria={})[
+        "imageSetsMetadataSummaries"][0]["imageSetId"]
+    create_user(server, "reader", PASSWORD)
+    server.manage("shell", "-c", (
+        "from django.contrib.auth import get_user_model; from imaging.models import DatastoreGrant;"
+        f"DatastoreGrant.objects.create(user=get_user_model().objects.get(username='reader'), datastore_id='{datastore_id}')"))
+    return server, {"datastore": datastore_id, "imageSet": image_set_id}
+
+
+@pytest.fixture(scope="module")
+def viewer_server():
+    server, ids = start_viewer_server()
+    yield server, ids
+    server.stop()
+
+
+def open_socket(server, *, origin: str | None, cookie: str = "", query: str = ""):
+    headers = {"Cookie": cookie} if cookie else {}
+    return connect(f"ws://127.0.0.1:{server.port}/ws/render/{query}", origin=origin, additional_headers=headers,
+                   open_timeout=10)
+
+
+def opened(socket, ids) -> dict:
+    socket.send(json.dumps({"type": "open", **ids}))
+    message = json.loads(socket.recv(timeout=10))
+    assert message["type"] == "opened", message
+    return message
+
+
+def ended(socket) -> dict:
+    message = json.loads(socket.recv(timeout=10))
+    assert message["type"] == "ended", message
+    with pytest.raises(ConnectionClosed) as closed:
+        socket.recv(timeout=10)
+    assert closed.value.rcvd.code == 4401
+    return message
+
+
+def test_only_the_servers_own_origin_and_embedding_portals_open_the_socket(viewer_server):
+    server, ids = viewer_server
+    cookie = Browserless(server.url).log_in("reader", PASSWORD).cookie_header()
+    with open_socket(server, origin=f"http://127.0.0.1:{server.port}", cookie=cookie) as own:
+        assert opened(own, ids)["patient"]["PatientID"] is not None
+    with open_socket(server, origin=PORTAL, cookie=cookie) as portal:
+        assert opened(portal, ids)["type"] == "opened"
+    for foreign in ("http://evil.example", f"http://127.0.0.1:{server.port + 1}", f"https://localhost:{server.port}",
+                    "null", None):
+        with pytest.raises(InvalidStatus) as refused:
+            open_socket(server, origin=foreign, cookie=cookie)
+        assert refused.value.response.status_code == 403, foreign
+
+
+def test_logout_closes_an_open_socket(viewer_server):
+    server, ids = viewer_server
+    browser = Browserless(server.url).log_in("reader", PASSWORD)
+    with open_socket(server, origin=server.url, cookie=browser.cookie_header()) as socket:
+        opened(socket, ids)
+        assert browser.log_out() == 302
+        assert "signed out" in ended(socket)["message"]
+    with pytest.raises(InvalidStatus):  # the old cookie opens nothing any more
+        open_socket(server, origin=server.url, cookie=browser.cookie_header())
+
+
+def test_revocation_in_another_process_closes_the_socket_over_redis():
+    server, ids = start_viewer_server(APERTURE_REDIS_CHANNELS="true")
+    try:
+        token = server.manage("shell", "-c", (
+            "from datetime import timedelta; from imaging.services.sharing import share_link_create;"
+            f"link, token = share_link_create(created_by=None, datastore_id='{ids['datastore']}',"
+            f" image_set_id='{ids['imageSet']}', expires_in=timedelta(hours=1)); print(link.pk, token)"
+        )).stdout.strip().splitlines()[-1].split()
+        with open_socket(server, origin=server.url, query=f"?share={token[1]}") as socket:
+            opened(socket, ids)
+            started = time.monotonic()
+            server.manage("shell", "-c", (  # another process: only the channel layer can reach the socket
+                f"from imaging.services.sharing import share_link_revoke; share_link_revoke(link_id='{token[0]}')"))
+            assert "revoked" in ended(socket)["message"]
+            assert time.monotonic() - started < 15
+    finally:
+        server.stop()

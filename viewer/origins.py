@@ -1,0 +1,70 @@
+"""Websockets open only from the server's own pages and the portals allowed to embed them (issue 11 item 3).
+
+A browser sends the user's session cookie with a websocket handshake to any origin, so without this check a page on
+another site could open /ws/render/ in a signed-in user's browser and read PatientName and PatientID
+(cross-site websocket hijacking). The handshake is refused, before it is accepted, unless its Origin is
+
+  * the server's own: the same host and port as the Host header the browser sent (and that host is in
+    ALLOWED_HOSTS, so a spoofed Host cannot make any origin "own"); or
+  * one of APERTURE_EMBED_ORIGINS or DJANGO_CSRF_TRUSTED_ORIGINS (exact scheme://host[:port]).
+
+A handshake without an Origin header is refused too: every browser sends one.
+"""
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from channels.security.websocket import WebsocketDenier
+from django.conf import settings
+from django.http.request import split_domain_port, validate_host
+
+DEFAULT_PORTS = {"http": "80", "https": "443", "ws": "80", "wss": "443"}
+
+
+def _header(scope, name: bytes) -> str | None:
+    for header, value in scope.get("headers", ()):
+        if header == name:
+            return value.decode("latin-1")
+    return None
+
+
+def _host_port(netloc: str, scheme: str) -> tuple[str, str]:
+    host, port = split_domain_port(netloc.lower())
+    return host, port or DEFAULT_PORTS.get(scheme, "")
+
+
+def _normalized(origin: str) -> str:
+    parts = urlsplit(origin.strip().lower())
+    host, port = _host_port(parts.netloc, parts.scheme)
+    return f"{parts.scheme}://{host}:{port}"
+
+
+def origin_allowed(origin: str | None, host_header: str | None) -> bool:
+    if not origin or origin == "null":
+        return False
+    parts = urlsplit(origin.lower())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return False
+    trusted = {_normalized(o) for o in (*settings.APERTURE_EMBED_ORIGINS, *settings.CSRF_TRUSTED_ORIGINS)}
+    if _normalized(origin) in trusted:
+        return True
+    if not host_header:
+        return False
+    request_host, request_port = _host_port(host_header, parts.scheme)
+    origin_host, origin_port = _host_port(parts.netloc, parts.scheme)
+    if not request_host or not validate_host(request_host, settings.ALLOWED_HOSTS):
+        return False
+    return (origin_host, origin_port) == (request_host, request_port)
+
+
+class SameOriginValidator:
+    """ASGI middleware for websocket routes: refuses a handshake whose Origin is not allowed (close code 403)."""
+
+    def __init__(self, application) -> None:
+        self.application = application
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "websocket" and not origin_allowed(_header(scope, b"origin"), _header(scope, b"host")):
+            denier = WebsocketDenier()
+            return await denier(scope, receive, send)
+        return await self.application(scope, receive, send)
