@@ -4,7 +4,10 @@ An ASGI middleware in front of Django: each request gets the limit of its route 
 read. A declared `Content-Length` over the limit is refused at once, without reading the body; a body that streams
 past the limit (chunked, or longer than it claimed) is cut off where it crosses it. The refusal is a 413 in the
 protocol's own format: the AWS JSON envelope on API routes, plain text on pages. It asks the client to close the
-connection, so the server stops reading the rest.
+connection, so the server stops reading the rest. Before answering, up to LINGER_BYTES more of the body are read and
+thrown away (nothing is kept): a client that is still sending when the connection closes gets a reset instead of the
+answer, so a body moderately over the limit is drained and its sender reads a clean 413, while one far over it
+(or one sent with `Expect: 100-continue`, which waits for our answer) is refused at once.
 
 Route classes:
   * api     everything the HealthImaging API answers (the default: unknown paths are API 404s) -
@@ -39,6 +42,7 @@ Send = Callable[[Message], Awaitable[None]]
 PAGE_PREFIXES = ("/admin/", "/accounts/", "/studies/", "/view/", "/share/", "/thumbnails/", "/static/")
 PAGE_PATHS = ("/", "/metrics")
 UPLOAD_PATH = re.compile(r"^/admin/imaging/datastore/[^/]+/import-folder/$")
+LINGER_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -87,14 +91,30 @@ async def rule_for(scope: Scope) -> BodyRule:
     return BodyRule("api", settings.APERTURE_MAX_REQUEST_BYTES)
 
 
-def declared_length(scope: Scope) -> int | None:
+def _header(scope: Scope, name: bytes) -> bytes | None:
     for header, value in scope.get("headers", ()):
-        if header == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
+        if header == name:
+            return value
     return None
+
+
+def declared_length(scope: Scope) -> int | None:
+    try:
+        return int(_header(scope, b"content-length") or b"")
+    except ValueError:
+        return None
+
+
+async def drain(receive: Receive, budget: int) -> None:
+    """Read and discard the rest of a refused body, up to `budget` bytes (see the module docstring)."""
+    discarded = 0
+    while discarded <= budget:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        discarded += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
 
 
 async def refuse(send: Send, rule: BodyRule) -> None:
@@ -124,6 +144,9 @@ class BodyLimitMiddleware:
         rule = await rule_for(scope)
         declared = declared_length(scope)
         if declared is not None and declared > rule.limit:
+            waits_for_answer = (_header(scope, b"expect") or b"").lower() == b"100-continue"
+            if not waits_for_answer and declared - rule.limit <= LINGER_BYTES:
+                await drain(receive, LINGER_BYTES + rule.limit)
             await refuse(send, rule)
             return
         received = 0
@@ -152,4 +175,5 @@ class BodyLimitMiddleware:
 
         await self.app(scope, bounded_receive, tracking_send)
         if exceeded and not response_started:
+            await drain(receive, LINGER_BYTES)
             await refuse(send, rule)
