@@ -1,7 +1,8 @@
-"""What a server process does once when it starts: pick up work a crash left behind.
+"""What a server process does once when it starts: pick up work a crash left behind, and remove what it left.
 
 With the in-process worker, this process is the only worker, so every job still marked IN_PROGRESS belonged to a
-process that is gone; with Celery, workers recover stale jobs themselves (config/celery.py).
+process that is gone; with Celery, workers recover stale jobs themselves (config/celery.py). The periodic sweeps
+(storage tiers, orphaned blobs) run here in threads of their own, or under Celery beat.
 """
 from __future__ import annotations
 
