@@ -202,3 +202,29 @@ def test_sweep_on_the_s3_backend(seaweed, s3, settings, tmp_path):
     for frame in ImageFrame.objects.filter(image_set=image_set):
         assert imageset_frame(datastore_id=datastore.id, image_set_id=image_set.id, frame_id=frame.frame_id,
                               accept=None)[0]
+
+
+class FailingOnSecondWrite(MemoryBlobStore):
+    """A store that refuses its second write, as a full disk or a refusing S3 would."""
+
+    def put(self, key: str, data: bytes) -> None:
+        if list(self.list_blobs("")):
+            from imaging.storage import BlobStoreError
+
+            raise BlobStoreError("disk full")
+        super().put(key, data)
+
+
+def test_a_persist_that_fails_removes_the_documents_it_stored(datastore):
+    from imaging.pipeline.persist import persist_instances, stored_instance
+    from imaging.pipeline.transcode import FileResult, process_bytes
+    from imaging.storage import BlobStoreError
+
+    study = generate_uid()
+    instances = [stored_instance(process_bytes(ct_bytes(study_uid=study, series_uid=generate_uid()),
+                                               FileResult(input_file=f"{n}.dcm")), datastore.id) for n in range(2)]
+    store = FailingOnSecondWrite()
+    with pytest.raises(BlobStoreError):
+        persist_instances(datastore=datastore, instances=instances, blobs=store)
+    assert list(store.list_blobs("")) == []  # the first image set's document went with the rolled-back rows
+    assert not ImageSet.objects.exists()
