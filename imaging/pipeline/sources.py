@@ -16,7 +16,7 @@ import stat
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import unquote, unquote_to_bytes, urlparse
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -64,7 +64,7 @@ def list_objects(uri: str, s3: S3Settings) -> list[SourceObject]:
     """Every non-empty object under the URI, recursively; folder markers and zero-byte objects are skipped. Local
     entries that must not or cannot be read come back with `failure` set."""
     if uri.startswith("file://"):
-        return _list_folder(Path(unquote(urlparse(uri).path)))
+        return _list_folder(Path(_local_path(uri)))
     bucket, prefix = split_s3_uri(uri)
     found: list[SourceObject] = []
     folders: set[str] = set()
@@ -82,6 +82,11 @@ def list_objects(uri: str, s3: S3Settings) -> list[SourceObject]:
     except (ClientError, BotoCoreError) as e:
         raise SourceError(f"The input location {uri} cannot be listed: {_s3_reason(e)}") from e
     return found
+
+
+def _local_path(uri: str) -> str:
+    """The path of a file:// URI made by Path.as_uri(), byte for byte (a name need not be UTF-8)."""
+    return os.fsdecode(unquote_to_bytes(urlparse(uri).path))
 
 
 def _list_folder(root: Path) -> list[SourceObject]:
@@ -142,7 +147,7 @@ def _file_entry(path: str, root: str) -> SourceObject | None:
 def read_object(uri: str, s3: S3Settings) -> bytes:
     try:
         if uri.startswith("file://"):
-            return _read_listed_file(unquote(urlparse(uri).path))
+            return _read_listed_file(_local_path(uri))
         bucket, key = split_s3_uri(uri)
         return _s3(s3).get_object(Bucket=bucket, Key=key)["Body"].read()
     except OSError as e:
