@@ -19,7 +19,12 @@ app.conf.beat_schedule = {
         "task": "aperture.run",
         "schedule": float(os.environ.get("APERTURE_TIERING_SWEEP_SECONDS", 24 * 3600)),
         "args": ("imaging.services.imageset_writes.imagesets_archive_sweep", {}),
-    }
+    },
+    "orphan-blob-sweep": {
+        "task": "aperture.run",
+        "schedule": float(os.environ.get("APERTURE_ORPHAN_SWEEP_SECONDS", 24 * 3600)),
+        "args": ("imaging.services.orphans.orphan_blobs_sweep", {}),
+    },
 }
 
 
@@ -32,6 +37,7 @@ def run_aperture_task(name: str, kwargs: dict) -> None:
 
 @worker_ready.connect
 def recover_on_start(**_kwargs) -> None:
-    from imaging.startup import recover_background_work
+    from imaging.startup import queue_orphan_sweep, recover_background_work
 
     recover_background_work()
+    queue_orphan_sweep()  # a worker of its own runs it: a large store must not hold this worker's start back

@@ -210,6 +210,10 @@ APERTURE_IMPORT_ROOTS = env_list("APERTURE_IMPORT_ROOTS", [])
 APERTURE_IMPORT_MERGE_WAIT_SECONDS = env_int("APERTURE_IMPORT_MERGE_WAIT_SECONDS", 15 * 60, minimum=0)
 # A job whose worker has not reported for this long is taken to be dead and is run again.
 APERTURE_IMPORT_STALE_SECONDS = env_int("APERTURE_IMPORT_STALE_SECONDS", 120, minimum=5)
+# Frame and metadata blobs referenced by nothing (left by a crash) are removed once this old, at start-up and
+# every APERTURE_ORPHAN_SWEEP_SECONDS (imaging/services/orphans.py).
+APERTURE_ORPHAN_GRACE_SECONDS = env_int("APERTURE_ORPHAN_GRACE_SECONDS", 6 * 3600, minimum=0)
+APERTURE_ORPHAN_SWEEP_SECONDS = env_int("APERTURE_ORPHAN_SWEEP_SECONDS", 24 * 3600, minimum=60)
 
 # --- Storage tiers (SPEC 9) ---
 APERTURE_TIERING_DAYS = env_int("APERTURE_TIERING_DAYS", 30, minimum=1)

@@ -1,12 +1,14 @@
-"""What a server process does once when it starts: pick up work a crash left behind.
+"""What a server process does once when it starts: pick up work a crash left behind, and remove what it left.
 
 With the in-process worker, this process is the only worker, so every job still marked IN_PROGRESS belonged to a
-process that is gone; with Celery, workers recover stale jobs themselves (config/celery.py).
+process that is gone; with Celery, workers recover stale jobs themselves (config/celery.py). The periodic sweeps
+(storage tiers, orphaned blobs) run here in threads of their own, or under Celery beat.
 """
 from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from django.conf import settings
 from django.db import DatabaseError, connections, transaction
@@ -70,8 +72,6 @@ def imagesets_recover() -> int:
 
 
 def _tiering_loop() -> None:
-    import time
-
     from imaging.services.imageset_writes import imagesets_archive_sweep
 
     while True:
@@ -86,8 +86,38 @@ def _tiering_loop() -> None:
             connections.close_all()
 
 
+def _orphan_loop() -> None:
+    """The orphan blob sweep now (it lists the whole store, so not on the start-up path), then daily."""
+    while True:
+        _sweep_orphans()
+        time.sleep(settings.APERTURE_ORPHAN_SWEEP_SECONDS)
+
+
+def _sweep_orphans() -> None:
+    from imaging.services.orphans import orphan_blobs_sweep
+    from imaging.storage import BlobStoreError
+
+    try:
+        orphan_blobs_sweep()
+    except DatabaseError:
+        logger.warning("the orphan blob sweep could not reach the database")
+    except BlobStoreError:
+        logger.warning("the orphan blob sweep could not list or remove blobs")
+    finally:
+        connections.close_all()
+
+
+def queue_orphan_sweep() -> None:
+    """With Celery: hand the start-up sweep to the workers (beat runs it daily, config/celery.py)."""
+    from imaging.services.orphans import orphan_blobs_sweep
+    from imaging.tasks import enqueue
+
+    enqueue(orphan_blobs_sweep)
+
+
 def on_server_start() -> None:
     if settings.APERTURE_TASKS == "celery":
-        return  # Celery workers recover on start, and beat runs the sweep (config/celery.py)
+        return  # Celery workers recover and sweep on start, and beat runs the daily sweeps (config/celery.py)
     threading.Thread(target=recover_background_work, name="aperture-recover", daemon=True).start()
     threading.Thread(target=_tiering_loop, name="aperture-tiering", daemon=True).start()
+    threading.Thread(target=_orphan_loop, name="aperture-orphans", daemon=True).start()

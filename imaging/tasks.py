@@ -42,6 +42,7 @@ def _load_task_modules() -> None:
     import imaging.services.datastores  # noqa: F401
     import imaging.services.imports  # noqa: F401
     import imaging.services.imageset_writes  # noqa: F401
+    import imaging.services.orphans  # noqa: F401
 
 
 def _run_in_thread(name: str, kwargs: dict[str, Any]) -> None:

@@ -35,7 +35,7 @@ from imaging.models import (
 )
 from imaging.pipeline.transcode import FileResult, frame_blob_key
 from imaging.services.studies import study_index_refresh
-from imaging.storage import BlobStore
+from imaging.storage import BlobStore, BlobStoreError
 
 STUDY_LEVEL_KEYS = len(PATIENT_KEYS) + len(STUDY_KEYS)
 MERGE_WAIT_SECONDS = 15 * 60  # SPEC 4.4 rule 7
@@ -156,13 +156,11 @@ def persist_instances(
                 return summaries
         except IntegrityError:
             # Another job created the primary image set of one of these series first: group again against it.
-            for key in written:
-                blobs.delete(key)
+            _discard(blobs, written)
             if attempt >= 3:
                 raise
         except ImageSetBusy as busy:
-            for key in written:
-                blobs.delete(key)
+            _discard(blobs, written)
             if time.monotonic() > deadline:
                 given_up.add(busy.group)
                 for item in instances:
@@ -173,6 +171,19 @@ def persist_instances(
                 if while_waiting is not None:
                     while_waiting()
                 time.sleep(1)
+        except Exception:
+            # The transaction rolled back: the documents it stored are named by no row (a crash instead leaves
+            # them to the orphan sweep, imaging/services/orphans.py).
+            _discard(blobs, written)
+            raise
+
+
+def _discard(blobs: BlobStore, keys: list[str]) -> None:
+    for key in keys:
+        try:
+            blobs.delete(key)
+        except BlobStoreError:
+            pass  # the store is failing already; the orphan sweep removes what is left
 
 
 def _group_of(item: StoredInstance) -> tuple:

@@ -1,14 +1,22 @@
 """Where import input comes from and manifests go: s3:// URIs through boto3, or local folders (file://).
 
 No Django: worker processes build their own clients from the plain `S3Settings` they are handed.
+
+A local folder is a boundary: only files whose real path lies inside it are read. Every path met while walking
+is resolved; a link that leads out of the folder, a broken link, something that is not a regular file, or an
+entry that cannot be read becomes that entry's own failure and the rest of the job goes on. Listed files carry
+their real path, and reading opens exactly that path without following links, so a file or folder swapped for a
+link between listing and reading is refused too.
 """
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import unquote, unquote_to_bytes, urlparse
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -32,6 +40,7 @@ class SourceObject:
     uri: str  # s3://bucket/key or file:///path
     display_name: str  # what manifests call inputFile: the key inside the bucket, or the path
     size: int
+    failure: str = ""  # why the entry is not read at all (a link out of the folder, a broken link): its failure
 
 
 @lru_cache(maxsize=8)
@@ -52,9 +61,10 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
 
 
 def list_objects(uri: str, s3: S3Settings) -> list[SourceObject]:
-    """Every non-empty object under the URI, recursively; folder markers and zero-byte objects are skipped."""
+    """Every non-empty object under the URI, recursively; folder markers and zero-byte objects are skipped. Local
+    entries that must not or cannot be read come back with `failure` set."""
     if uri.startswith("file://"):
-        return _list_folder(Path(unquote(urlparse(uri).path)))
+        return _list_folder(Path(_local_path(uri)))
     bucket, prefix = split_s3_uri(uri)
     found: list[SourceObject] = []
     folders: set[str] = set()
@@ -74,31 +84,102 @@ def list_objects(uri: str, s3: S3Settings) -> list[SourceObject]:
     return found
 
 
+def _local_path(uri: str) -> str:
+    """The path of a file:// URI made by Path.as_uri(), byte for byte (a name need not be UTF-8)."""
+    return os.fsdecode(unquote_to_bytes(urlparse(uri).path))
+
+
 def _list_folder(root: Path) -> list[SourceObject]:
-    if root.is_file():
-        return [SourceObject(uri=root.as_uri(), display_name=str(root), size=root.stat().st_size)]
-    if not root.is_dir():
+    real_root = os.path.realpath(root)
+    if real_root != os.path.abspath(root):
+        # The job's folders are resolved when it is submitted: a link now means it was swapped since.
+        raise SourceError(f"The input location {root} has been replaced by a link; nothing was imported")
+    if os.path.isfile(real_root):
+        entry = _file_entry(real_root, real_root)
+        return [entry] if entry is not None else []
+    if not os.path.isdir(real_root):
         raise SourceError(f"The input folder {root} does not exist")
-    found = []
-    for folder, _dirs, files in os.walk(root):
+    found: list[SourceObject] = []
+
+    def unreadable_folder(error: OSError) -> None:
+        found.append(_refused(error.filename or real_root, f"The folder cannot be read: {error.strerror}"))
+
+    for folder, dirs, files in os.walk(real_root, onerror=unreadable_folder):
+        for name in dirs:
+            path = os.path.join(folder, name)
+            # os.walk does not descend into linked folders; one inside the root is walked where it really lies.
+            if os.path.islink(path) and not _within(os.path.realpath(path), real_root):
+                found.append(_refused(path, "The folder is a link to a place outside the folder being imported; "
+                                            "it was not read"))
         for name in sorted(files):
-            path = Path(folder) / name
-            size = path.stat().st_size
-            if size:
-                found.append(SourceObject(uri=path.as_uri(), display_name=str(path), size=size))
+            entry = _file_entry(os.path.join(folder, name), real_root)
+            if entry is not None:
+                found.append(entry)
     return sorted(found, key=lambda item: item.display_name)
+
+
+def _within(path: str, root: str) -> bool:
+    return os.path.commonpath([path, root]) == root
+
+
+def _refused(path: str, reason: str) -> SourceObject:
+    return SourceObject(uri=Path(path).as_uri(), display_name=str(path), size=0, failure=reason)
+
+
+def _file_entry(path: str, root: str) -> SourceObject | None:
+    """The file at `path` (as walked) to be read through its real path, a refusal, or None for an empty file."""
+    real = os.path.realpath(path)
+    if not _within(real, root):
+        return _refused(path, "The file is a link to a place outside the folder being imported; it was not read")
+    try:
+        info = os.stat(real)
+    except OSError as e:
+        if os.path.islink(path) and e.errno == errno.ENOENT:
+            return _refused(path, "The file is a broken link")
+        return _refused(path, f"The file cannot be read: {e.strerror}")
+    if not stat.S_ISREG(info.st_mode):
+        return _refused(path, "The file is not a regular file")
+    if not info.st_size:
+        return None
+    return SourceObject(uri=Path(real).as_uri(), display_name=str(path), size=info.st_size)
 
 
 def read_object(uri: str, s3: S3Settings) -> bytes:
     try:
         if uri.startswith("file://"):
-            return Path(unquote(urlparse(uri).path)).read_bytes()
+            return _read_listed_file(_local_path(uri))
         bucket, key = split_s3_uri(uri)
         return _s3(s3).get_object(Bucket=bucket, Key=key)["Body"].read()
     except OSError as e:
         raise SourceError(f"The file cannot be read: {e.strerror}") from e
     except (ClientError, BotoCoreError) as e:
         raise SourceError(f"The object cannot be read: {_s3_reason(e)}") from e
+
+
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def _read_listed_file(path: str) -> bytes:
+    """Read a file by the real path its listing found, refusing it if anything on that path became a link since
+    (the last component through O_NOFOLLOW, the folders above it through the path the kernel reports for the open
+    file). O_NONBLOCK keeps a FIFO put in its place from blocking the worker."""
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise SourceError("The file was replaced by a link after it was listed; it was not read") from e
+        raise
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise SourceError("The file is not a regular file")
+        try:
+            opened = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            opened = path  # no /proc here: O_NOFOLLOW alone guards the file itself
+        if opened != path:
+            raise SourceError("A folder on the file's path was replaced by a link after it was listed; "
+                              "it was not read")
+        return handle.read()
 
 
 def write_object(uri: str, data: bytes, s3: S3Settings, content_type: str = "application/json") -> None:

@@ -203,11 +203,29 @@ def _discover(job: ImportJob, s3: S3Settings) -> list[SourceObject]:
     objects: list[SourceObject] = []
     for uri in [Path(p).as_uri() for p in job.input_paths] or [job.input_s3_uri]:
         objects += list_objects(uri, s3)
+    objects = _read_once(objects)
     if len(objects) > settings.APERTURE_IMPORT_MAX_FILES:
         raise JobFailure("DICOM import job has failed. FILE_COUNTS_LIMIT_EXCEEDED")
     if sum(item.size for item in objects) > settings.APERTURE_IMPORT_MAX_BYTES:
         raise JobFailure("DICOM import job has failed. FILE_SIZE_LIMIT_EXCEEDED")
     return objects
+
+
+def _read_once(objects: list[SourceObject]) -> list[SourceObject]:
+    """A file reached twice (overlapping folders, a link to a file beside it) is one instance: it is read once,
+    under its own name rather than a link's when both were found."""
+    chosen: dict[str, SourceObject] = {}
+    for item in objects:
+        if item.failure:
+            continue
+        current = chosen.get(item.uri)
+        if current is None or (not _read_under_own_name(current) and _read_under_own_name(item)):
+            chosen[item.uri] = item
+    return [item for item in objects if item.failure or chosen[item.uri] is item]
+
+
+def _read_under_own_name(item: SourceObject) -> bool:
+    return item.uri.startswith("file://") and item.uri == Path(item.display_name).as_uri()
 
 
 @task
@@ -292,11 +310,13 @@ def _import(job: ImportJob, s3: S3Settings, blobs, written: list[str]) -> None:
     started = time.perf_counter()
     lines: list[dict[str, Any]] = []
     limit = settings.APERTURE_IMPORT_MAX_FILE_BYTES
-    for item in [item for item in objects if item.size > limit]:
-        lines.append({"inputFile": item.display_name, "exception": {
-            "exceptionType": "ValidationException", "message": f"The file is larger than the {limit}-byte limit"}})
-        progress.add(False)
-    objects = [item for item in objects if item.size <= limit]
+    for item in objects:
+        reason = item.failure or (f"The file is larger than the {limit}-byte limit" if item.size > limit else "")
+        if reason:
+            lines.append({"inputFile": item.display_name,
+                          "exception": {"exceptionType": "ValidationException", "message": reason}})
+            progress.add(False)
+    objects = [item for item in objects if not item.failure and item.size <= limit]
     overrides, metadata_files = _metadata_overrides(job, objects, s3)
     objects = [item for item in objects if item.uri not in metadata_files]
     instances: list[StoredInstance] = []

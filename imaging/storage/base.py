@@ -2,10 +2,20 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Iterator
 
 
 class BlobStoreError(Exception):
     """The backend failed (I/O error, S3 refused); callers treat it as a server-side failure."""
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    """One stored object as a listing sees it."""
+
+    key: str
+    modified_at: float  # seconds since the epoch, by the store's clock
 
 
 class BlobStore(ABC):
@@ -24,6 +34,11 @@ class BlobStore(ABC):
     @abstractmethod
     def delete_prefix(self, prefix: str) -> None:
         """Remove every object whose key starts with `prefix`."""
+
+    @abstractmethod
+    def list_blobs(self, prefix: str) -> Iterator[BlobInfo]:
+        """Every object whose key starts with `prefix`, with its last modification time, a page at a time (stores
+        can be large); objects written or removed meanwhile may or may not appear."""
 
     def prepare(self, prefix: str) -> None:
         """Make room for a new data store's objects; most backends need nothing."""

@@ -6,8 +6,9 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import Iterator
 
-from imaging.storage.base import BlobStore, BlobStoreError
+from imaging.storage.base import BlobInfo, BlobStore, BlobStoreError
 
 
 _temporary_names = itertools.count()
@@ -92,5 +93,31 @@ class FilesystemBlobStore(BlobStore):
         elif path.exists():
             path.unlink()
 
+    def list_blobs(self, prefix: str) -> Iterator[BlobInfo]:
+        """Files under the folders the prefix names, walked without following links; the temporary folder is not
+        part of the store's keys."""
+        folder, _, name_start = prefix.rpartition("/")
+        start = self._path(folder) if folder else self.root
+        for directory, dirs, files in os.walk(start, onerror=_walk_error):
+            if directory == str(self.root):
+                dirs[:] = [name for name in dirs if name != ".tmp"]
+            base = os.path.relpath(directory, self.root).replace(os.sep, "/")
+            for name in files:
+                key = name if base == "." else f"{base}/{name}"
+                if not key.startswith(prefix):
+                    continue
+                try:
+                    info = os.stat(os.path.join(directory, name), follow_symlinks=False)
+                except FileNotFoundError:
+                    continue  # removed since the folder was read
+                yield BlobInfo(key=key, modified_at=info.st_mtime)
+            if name_start and directory == str(start):
+                dirs[:] = [name for name in dirs if name.startswith(name_start)]
+
     def prepare(self, prefix: str) -> None:
         self._path(prefix.rstrip("/")).mkdir(parents=True, exist_ok=True)
+
+
+def _walk_error(error: OSError) -> None:
+    if not isinstance(error, FileNotFoundError):  # a folder removed while walking is simply gone
+        raise BlobStoreError(f"cannot list blobs: {error.strerror}") from error

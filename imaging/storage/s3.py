@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import logging
+from typing import Iterator
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.handlers import add_expect_header
 
-from imaging.storage.base import BlobStore, BlobStoreError
+from imaging.storage.base import BlobInfo, BlobStore, BlobStoreError
 
 logger = logging.getLogger(__name__)
 
@@ -71,3 +72,12 @@ class S3BlobStore(BlobStore):
                     self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True})
         except (ClientError, BotoCoreError) as e:
             raise BlobStoreError(f"cannot delete blobs under {prefix}") from e
+
+    def list_blobs(self, prefix: str) -> Iterator[BlobInfo]:
+        try:
+            paginator = self.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
+                for item in page.get("Contents", []):
+                    yield BlobInfo(key=item["Key"][len(self.prefix):], modified_at=item["LastModified"].timestamp())
+        except (ClientError, BotoCoreError) as e:
+            raise BlobStoreError(f"cannot list blobs under {prefix}") from e
