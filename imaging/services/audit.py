@@ -4,6 +4,7 @@ HIDDEN_DUE_TO_SECURITY_REASONS. The patient and study the event concerns are kep
 admins can search the trail by them."""
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 from typing import Any, Iterable
@@ -34,11 +35,24 @@ def redact(value: Any) -> Any:
 
 
 def client_ip(meta: dict[str, Any]) -> str | None:
+    """The client's address: REMOTE_ADDR, or, when that is a trusted proxy, the nearest X-Forwarded-For hop that
+    is not one. Proxies append the address they saw, so the left of the header is whatever the client wrote: it is
+    read from the right, and a hop that is not an IP address ends the walk (login throttling counts failures
+    under this address, so a client must not be able to choose it)."""
     remote = meta.get("REMOTE_ADDR") or None
-    forwarded = meta.get("HTTP_X_FORWARDED_FOR")
-    if forwarded and remote in settings.APERTURE_TRUSTED_PROXIES:
-        return forwarded.split(",")[0].strip() or remote
-    return remote
+    trusted = set(settings.APERTURE_TRUSTED_PROXIES)
+    address = remote
+    if remote in trusted:
+        for hop in reversed((meta.get("HTTP_X_FORWARDED_FOR") or "").split(",")):
+            hop = hop.strip()
+            try:
+                ipaddress.ip_address(hop)
+            except ValueError:
+                break
+            address = hop
+            if hop not in trusted:
+                break
+    return address
 
 
 def _subject(datastore_id: str, image_set_id: str) -> tuple[str, str]:
