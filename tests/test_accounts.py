@@ -151,3 +151,22 @@ class TestAppendOnlyAudit:
         with pytest.raises(DatabaseError):
             with transaction.atomic():
                 AuditEvent.objects.all().delete()
+
+
+class TestAnonymousAuditBudget:
+    """The bound on what unsigned requests can write to the audit table (the live test drives it end to end)."""
+
+    def test_per_address_and_total_budgets_restart_each_minute(self):
+        from imaging.services.audit import AnonymousAuditBudget
+
+        now = [120.0]
+        budget = AnonymousAuditBudget(clock=lambda: now[0])
+
+        def admitted(address: str, times: int) -> int:
+            return sum(budget.admit(address, per_address=3, total=5) for _ in range(times))
+
+        assert admitted("192.0.2.1", 10) == 3
+        assert admitted("192.0.2.2", 10) == 2  # the total is spent
+        assert admitted("192.0.2.3", 1) == 0
+        now[0] += 60
+        assert admitted("192.0.2.1", 10) == 3

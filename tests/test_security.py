@@ -11,6 +11,7 @@ from django.contrib.auth.models import AnonymousUser
 from django.db import connection
 from django.test import Client
 from django.utils import timezone
+from prometheus_client.parser import text_string_to_metric_families
 
 from imaging.models import AppendOnlyError, AuditEvent, ShareLink
 from imaging.services.sharing import share_link_create, share_link_revoke
@@ -168,6 +169,9 @@ def test_metrics_need_the_token(settings, admin_client, viewer_data):
     assert Client().get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 403
     Client().get("/datastore")  # one refused API call to count
     body = Client().get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret-metrics").content.decode()
-    assert 'aperture_imaging_call_count_total{operation="ListDatastores",datastore_id="",datastore_type="DICOM",' \
-           'status_code="403"}' in body
-    assert f'aperture_imaging_image_sets{{datastore_id="{viewer_data.datastore.id}",storage_tier="FREQUENT_ACCESS"}} 2' in body
+    samples = {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+               for family in text_string_to_metric_families(body) for sample in family.samples}
+    refused = (("datastore_id", ""), ("datastore_type", "DICOM"), ("operation", "ListDatastores"), ("status_code", "403"))
+    assert samples[("aperture_imaging_call_count_total", refused)] >= 1
+    tier = (("datastore_id", viewer_data.datastore.id), ("storage_tier", "FREQUENT_ACCESS"))
+    assert samples[("aperture_imaging_image_sets", tier)] == 2
