@@ -242,6 +242,9 @@ AXES_LOCKOUT_PARAMETERS = "imaging.auth.lockout_parameters"
 AXES_CLIENT_IP_CALLABLE = "imaging.auth.client_address"
 AXES_LOCKOUT_CALLABLE = "imaging.auth.lockout_response"
 AXES_RESET_ON_SUCCESS = False  # a success would also clear the address's count: one own account would reset it
+# Attempts while locked are refused without being written: hammering a locked form adds no rows.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_VERBOSE = False
 APERTURE_THROTTLING_ENABLED = env_bool("APERTURE_THROTTLING_ENABLED", False)
 # Concurrent UpdateImageSetMetadata / CopyImageSet / DeleteImageSet per data store (SPEC 3.5).
 APERTURE_MAX_CONCURRENT_WRITES = env_int("APERTURE_MAX_CONCURRENT_WRITES", 100, minimum=1)

@@ -28,17 +28,17 @@ def client_address(request: HttpRequest) -> str | None:
     return client_ip(request.META)
 
 
-def failure_limit(request, credentials=None) -> int:
+def failure_limit(request: HttpRequest, credentials: dict | None = None) -> int:
     """AXES_FAILURE_LIMIT: failures of one username from one address before that pair is locked."""
     return settings.APERTURE_LOGIN_MAX_FAILURES
 
 
-def cool_off(request=None) -> timedelta:
+def cool_off(request: HttpRequest | None = None) -> timedelta:
     """AXES_COOLOFF_TIME: how long failures count, and so how long a lock lasts after the last one."""
     return timedelta(seconds=settings.APERTURE_LOGIN_LOCK_SECONDS)
 
 
-def lockout_parameters(request, credentials=None) -> list:
+def lockout_parameters(request: HttpRequest, credentials: dict | None = None) -> list[list[str] | str]:
     """AXES_LOCKOUT_PARAMETERS: the pair first, then the address alone (the order `get_failures` relies on)."""
     return [["username", "ip_address"], "ip_address"]
 
@@ -53,7 +53,7 @@ def lockout_response(request: HttpRequest, original_response=None, credentials: 
 class ApertureAxesHandler(AxesDatabaseHandler):
     """Axes' database handler (counts shared by every web process) with a separate per-address limit."""
 
-    def get_failures(self, request, credentials: dict | None = None) -> int:
+    def get_failures(self, request: HttpRequest, credentials: dict | None = None) -> int:
         pair_attempts, address_attempts = self.get_user_attempts(request, credentials)
         pair = pair_attempts.aggregate(n=Sum("failures_since_start"))["n"] or 0
         address = address_attempts.aggregate(n=Sum("failures_since_start"))["n"] or 0

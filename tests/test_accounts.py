@@ -51,6 +51,16 @@ class TestLoginThrottle:
         colleague, response = sign_in("colleague", PASSWORD, REMOTE_ADDR=ATTACKER)
         assert response.status_code == 302 and signed_in(colleague)
 
+    def test_hammering_a_locked_form_writes_nothing(self, admin_user):
+        from axes.models import AccessAttempt
+
+        for _ in range(5):
+            sign_in("chief", "guess", REMOTE_ADDR=ATTACKER)
+        recorded = list(AccessAttempt.objects.values_list("failures_since_start", "attempt_time"))
+        for _ in range(20):
+            assert sign_in("chief", "guess", REMOTE_ADDR=ATTACKER)[1].status_code == 429
+        assert list(AccessAttempt.objects.values_list("failures_since_start", "attempt_time")) == recorded
+
     def test_an_address_that_sprays_many_names_is_locked(self, settings, admin_user):
         settings.APERTURE_LOGIN_MAX_FAILURES_PER_ADDRESS = 6
         for n in range(6):
