@@ -8,7 +8,8 @@ X-Forwarded-For only from `APERTURE_TRUSTED_PROXIES`), so a client cannot pick t
 Axes compares one number with one limit (`AXES_FAILURE_LIMIT`, our APERTURE_LOGIN_MAX_FAILURES), while an address
 shared by many people (a hospital's NAT) deserves a higher limit of its own (APERTURE_LOGIN_MAX_FAILURES_PER_ADDRESS).
 `ApertureAxesHandler.get_failures` folds the two counts into the one number axes compares. A locked-out attempt
-gets the page `registration/locked_out.html` with status 429 (the admin's login too); passwords are never checked while locked.
+gets the page `registration/locked_out.html` with status 429 (the admin's login too); passwords are never checked
+while locked, and attempts while locked are not written (AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False).
 """
 from __future__ import annotations
 

@@ -112,7 +112,8 @@ class StorageCollector:
         for row in live.values("datastore_id", "storage_tier").annotate(n=Count("id")).order_by():
             image_sets.add_metric([row["datastore_id"], row["storage_tier"]], row["n"])
         frames = ImageFrame.objects.filter(image_set__in=live)
-        for row in frames.values("image_set__datastore_id", "image_set__storage_tier").annotate(b=Sum("size")).order_by():
+        per_tier = frames.values("image_set__datastore_id", "image_set__storage_tier").annotate(b=Sum("size"))
+        for row in per_tier.order_by():
             stored.add_metric([row["image_set__datastore_id"], row["image_set__storage_tier"]], row["b"] or 0)
         yield image_sets
         yield stored

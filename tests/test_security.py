@@ -154,7 +154,8 @@ def test_login_is_throttled_after_repeated_failures(settings, viewer_data):
     assert other.post("/accounts/login/", {"username": "outsider", "password": "correct horse battery"}).status_code == 302
     # The lock is on the name from that address only (tests/test_accounts.py has the rest).
     owner = Client(REMOTE_ADDR="10.9.9.10")
-    assert owner.post("/accounts/login/", {"username": "clinician", "password": "correct horse battery"}).status_code == 302
+    correct = {"username": "clinician", "password": "correct horse battery"}
+    assert owner.post("/accounts/login/", correct).status_code == 302
 
 
 def test_sessions_expire_when_idle_and_cookies_are_http_only(settings):
@@ -171,7 +172,8 @@ def test_metrics_need_the_token(settings, admin_client, viewer_data):
     body = Client().get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret-metrics").content.decode()
     samples = {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
                for family in text_string_to_metric_families(body) for sample in family.samples}
-    refused = (("datastore_id", ""), ("datastore_type", "DICOM"), ("operation", "ListDatastores"), ("status_code", "403"))
+    refused = (("datastore_id", ""), ("datastore_type", "DICOM"), ("operation", "ListDatastores"),
+               ("status_code", "403"))
     assert samples[("aperture_imaging_call_count_total", refused)] >= 1
     tier = (("datastore_id", viewer_data.datastore.id), ("storage_tier", "FREQUENT_ACCESS"))
     assert samples[("aperture_imaging_image_sets", tier)] == 2
