@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "channels",
     "imaging",
     "viewer",
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -64,6 +65,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # last, as django-axes asks: it turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -234,9 +237,26 @@ APERTURE_WS_RECHECK_SECONDS = env_int("APERTURE_WS_RECHECK_SECONDS", 60, minimum
 APERTURE_SHARE_LINK_MAX_DAYS = env_int("APERTURE_SHARE_LINK_MAX_DAYS", 30, minimum=1)
 SESSION_COOKIE_AGE = env_int("APERTURE_SESSION_IDLE_SECONDS", 30 * 60, minimum=60)
 SESSION_SAVE_EVERY_REQUEST = True  # the age above is an idle timeout: every request extends the session
+APERTURE_AUDIT_RETENTION_DAYS = env_int("APERTURE_AUDIT_RETENTION_DAYS", 2555, minimum=1)
+# Refused API calls without valid credentials: rows written per client address per minute (the rest are counted in
+# /metrics only), and in all per minute, so that anonymous traffic cannot grow the audit table without bound.
+APERTURE_AUDIT_ANONYMOUS_PER_MINUTE = env_int("APERTURE_AUDIT_ANONYMOUS_PER_MINUTE", 10, minimum=0)
+APERTURE_AUDIT_ANONYMOUS_TOTAL_PER_MINUTE = env_int("APERTURE_AUDIT_ANONYMOUS_TOTAL_PER_MINUTE", 600, minimum=0)
+# Login throttling by django-axes (imaging/auth.py): per (username, client address), and per client address.
 APERTURE_LOGIN_MAX_FAILURES = env_int("APERTURE_LOGIN_MAX_FAILURES", 5, minimum=1)
+APERTURE_LOGIN_MAX_FAILURES_PER_ADDRESS = env_int("APERTURE_LOGIN_MAX_FAILURES_PER_ADDRESS", 20, minimum=1)
 APERTURE_LOGIN_LOCK_SECONDS = env_int("APERTURE_LOGIN_LOCK_SECONDS", 15 * 60, minimum=1)
-AUTHENTICATION_BACKENDS = ["imaging.auth.ThrottledModelBackend"]
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_HANDLER = "imaging.auth.ApertureAxesHandler"
+AXES_FAILURE_LIMIT = "imaging.auth.failure_limit"  # read from the APERTURE_ settings above at each login
+AXES_COOLOFF_TIME = "imaging.auth.cool_off"
+AXES_LOCKOUT_PARAMETERS = "imaging.auth.lockout_parameters"
+AXES_CLIENT_IP_CALLABLE = "imaging.auth.client_address"
+AXES_LOCKOUT_CALLABLE = "imaging.auth.lockout_response"
+AXES_RESET_ON_SUCCESS = False  # a success would also clear the address's count: one own account would reset it
+# Attempts while locked are refused without being written: hammering a locked form adds no rows.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_VERBOSE = False
 APERTURE_THROTTLING_ENABLED = env_bool("APERTURE_THROTTLING_ENABLED", False)
 # Concurrent UpdateImageSetMetadata / CopyImageSet / DeleteImageSet per data store (SPEC 3.5).
 APERTURE_MAX_CONCURRENT_WRITES = env_int("APERTURE_MAX_CONCURRENT_WRITES", 100, minimum=1)

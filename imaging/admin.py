@@ -42,6 +42,7 @@ from imaging.services.sharing import share_link_create, share_link_revoke, share
 from imaging.storage import blob_store
 from imaging.services.accesskeys import accesskey_create, accesskey_deactivate
 from imaging.services.datastores import datastore_create, datastore_delete
+from imaging.services.users import user_audit_event_count, user_deactivate
 from imaging.services.imports import import_job_start_local, manifest_summary
 
 
@@ -428,6 +429,24 @@ class ApertureUserAdmin(UserAdmin):
 
     inlines = [DatastoreGrantInline]
     list_display = ["username", "is_superuser", "is_staff", "is_active", "last_login"]
+    actions = ["deactivate_users"]
+
+    @admin.action(description="Deactivate selected users (keeps them and their audit history)")
+    def deactivate_users(self, request, queryset) -> None:
+        changed = sum(user_deactivate(user=user) for user in queryset)
+        messages.success(request, f"Deactivated {changed} user(s): they can no longer sign in or use their access "
+                                  "keys. Their audit history is unchanged.")
+
+    def delete_view(self, request, object_id, extra_context=None):
+        user = self.get_object(request, object_id)
+        if request.method == "GET" and user is not None:
+            events = user_audit_event_count(user=user)
+            if events:
+                messages.warning(request, f"“{user.get_username()}” has {events} audit event(s). They stay in the "
+                                          "audit trail under this username either way. Deactivating (the action on "
+                                          "the user list, or unticking Active) keeps the account on record and "
+                                          "refuses sign-in and API access just the same.")
+        return super().delete_view(request, object_id, extra_context)
 
 
 class AccessKeyCreateForm(forms.ModelForm):

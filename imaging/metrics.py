@@ -1,74 +1,129 @@
-"""Prometheus metrics at /metrics (SPEC 13.2): call counts, durations and errors counted in this process, and
-storage gauges read from the database at scrape time. Protected by APERTURE_METRICS_TOKEN (a bearer token)."""
+"""Prometheus metrics at /metrics (SPEC 13.2), written by prometheus_client and protected by APERTURE_METRICS_TOKEN
+(a bearer token).
+
+Call counts, errors and durations are counted in this process; the storage gauges are read from the database at
+scrape time by a collector. Everything lives in a private registry (not prometheus_client's global one), so tests
+and other apps in the process never collide with it.
+
+No label value comes from a client as sent. `datastore_id` is a data store that exists (the set of ids is cached
+for a few seconds and dropped whenever this process saves or deletes one) or "unknown"; operations, status codes
+and error types come from our own routing and error tables. So the number of series does not grow with what
+unauthenticated clients put in paths, and the library does all escaping.
+
+Several web processes: each keeps its own counters, so a scrape sees one process's. prometheus_client's
+multiprocess mode would fix that: PROMETHEUS_MULTIPROC_DIR set (to an emptied directory) before any process
+imports this module, the view collecting through `multiprocess.MultiProcessCollector` into a fresh registry per
+scrape, `multiprocess.mark_process_dead(pid)` when a worker exits, and the storage collector registered on that
+scrape registry as well (it reads the database, so it is the same from every process). Not built yet: the server
+runs as one ASGI process today.
+"""
 from __future__ import annotations
 
 import hmac
 import threading
-from collections import Counter
 
+from cachetools import TTLCache
 from django.conf import settings
 from django.db.models import Count, Sum
+from django.db.models.signals import post_delete, post_save
 from django.http import HttpRequest, HttpResponse
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-_lock = threading.Lock()
-_calls: Counter = Counter()
-_errors: Counter = Counter()
-_duration_buckets: Counter = Counter()
-_duration_sum: Counter = Counter()
-_duration_count: Counter = Counter()
+UNKNOWN_DATASTORE = "unknown"
+KNOWN_IDS_SECONDS = 10
+# The classic text format; every name here is a legacy-valid Prometheus name, so 0.0.4 and 1.0.0 read the same.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+disable_created_metrics()  # no `_created` twin of every counter series: it doubles the output for nothing here
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+CALLS = Counter("aperture_imaging_call_count", "API and DICOMweb calls (the counterpart of CloudWatch CallCount).",
+                ["operation", "datastore_id", "datastore_type", "status_code"], registry=REGISTRY)
+ERRORS = Counter("aperture_imaging_errors", "Failed API and DICOMweb calls by error type.",
+                 ["operation", "error_type"], registry=REGISTRY)
+DURATION = Histogram("aperture_imaging_request_duration_seconds", "Time to answer API and DICOMweb calls.",
+                     ["operation"], buckets=BUCKETS, registry=REGISTRY)
+AUDIT_UNRECORDED = Counter(
+    "aperture_imaging_audit_anonymous_unrecorded",
+    "Refused calls without valid credentials counted here instead of written to the audit table "
+    "(over APERTURE_AUDIT_ANONYMOUS_PER_MINUTE for their address or APERTURE_AUDIT_ANONYMOUS_TOTAL_PER_MINUTE).",
+    registry=REGISTRY)
+
+_known_ids: TTLCache = TTLCache(maxsize=1, ttl=KNOWN_IDS_SECONDS)
+_known_ids_lock = threading.Lock()
+
+
+def _known_datastore_ids() -> frozenset[str]:
+    with _known_ids_lock:
+        ids = _known_ids.get("ids")
+    if ids is None:
+        from imaging.models import Datastore
+
+        ids = frozenset(Datastore.objects.values_list("id", flat=True))
+        with _known_ids_lock:
+            _known_ids["ids"] = ids
+    return ids
+
+
+def _forget_known_datastore_ids(**kwargs) -> None:
+    with _known_ids_lock:
+        _known_ids.clear()
+
+
+post_save.connect(_forget_known_datastore_ids, sender="imaging.Datastore", weak=False)
+post_delete.connect(_forget_known_datastore_ids, sender="imaging.Datastore", weak=False)
+
+
+def datastore_label(datastore_id: str) -> str:
+    """The label for a call naming `datastore_id`: empty for account-level calls, the id if such a data store
+    exists, else "unknown"."""
+    if not datastore_id:
+        return ""
+    return datastore_id if datastore_id in _known_datastore_ids() else UNKNOWN_DATASTORE
 
 
 def record_call(*, operation: str, datastore_id: str, status_code: int, error_type: str, seconds: float) -> None:
-    with _lock:
-        _calls[(operation, datastore_id, "DICOM", str(status_code))] += 1
-        if error_type:
-            _errors[(operation, error_type)] += 1
-        for bound in BUCKETS:
-            if seconds <= bound:
-                _duration_buckets[(operation, bound)] += 1
-        _duration_sum[operation] += seconds
-        _duration_count[operation] += 1
+    CALLS.labels(operation, datastore_label(datastore_id), "DICOM", str(status_code)).inc()
+    if error_type:
+        ERRORS.labels(operation, error_type).inc()
+    DURATION.labels(operation).observe(seconds)
 
 
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
+def record_unrecorded_refusal() -> None:
+    AUDIT_UNRECORDED.inc()
 
 
-def render_metrics() -> str:
-    from imaging.models import ImageFrame, ImageSet, ImageSetState
+class StorageCollector:
+    """Image sets and stored bytes per data store and storage tier, read from the database at each scrape."""
 
-    lines = ["# HELP aperture_imaging_call_count_total API and DICOMweb calls.",
-             "# TYPE aperture_imaging_call_count_total counter"]
-    with _lock:
-        calls, errors = dict(_calls), dict(_errors)
-        buckets, sums, counts = dict(_duration_buckets), dict(_duration_sum), dict(_duration_count)
-    for (operation, datastore, kind, status), value in sorted(calls.items()):
-        lines.append(f'aperture_imaging_call_count_total{{operation="{_label(operation)}",datastore_id="{datastore}",'
-                     f'datastore_type="{kind}",status_code="{status}"}} {value}')
-    lines += ["# TYPE aperture_imaging_errors_total counter"]
-    for (operation, error_type), value in sorted(errors.items()):
-        lines.append(f'aperture_imaging_errors_total{{operation="{_label(operation)}",error_type="{error_type}"}} {value}')
-    lines += ["# TYPE aperture_imaging_request_duration_seconds histogram"]
-    for operation in sorted(counts):
-        for bound in BUCKETS:
-            lines.append(f'aperture_imaging_request_duration_seconds_bucket{{operation="{operation}",le="{bound}"}} '
-                         f'{buckets.get((operation, bound), 0)}')
-        lines.append(f'aperture_imaging_request_duration_seconds_bucket{{operation="{operation}",le="+Inf"}} '
-                     f'{counts[operation]}')
-        lines.append(f'aperture_imaging_request_duration_seconds_sum{{operation="{operation}"}} {sums[operation]:.6f}')
-        lines.append(f'aperture_imaging_request_duration_seconds_count{{operation="{operation}"}} {counts[operation]}')
-    lines += ["# TYPE aperture_imaging_image_sets gauge"]
-    live = ImageSet.objects.exclude(state=ImageSetState.DELETED)
-    for row in live.values("datastore_id", "storage_tier").annotate(n=Count("id")).order_by():
-        lines.append(f'aperture_imaging_image_sets{{datastore_id="{row["datastore_id"]}",'
-                     f'storage_tier="{row["storage_tier"]}"}} {row["n"]}')
-    lines += ["# TYPE aperture_imaging_stored_bytes gauge"]
-    frames = ImageFrame.objects.filter(image_set__in=live)
-    for row in frames.values("image_set__datastore_id", "image_set__storage_tier").annotate(b=Sum("size")).order_by():
-        lines.append(f'aperture_imaging_stored_bytes{{datastore_id="{row["image_set__datastore_id"]}",'
-                     f'storage_tier="{row["image_set__storage_tier"]}"}} {row["b"] or 0}')
-    return "\n".join(lines) + "\n"
+    def describe(self) -> list:
+        return []  # nothing to check at registration, and no database query at import time
+
+    def collect(self):
+        from imaging.models import ImageFrame, ImageSet, ImageSetState
+
+        image_sets = GaugeMetricFamily("aperture_imaging_image_sets", "Image sets not deleted.",
+                                       labels=["datastore_id", "storage_tier"])
+        stored = GaugeMetricFamily("aperture_imaging_stored_bytes", "Bytes of image frames in image sets not deleted.",
+                                   labels=["datastore_id", "storage_tier"])
+        live = ImageSet.objects.exclude(state=ImageSetState.DELETED)
+        for row in live.values("datastore_id", "storage_tier").annotate(n=Count("id")).order_by():
+            image_sets.add_metric([row["datastore_id"], row["storage_tier"]], row["n"])
+        frames = ImageFrame.objects.filter(image_set__in=live)
+        per_tier = frames.values("image_set__datastore_id", "image_set__storage_tier").annotate(b=Sum("size"))
+        for row in per_tier.order_by():
+            stored.add_metric([row["image_set__datastore_id"], row["image_set__storage_tier"]], row["b"] or 0)
+        yield image_sets
+        yield stored
+
+
+REGISTRY.register(StorageCollector())
+
+
+def render_metrics() -> bytes:
+    return generate_latest(REGISTRY)
 
 
 def metrics_view(request: HttpRequest) -> HttpResponse:
@@ -77,4 +132,4 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
     if not token or not hmac.compare_digest(supplied.encode(), token.encode()):
         return HttpResponse("metrics need the bearer token set in APERTURE_METRICS_TOKEN\n", status=403,
                             content_type="text/plain")
-    return HttpResponse(render_metrics(), content_type="text/plain; version=0.0.4")
+    return HttpResponse(render_metrics(), content_type=CONTENT_TYPE)

@@ -349,7 +349,12 @@ class AppendOnlyError(Exception):
 
 class AuditEvent(models.Model):
     """One access to the store or to patient data (SPEC 13.1). Append-only: the model refuses updates and
-    deletes, and database triggers (migration 0007) refuse them too."""
+    deletes, and database triggers refuse them too (migrations 0008 and 0009); rows older than the retention are
+    removed only by `manage.py audit_prune`.
+
+    The row names its user as text (username, principal_arn); `user` is a reference without a database constraint
+    that Django never follows on delete, so deleting a user leaves the trail as it was instead of trying to
+    rewrite it (a SET_NULL would be an UPDATE, which the triggers refuse)."""
 
     event_id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     event_time = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -359,7 +364,8 @@ class AuditEvent(models.Model):
     event_type = models.CharField(max_length=32, default="AwsApiCall")
     event_category = models.CharField(max_length=16, default="Management")
     read_only = models.BooleanField(default=True)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.DO_NOTHING,
+                             db_constraint=False, related_name="+")
     username = models.CharField(max_length=150, blank=True, db_index=True)
     principal_arn = models.CharField(max_length=256, blank=True)
     access_key_id = models.CharField(max_length=20, blank=True)
@@ -407,11 +413,3 @@ class ShareLink(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-
-
-class LoginFailure(models.Model):
-    """Recent failed logins, for throttling; old rows are pruned as new ones arrive."""
-
-    username = models.CharField(max_length=150, db_index=True)
-    source_ip = models.GenericIPAddressField(null=True)
-    at = models.DateTimeField(auto_now_add=True, db_index=True)

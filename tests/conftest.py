@@ -83,6 +83,30 @@ def active_datastore(mi):
     return datastore_id
 
 
+def _flush_through_the_prune_window() -> None:
+    """SQLite empties tables between transactional tests with DELETE (PostgreSQL uses TRUNCATE, which row triggers
+    do not see), and the audit table's trigger refuses that DELETE as it should. The flush opens the same prune
+    window `manage.py audit_prune` uses, for all time, inside its own transaction."""
+    from django.db.backends.sqlite3.base import DatabaseOperations  # (via base: operations alone is circular)
+
+    plain_flush = DatabaseOperations.sql_flush
+
+    def sql_flush(self, style, tables, **kwargs):
+        statements = plain_flush(self, style, tables, **kwargs)
+        if "imaging_auditevent" not in tables:
+            return statements
+        from imaging.services.audit_retention import PRUNE_WINDOW_TABLE
+
+        return [f"INSERT INTO {PRUNE_WINDOW_TABLE} (prune_before) VALUES ('9999-12-31 23:59:59')", *statements,
+                f"DELETE FROM {PRUNE_WINDOW_TABLE}"]
+
+    DatabaseOperations.sql_flush = sql_flush
+
+
+def pytest_configure(config):
+    _flush_through_the_prune_window()
+
+
 @pytest.fixture(autouse=True)
 def _eager_tasks_in_process(settings):
     """In-process (non-live) tests run background tasks in the calling thread after commit."""

@@ -6,6 +6,7 @@ same JSON error envelope.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 
 from django.http import HttpRequest, HttpResponse
@@ -15,6 +16,7 @@ from imaging import errors
 from imaging.api import sigv4
 from imaging.api.dispatch import authenticate, authorize, unknown_operation
 from imaging.api.errors import domain_error_response, error_response
+from imaging.metrics import record_call
 from imaging.models import datastore_arn
 from imaging.services.accesskeys import principal_arn
 from imaging.services.audit import audit_record, client_ip
@@ -28,8 +30,11 @@ def get_instance(request: HttpRequest, datastoreId: str, study: str, series: str
     request_id = str(uuid.uuid4())
     if request.method != "GET":
         return unknown_operation(request, request_id=request_id)
+    started = time.perf_counter()
     response, key = _get_instance(request, request_id, datastoreId, study, series, sop)
     error = response.get("x-amzn-ErrorType", "") if response.status_code >= 300 else ""
+    record_call(operation="GetDICOMInstance", datastore_id=datastoreId, status_code=response.status_code,
+                error_type=error, seconds=time.perf_counter() - started)
     audit_record(event_name="GetDICOMInstance", event_type="AwsApiCall", category="Data", read_only=True,
                  user=key.user if key else None, request_id=request_id, principal_arn=principal_arn(key) if key else "",
                  access_key_id=key.access_key_id if key else "", source_ip=client_ip(request.META),

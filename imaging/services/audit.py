@@ -4,12 +4,16 @@ HIDDEN_DUE_TO_SECURITY_REASONS. The patient and study the event concerns are kep
 admins can search the trail by them."""
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
-from typing import Any, Iterable
+import threading
+import time
+from typing import Any, Callable, Iterable
 
 from django.conf import settings
 
+from imaging.metrics import record_unrecorded_refusal
 from imaging.models import AuditEvent, ImageSet
 
 logger = logging.getLogger(__name__)
@@ -34,11 +38,62 @@ def redact(value: Any) -> Any:
 
 
 def client_ip(meta: dict[str, Any]) -> str | None:
+    """The client's address: REMOTE_ADDR, or, when that is a trusted proxy, the nearest X-Forwarded-For hop that
+    is not one. Proxies append the address they saw, so the left of the header is whatever the client wrote: it is
+    read from the right, and a hop that is not an IP address ends the walk (login throttling counts failures
+    under this address, so a client must not be able to choose it)."""
     remote = meta.get("REMOTE_ADDR") or None
-    forwarded = meta.get("HTTP_X_FORWARDED_FOR")
-    if forwarded and remote in settings.APERTURE_TRUSTED_PROXIES:
-        return forwarded.split(",")[0].strip() or remote
-    return remote
+    trusted = set(settings.APERTURE_TRUSTED_PROXIES)
+    address = remote
+    if remote in trusted:
+        for hop in reversed((meta.get("HTTP_X_FORWARDED_FOR") or "").split(",")):
+            hop = hop.strip()
+            try:
+                ipaddress.ip_address(hop)
+            except ValueError:
+                break
+            address = hop
+            if hop not in trusted:
+                break
+    return address
+
+
+class AnonymousAuditBudget:
+    """How many refused calls without valid credentials may still be written this minute: at most `per_address`
+    for one client address and `total` for all of them. The rest are counted in /metrics only
+    (aperture_imaging_audit_anonymous_unrecorded), so a flood of anonymous requests adds a bounded number of rows.
+
+    Counts live in this process and restart each minute; with several web processes each has its own budget, so
+    the bound is the number of processes times these figures. Memory is bounded by `total` addresses."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._minute = -1
+        self._per_address: dict[str | None, int] = {}
+        self._total = 0
+
+    def admit(self, address: str | None, *, per_address: int, total: int) -> bool:
+        with self._lock:
+            minute = int(self._clock() // 60)
+            if minute != self._minute:
+                self._minute, self._per_address, self._total = minute, {}, 0
+            used = self._per_address.get(address, 0)
+            if self._total >= total or used >= per_address:
+                return False
+            self._per_address[address] = used + 1
+            self._total += 1
+            return True
+
+
+_anonymous_budget = AnonymousAuditBudget()
+
+
+def _is_anonymous_refusal(*, user, principal_arn: str, status_code: int, event_type: str) -> bool:
+    """An API or DICOMweb call refused before any credentials were accepted (no key, a forged or expired
+    signature): anybody can send these, as many as they like."""
+    return (event_type == "AwsApiCall" and status_code >= 400 and not principal_arn
+            and not getattr(user, "is_authenticated", False))
 
 
 def _subject(datastore_id: str, image_set_id: str) -> tuple[str, str]:
@@ -55,10 +110,16 @@ def audit_record(*, event_name: str, user=None, request_id: str = "", principal_
                  parameters: dict[str, Any] | None = None, response: Any = None, status_code: int = 200,
                  error_code: str = "", error_message: str = "", event_type: str = "AwsApiCall",
                  category: str | None = None, read_only: bool | None = None) -> None:
-    """Append one event; a failure to audit is logged and never breaks the call being audited."""
+    """Append one event; a failure to audit is logged and never breaks the call being audited. Anonymous refusals
+    are written within `AnonymousAuditBudget` and counted beyond it."""
     if category is None:
         category = "Data" if event_name in DATA_EVENTS or event_type != "AwsApiCall" else "Management"
     if category == "Data" and event_type == "AwsApiCall" and not settings.APERTURE_AUDIT_DATA_EVENTS:
+        return
+    if _is_anonymous_refusal(user=user, principal_arn=principal_arn, status_code=status_code, event_type=event_type) \
+            and not _anonymous_budget.admit(source_ip, per_address=settings.APERTURE_AUDIT_ANONYMOUS_PER_MINUTE,
+                                            total=settings.APERTURE_AUDIT_ANONYMOUS_TOTAL_PER_MINUTE):
+        record_unrecorded_refusal()
         return
     if not (patient_id or study_uid):
         patient_id, study_uid = _subject(datastore_id, image_set_id)
@@ -69,8 +130,9 @@ def audit_record(*, event_name: str, user=None, request_id: str = "", principal_
             request_id=request_id, event_name=event_name, event_type=event_type, event_category=category,
             read_only=read_only, user=user if getattr(user, "is_authenticated", False) else None,
             username=getattr(user, "username", "") or "", principal_arn=principal_arn, access_key_id=access_key_id,
-            source_ip=source_ip, user_agent=user_agent[:256], datastore_id=datastore_id or "",
-            image_set_id=image_set_id or "", patient_id=(patient_id or "")[:64], study_instance_uid=(study_uid or "")[:64],
+            source_ip=source_ip, user_agent=user_agent[:256], datastore_id=(datastore_id or "")[:32],
+            image_set_id=(image_set_id or "")[:32], patient_id=(patient_id or "")[:64],
+            study_instance_uid=(study_uid or "")[:64],
             request_parameters=redact(parameters or {}),
             response_elements=redact(response) if response is not None and not read_only else None,
             status_code=status_code, error_code=error_code, error_message=error_message[:2048],
