@@ -15,6 +15,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Iterator
 
 from imaging.pipeline.sources import S3Settings, SourceObject
+from imaging.dicom.reader import DEFAULT_LIMITS, DecodeLimits
 from imaging.pipeline.transcode import FileResult, FrameSink, process_source
 
 _pool: ProcessPoolExecutor | None = None
@@ -69,19 +70,19 @@ def _reset() -> None:
 
 
 def process_batch(items: list[tuple[str, str]], s3: S3Settings, storage_format: str,
-                  sink: FrameSink | None) -> list[FileResult]:
-    return [process_source(uri, name, s3, storage_format, sink) for uri, name in items]
+                  sink: FrameSink | None, limits: DecodeLimits = DEFAULT_LIMITS) -> list[FileResult]:
+    return [process_source(uri, name, s3, storage_format, sink, limits) for uri, name in items]
 
 
 def process_all(
     objects: list[SourceObject], *, s3: S3Settings, storage_format: str, concurrency: int, sink: FrameSink | None = None,
-    worker: Callable[..., list[FileResult]] = process_batch,
+    worker: Callable[..., list[FileResult]] = process_batch, limits: DecodeLimits = DEFAULT_LIMITS,
 ) -> Iterator[FileResult]:
     """Results as they complete, batch by batch; at most 2 x concurrency batches are in flight, so memory stays
     bounded. `worker` is replaceable for tests (a module-level function taking process_batch's arguments)."""
     if concurrency <= 0:
         for item in objects:
-            yield process_source(item.uri, item.display_name, s3, storage_format, sink)
+            yield process_source(item.uri, item.display_name, s3, storage_format, sink, limits)
         return
     pending: dict[Future, list[SourceObject]] = {}
     queue = list(reversed(objects))
@@ -103,7 +104,7 @@ def process_all(
                     size = max(1, min(MAX_BATCH, len(queue) // (4 * concurrency)))
                 batch = [queue.pop() for _ in range(min(size, len(queue)))]
                 arguments = [(item.uri, item.display_name) for item in batch]
-                pending[executor.submit(worker, arguments, s3, storage_format, sink)] = batch
+                pending[executor.submit(worker, arguments, s3, storage_format, sink, limits=limits)] = batch
             if not pending:
                 return
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
