@@ -37,9 +37,9 @@ def bomb_header(*, rows: int = 0, columns: int = 0, bits: int = 8) -> Dataset:
     return ds
 
 
-def deflated_bomb(header: Dataset, zero_elements: list[tuple[int, str, int]]) -> bytes:
+def deflated_bomb(header: Dataset, zero_elements: list[tuple[int, str, int]], trailing: bytes = b"") -> bytes:
     """A P10 file whose deflated body is `header` followed by elements of zeros: (tag, VR, length) each, in
-    ascending tag order after the header's. Each MiB of zeros is one independently compressed block (a full
+    ascending tag order after the header's, then `trailing` bytes as they are. Each MiB of zeros is one independently compressed block (a full
     flush resets the compressor), so the same compressed block is repeated instead of compressing it again."""
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = header.SOPClassUID
@@ -64,6 +64,7 @@ def deflated_bomb(header: Dataset, zero_elements: list[tuple[int, str, int]]) ->
             out.write(zero_block)
         out.write(compressor.compress(bytes(rest)))
         out.write(compressor.flush(zlib.Z_FULL_FLUSH))
+    out.write(compressor.compress(trailing))
     out.write(compressor.flush())
     return out.getvalue()
 
