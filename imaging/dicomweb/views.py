@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import logging
 import uuid
+from typing import AsyncIterator, Iterator
 
-from django.http import HttpRequest, HttpResponse
+from asgiref.sync import sync_to_async
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from imaging import errors
@@ -46,7 +48,7 @@ def _get_instance(request: HttpRequest, request_id: str, datastoreId: str, study
     try:
         key = authenticate(request, body=request.body, operation_name=None, labels={}, allow_unsigned_payload=True)
         authorize(key, operation_name="GetDICOMInstance", resources=[datastore_arn(datastoreId)])
-        body, syntax = instance_p10(
+        streamed, syntax = instance_p10(
             datastore_id=datastoreId, study_uid=study, series_uid=series, sop_uid=sop,
             image_set_id=request.GET.get("imageSetId"), accept=request.headers.get("Accept"),
         )
@@ -57,6 +59,25 @@ def _get_instance(request: HttpRequest, request_id: str, datastoreId: str, study
     except Exception:
         logger.exception("GetDICOMInstance failed (request %s)", request_id)
         return error_response("InternalServerException", 500, "Internal server error", request_id), key
-    response = HttpResponse(body, content_type=f"application/dicom; transfer-syntax={syntax}")
+    response = StreamingHttpResponse(_sent_from_threads(streamed.parts, request_id),
+                                     content_type=f"application/dicom; transfer-syntax={syntax}")
+    response["Content-Length"] = str(streamed.length)
     response["x-amzn-RequestId"] = request_id
     return response, key
+
+
+async def _sent_from_threads(parts: Iterator[bytes], request_id: str) -> AsyncIterator[bytes]:
+    """The pieces of a file, each produced in a worker thread (blob reads and frame decodes block) and sent before
+    the next is made. An async iterator: Django would otherwise collect a synchronous one into a list before
+    sending anything. A failure once the status line is out can only cut the response short (Content-Length
+    tells the client), so it is logged here."""
+    finished = object()
+    while True:
+        try:
+            part = await sync_to_async(next, thread_sensitive=False)(parts, finished)
+        except Exception:
+            logger.exception("GetDICOMInstance failed while streaming (request %s)", request_id)
+            raise
+        if part is finished:
+            return
+        yield part
