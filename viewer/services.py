@@ -201,12 +201,15 @@ def series_thumbnail(*, view: ImageSetView, series_uid: str) -> bytes:
     return body
 
 
-def prefetch(*, view: ImageSetView, indices: list[int], series_uid: str | None = None) -> None:
+def prefetch(*, view: ImageSetView, indices: list[int], series_uid: str | None = None,
+             max_size: tuple[int, int] | None = None) -> None:
+    """Decode neighbouring frames ahead, at the resolution a render for `max_size` will ask for."""
     frames = view.frames(series_uid)
     for index in indices:
         if 0 <= index < len(frames):
             instance, _, frame_id = frames[index]
+            module = PixelModule.from_dicom(instance.dicom, instance.stored_transfer_syntax)
             try:
-                decoded_frame(view, instance, frame_id, 0)
+                decoded_frame(view, instance, frame_id, skip_levels_for(module, max_size))
             except Exception:  # prefetching is best effort; a real request reports the problem
                 return
