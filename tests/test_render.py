@@ -200,3 +200,65 @@ def test_a_large_frame_on_a_small_canvas_renders_from_the_level_that_fits_and_lo
     full = np.asarray(Image.fromarray(decode_frame(codestream, module)).resize((1024, 1024), Image.Resampling.BOX))
     difference = np.abs(reduced.astype(np.int32) - full.astype(np.int32))
     assert difference.mean() < 2.0 and difference.max() <= 12, (difference.mean(), difference.max())
+
+
+@pytest.mark.parametrize("shape, rgb", [((301, 203), False), ((2048, 1536), False), ((500, 700, 3), True)])
+def test_a_reduced_level_is_read_from_the_front_of_the_blob_alone(tmp_path, shape, rgb):
+    """Only the tile-parts of the kept resolutions are read (a prefix whose length the TLM marker gives), and
+    they decode to what the whole codestream decodes to at that level."""
+    from imaging.codecs import htj2k
+    from imaging.dicom import uids
+    from imaging.storage.filesystem import FilesystemBlobStore
+    from viewer.render import stored_codestream
+
+    frame = np.random.default_rng(4).integers(0, 200, shape).astype(np.uint8)
+    codestream = htj2k.encode_lossless(frame, rgb=rgb)
+    reads: list[tuple[int, int]] = []
+
+    class CountingStore(FilesystemBlobStore):
+        def get(self, key):
+            reads.append((0, -1))
+            return super().get(key)
+
+        def get_range(self, key, start, length):
+            reads.append((start, length))
+            return super().get_range(key, start, length)
+
+    store = CountingStore(tmp_path)
+    store.put("frame", codestream)
+    module = PixelModule(rows=shape[0], columns=shape[1], samples_per_pixel=3 if rgb else 1, bits_allocated=8,
+                         bits_stored=8, signed=False, photometric="RGB" if rgb else "MONOCHROME2",
+                         stored_transfer_syntax=uids.HTJ2K_LOSSLESS_RPCL)
+    for skip in range(1, htj2k.codestream_levels(codestream) + 1):
+        reads.clear()
+        prefix = stored_codestream(store, "frame", module, skip)
+        assert len(prefix) < len(codestream) and all(length >= 0 for _, length in reads)  # never the whole blob
+        assert np.array_equal(decode_frame(prefix, module, skip_levels=skip),
+                              decode_frame(codestream, module, skip_levels=skip))
+    assert stored_codestream(store, "frame", module, 0) == codestream
+    assert stored_codestream(store, "missing", module, 1) is None
+
+
+def test_blob_stores_read_part_of_an_object(tmp_path):
+    from imaging.storage.filesystem import FilesystemBlobStore
+    from imaging.storage.memory import MemoryBlobStore
+
+    for store in (FilesystemBlobStore(tmp_path), MemoryBlobStore()):
+        store.put("a/b", b"0123456789")
+        assert store.get_range("a/b", 0, 4) == b"0123"
+        assert store.get_range("a/b", 8, 10) == b"89"
+        assert store.get_range("a/b", 20, 4) == b""
+        assert store.get_range("a/missing", 0, 4) is None
+
+
+@pytest.mark.live
+def test_the_s3_blob_store_reads_part_of_an_object(s3):
+    from imaging.storage.s3 import S3BlobStore
+
+    s3.create_bucket(Bucket="ranges")
+    store = S3BlobStore(client=s3, bucket="ranges", prefix="p/")
+    store.put("a/b", b"0123456789")
+    assert store.get_range("a/b", 0, 4) == b"0123"
+    assert store.get_range("a/b", 8, 10) == b"89"
+    assert store.get_range("a/b", 20, 4) == b""
+    assert store.get_range("a/missing", 0, 4) is None

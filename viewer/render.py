@@ -28,6 +28,7 @@ from imaging.dicom import uids
 from pydicom.dataset import FileMetaDataset
 
 from imaging.dicom.rebuild import dict_to_dataset
+from imaging.storage.base import BlobStore
 
 # What the stored frames hold once decoded (the codec already undid the colour transform).
 DECODED_PHOTOMETRIC = {"YBR_FULL_422": "YBR_FULL", "YBR_RCT": "RGB", "YBR_ICT": "RGB", "YBR_PARTIAL_420": "RGB"}
@@ -277,6 +278,27 @@ def skip_levels_for(module: PixelModule, max_size: tuple[int, int] | None) -> in
         return 0
     levels = htj2k.decomposition_levels(module.columns, module.rows) or 1
     return max(0, min(int(math.log2(ratio)), levels))
+
+
+# The front of a codestream read first to find its tile-parts: the main header with its TLM marker fits easily.
+CODESTREAM_HEAD_BYTES = 64 * 1024
+
+
+def stored_codestream(store: BlobStore, blob_key: str, module: PixelModule, skip_levels: int) -> bytes | None:
+    """The frame's stored bytes, or for a reduced resolution of one of our HTJ2K codestreams only the tile-parts
+    that hold it (one per resolution, lengths in the TLM marker: SPEC 6.1), so that a 32768x32768 frame drawn at
+    1024x1024 reads a few hundred KB, not the whole blob. None when the blob is missing."""
+    if (not skip_levels or module.stored_transfer_syntax != uids.HTJ2K_LOSSLESS_RPCL
+            or not openjpeg_check.available()):
+        return store.get(blob_key)
+    head = store.get_range(blob_key, 0, CODESTREAM_HEAD_BYTES)
+    if head is None:
+        return None
+    length = htj2k.reduced_prefix_length(head, skip_levels)
+    if length is None:
+        return store.get(blob_key)
+    prefix = head[:length] if length <= len(head) else store.get_range(blob_key, 0, length)
+    return None if prefix is None else htj2k.reduced_codestream(prefix)
 
 
 class DecodedFrameCache:

@@ -26,6 +26,7 @@ from viewer.render import (
     decode_frame,
     encode_image,
     skip_levels_for,
+    stored_codestream,
 )
 
 STUDY_SORTS = {"date": ("-study_date", "-id"), "-date": ("study_date", "id"), "name": ("patient_name", "id"),
@@ -141,10 +142,10 @@ def decoded_frame(view: ImageSetView, instance: InstanceView, frame_id: str, ski
     if cached is not None:
         return cached
     row = ImageFrame.objects.filter(image_set_id=view.image_set_id, frame_id=frame_id).first()
-    data = blob_store().get(row.blob_key) if row else None
+    module = PixelModule.from_dicom(instance.dicom, instance.stored_transfer_syntax)
+    data = stored_codestream(blob_store(), row.blob_key, module, skip) if row else None
     if data is None:
         raise NotFound("No such frame")
-    module = PixelModule.from_dicom(instance.dicom, instance.stored_transfer_syntax)
     frame = decode_frame(data, module, skip_levels=skip)
     _decoded.put((frame_id, skip), frame)
     return frame
