@@ -5,6 +5,7 @@ constant while it reads a bomb."""
 from __future__ import annotations
 
 import glob
+import json
 import io
 import struct
 import warnings
@@ -149,3 +150,36 @@ def test_worker_memory_stays_within_the_limit_plus_a_constant(tmp_path):
     assert growth["one-huge-element.dcm"] < constant, growth
     assert growth["huge-frame.dcm"] < constant, growth
     print("peak worker RSS growth (MiB):", {name: round(size / MIB, 1) for name, size in growth.items()})
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_import_job_fails_the_bomb_alone_with_the_configured_limits(settings, tmp_path):
+    """The settings reach the workers: a local import job with lowered limits lists each bomb in its failure
+    manifest with the reason naming the limit, and imports the good file beside them."""
+    from imaging.models import Datastore
+    from imaging.services.datastores import datastore_create
+    from imaging.services.imports import import_job_start_local
+
+    settings.APERTURE_BLOB_STORE = f"file://{tmp_path / 'blobs'}"
+    settings.DATA_DIR = tmp_path
+    settings.APERTURE_IMPORT_CONCURRENCY = 1
+    settings.APERTURE_IMPORT_MAX_DECODED_BYTES = 8 * MIB
+    settings.APERTURE_MAX_FRAME_PIXELS = 1000
+    datastore = Datastore.objects.get(pk=datastore_create(client_token=generate_uid()[-20:], name="bombs")["datastoreId"])
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "inflates.dcm").write_bytes(private_ob_bomb(64 * MIB, elements=64))
+    (folder / "frame.dcm").write_bytes(ct_bytes(study_uid=generate_uid(), series_uid=generate_uid(), rows=64,
+                                                columns=64))
+    (folder / "fine.dcm").write_bytes(ct_bytes(study_uid=generate_uid(), series_uid=generate_uid(), rows=16,
+                                               columns=16))
+    job = import_job_start_local(datastore_id=datastore.id, paths=[str(folder)])
+    job.refresh_from_db()
+    assert job.status == "COMPLETED" and (job.imported_files, job.failed_files) == (1, 2)
+    out = tmp_path / "imports" / f"{datastore.id}-DicomImport-{job.id}"
+    failures = {Path(line["inputFile"]).name: line["exception"]
+                for line in map(json.loads, (out / "FAILURE" / "failure.ndjson").read_text().splitlines())}
+    assert failures["inflates.dcm"] == {"exceptionType": "ValidationException", "message":
+                                        f"The deflated data set inflates to more than {DECODED_LIMIT_NAME} "
+                                        f"({8 * MIB} bytes)"}
+    assert failures["frame.dcm"]["message"] == f"A frame of 64x64 pixels is more than {PIXEL_LIMIT_NAME} (1000)"
