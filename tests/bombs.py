@@ -39,8 +39,9 @@ def bomb_header(*, rows: int = 0, columns: int = 0, bits: int = 8) -> Dataset:
 
 def deflated_bomb(header: Dataset, zero_elements: list[tuple[int, str, int]], trailing: bytes = b"") -> bytes:
     """A P10 file whose deflated body is `header` followed by elements of zeros: (tag, VR, length) each, in
-    ascending tag order after the header's, then `trailing` bytes as they are. Each MiB of zeros is one independently compressed block (a full
-    flush resets the compressor), so the same compressed block is repeated instead of compressing it again."""
+    ascending tag order after the header's, then `trailing` bytes as they are. Each MiB of zeros is one
+    independently compressed block (a full flush resets the compressor), so the same compressed block is repeated
+    instead of compressing it again."""
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = header.SOPClassUID
     meta.MediaStorageSOPInstanceUID = header.SOPInstanceUID

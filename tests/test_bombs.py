@@ -12,6 +12,7 @@ import warnings
 from pathlib import Path
 
 import pydicom
+import pydicom.encaps
 import pytest
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 
@@ -165,7 +166,8 @@ def test_an_import_job_fails_the_bomb_alone_with_the_configured_limits(settings,
     settings.APERTURE_IMPORT_CONCURRENCY = 1
     settings.APERTURE_IMPORT_MAX_DECODED_BYTES = 8 * MIB
     settings.APERTURE_MAX_FRAME_PIXELS = 1000
-    datastore = Datastore.objects.get(pk=datastore_create(client_token=generate_uid()[-20:], name="bombs")["datastoreId"])
+    created = datastore_create(client_token=generate_uid()[-20:], name="bombs")
+    datastore = Datastore.objects.get(pk=created["datastoreId"])
     folder = tmp_path / "in"
     folder.mkdir()
     (folder / "inflates.dcm").write_bytes(private_ob_bomb(64 * MIB, elements=64))
@@ -183,3 +185,43 @@ def test_an_import_job_fails_the_bomb_alone_with_the_configured_limits(settings,
                                         f"The deflated data set inflates to more than {DECODED_LIMIT_NAME} "
                                         f"({8 * MIB} bytes)"}
     assert failures["frame.dcm"]["message"] == f"A frame of 64x64 pixels is more than {PIXEL_LIMIT_NAME} (1000)"
+
+
+def _frame_header_bomb(name: str) -> bytes:
+    """A shared file whose (only) frame's own header is made to declare 30000x30000 pixels; Rows and Columns
+    are left as they are."""
+    data = bytearray((DICOM_DIR / name).read_bytes())
+    sof = data.find(b"\xff\xc0")
+    if sof >= 0:  # JPEG: lines and samples per line in the SOF segment
+        data[sof + 5 : sof + 9] = struct.pack(">HH", 30000, 30000)
+        return bytes(data)
+    siz = data.find(b"\xff\x51")  # JPEG 2000: Xsiz and Ysiz in the SIZ segment
+    data[siz + 6 : siz + 14] = struct.pack(">II", 30000, 30000)
+    return bytes(data)
+
+
+@pytest.mark.parametrize("name", ["JPEG50__SC_rgb_jpeg_dcmtk.dcm", "J2K90__MR_small_jp2klossless.dcm"])
+def test_a_frame_whose_codestream_declares_more_than_rows_and_columns_fails_before_decoding(name):
+    """Decoders allocate what the codestream says: a frame declaring 30000x30000 in a 100x100 (kept as received)
+    or 64x64 (transcoded) instance fails the file with the reason, and the viewer refuses to decode it."""
+    from imaging.codecs.dimensions import declared_size
+    from imaging.dicom import uids
+    from viewer.render import PixelModule, RenderError, decode_frame
+
+    bomb = _frame_header_bomb(name)
+    source = pydicom.dcmread(io.BytesIO(bomb))
+    syntax = str(source.file_meta.TransferSyntaxUID)
+    frame = next(pydicom.encaps.generate_frames(source.PixelData, number_of_frames=1))
+    assert declared_size(frame, syntax) == (30000, 30000)
+    result = failure(bomb)
+    assert result.exception_type == "ValidationException"
+    assert result.message == (f"A frame's codestream declares 30000x30000 pixels, more than the "
+                              f"{source.Columns}x{source.Rows} of Columns x Rows")
+    assert process_bytes((DICOM_DIR / name).read_bytes(), FileResult(input_file=name)).ok
+    stored = syntax if syntax in uids.AS_RECEIVED else uids.J2K_LOSSLESS
+    module = PixelModule(rows=int(source.Rows), columns=int(source.Columns),
+                         samples_per_pixel=int(source.SamplesPerPixel), bits_allocated=int(source.BitsAllocated),
+                         bits_stored=int(source.BitsStored), signed=False, photometric="RGB",
+                         stored_transfer_syntax=stored)
+    with pytest.raises(RenderError, match="declares 30000x30000 pixels"):
+        decode_frame(frame, module)

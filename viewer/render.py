@@ -23,6 +23,7 @@ from PIL import Image
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, convert_color_space
 
 from imaging.codecs import htj2k, openjpeg_check
+from imaging.codecs.dimensions import FrameSizeMismatch, check_declared_size
 from imaging.codecs.ifrc import sample_range
 from imaging.dicom import uids
 from pydicom.dataset import FileMetaDataset
@@ -73,6 +74,10 @@ def decode_frame(data: bytes, module: PixelModule, *, skip_levels: int = 0) -> n
     """The stored frame as samples: (rows, cols) or (rows, cols, samples); HTJ2K frames `skip_levels` resolution
     levels below full where asked (at most the levels the codestream has)."""
     syntax = module.stored_transfer_syntax
+    try:
+        check_declared_size(data, syntax, module.rows, module.columns)
+    except FrameSizeMismatch as e:
+        raise RenderError(str(e)) from e
     try:
         if syntax in HTJ2K_SYNTAXES:
             skip_levels = min(skip_levels, htj2k.codestream_levels(data)) if skip_levels else 0

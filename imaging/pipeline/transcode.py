@@ -24,6 +24,7 @@ from imaging.codecs.ifrc import frame_checksums
 from imaging.codecs.source import (
     PixelDataError,
     PixelDescription,
+    check_frame_headers,
     check_native_length,
     describe,
     encapsulated_frames,
@@ -223,6 +224,7 @@ def _frames(dataset, description: PixelDescription | None, storage_format: str, 
     if description is None:
         return [], [], None
     check_native_length(dataset, description)
+    check_frame_headers(dataset, description)
     if description.stored_as_received:
         if description.transfer_syntax in uids.AS_RECEIVED:
             blobs, stored = encapsulated_frames(dataset, description), description.transfer_syntax
