@@ -80,7 +80,7 @@ def instance_p10(*, datastore_id: str, study_uid: str, series_uid: str, sop_uid:
         syntax, native, decode = uids.EXPLICIT_LE, True, stored != uids.EXPLICIT_LE
     else:
         raise NotAcceptable(f"The instance is stored as {stored} and cannot be served as {wanted}")
-    blobs = _frame_blobs(image_set, [frame["ID"] for frame in frames_info], store)
+    blobs = _frame_blobs(image_set, [frame["ID"] for frame in frames_info])
     if decode:
         sizes = [_native_frame_size(dataset)] * len(blobs)
     else:
@@ -95,7 +95,7 @@ def instance_p10(*, datastore_id: str, study_uid: str, series_uid: str, sop_uid:
     return p10_parts(dataset, transfer_syntax=syntax, frame_sizes=sizes, frames=frames, native=native), syntax
 
 
-def _frame_blobs(image_set: ImageSet, frame_ids: list[str], store) -> list[tuple[str, int]]:
+def _frame_blobs(image_set: ImageSet, frame_ids: list[str]) -> list[tuple[str, int]]:
     """Blob key and stored size of each frame (a size of 0 is unknown: rows from before sizes were recorded)."""
     rows = {frame_id: (key, size) for frame_id, key, size in ImageFrame.objects.filter(
         image_set=image_set, frame_id__in=frame_ids).values_list("frame_id", "blob_key", "size")}
