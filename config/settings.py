@@ -205,6 +205,9 @@ APERTURE_IMPORT_CONCURRENCY = env_int("APERTURE_IMPORT_CONCURRENCY", os.cpu_coun
 APERTURE_IMPORT_MAX_FILES = env_int("APERTURE_IMPORT_MAX_FILES", 5000, minimum=1)
 APERTURE_IMPORT_MAX_BYTES = env_int("APERTURE_IMPORT_MAX_BYTES", 10 * 1024**3, minimum=1)
 APERTURE_IMPORT_MAX_FILE_BYTES = env_int("APERTURE_IMPORT_MAX_FILE_BYTES", 4 * 1024**3, minimum=1)
+# Decompression bombs: how far one file may inflate, and the largest frame (Rows x Columns) an import accepts.
+APERTURE_IMPORT_MAX_DECODED_BYTES = env_int("APERTURE_IMPORT_MAX_DECODED_BYTES", 1024**3, minimum=1024)
+APERTURE_MAX_FRAME_PIXELS = env_int("APERTURE_MAX_FRAME_PIXELS", 2**28, minimum=1)
 APERTURE_MAX_CONCURRENT_IMPORTS = env_int("APERTURE_MAX_CONCURRENT_IMPORTS", 100, minimum=1)
 # Server folders the admin may import from (comma-separated absolute paths).
 APERTURE_IMPORT_ROOTS = env_list("APERTURE_IMPORT_ROOTS", [])

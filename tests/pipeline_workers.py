@@ -6,16 +6,38 @@ import os
 from imaging.pipeline.pool import process_batch
 
 
-def crash_on_poison(items, s3, storage_format, sink):
+def crash_on_poison(items, s3, storage_format, sink, **options):
     """Kills its worker process (as a codec segfault would) when a batch holds a file named poison."""
     if any(name.endswith("poison.dcm") for _, name in items):
         os._exit(11)
-    return process_batch(items, s3, storage_format, sink)
+    return process_batch(items, s3, storage_format, sink, **options)
 
 
-def report_batches(items, s3, storage_format, sink):
+def report_batches(items, s3, storage_format, sink, **options):
     """Processes the batch and tells, in each result's message, how many files travelled together."""
-    results = process_batch(items, s3, storage_format, sink)
+    results = process_batch(items, s3, storage_format, sink, **options)
     for result in results:
         result.message = f"batch of {len(items)} in {os.getpid()}"
+    return results
+
+
+def _status_kib(field: str) -> int:
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise LookupError(field)
+
+
+def report_peak_memory(items, s3, storage_format, sink, **options):
+    """Processes each file alone and tells, in its result's `source_bytes`, how far the worker's peak resident
+    memory (VmHWM) rose above what it held before the file: the kernel resets the peak to the current size when
+    "5" is written to clear_refs (Linux 4.0+)."""
+    results = []
+    for item in items:
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")
+        before = _status_kib("VmHWM")
+        [result] = process_batch([item], s3, storage_format, sink, **options)
+        result.source_bytes = (_status_kib("VmHWM") - before) * 1024
+        results.append(result)
     return results

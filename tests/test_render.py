@@ -155,9 +155,110 @@ def test_reduced_resolution_renders_carry_no_wrapped_samples():
     assert decoded.dtype == np.uint16 and np.array_equal(decoded, np.clip(band, 0, 4095))
 
 
-@pytest.mark.parametrize("bits_allocated, bits_stored", [(8, 8), (16, 16), (16, 15)])
-def test_no_reduced_decodes_where_the_container_has_no_room_to_undo_wrapping(bits_allocated, bits_stored):
+@pytest.mark.parametrize("bits_allocated, bits_stored, signed", [(8, 8, False), (16, 16, False), (16, 15, False),
+                                                                  (16, 16, True), (16, 12, True)])
+def test_reduced_decodes_are_exact_clamped_bands_at_every_depth(bits_allocated, bits_stored, signed):
+    """Where OpenJPH would wrap with no spare bits to undo it (8-bit, full 16-bit), the reduced level comes from
+    OpenJPEG, which clamps: each level equals the independently computed 5/3 band clamped to the sample range,
+    so a large frame of any depth is drawn from the level that fits the canvas."""
+    from imaging.codecs import htj2k
+    from imaging.codecs.ifrc import sample_range
+    from imaging.codecs.wavelet import reduced_resolutions
     from viewer.render import skip_levels_for
 
-    assert skip_levels_for(_module(bits_allocated, bits_stored, rows=1024, columns=1024), (64, 64)) == 0
-    assert skip_levels_for(_module(16, 12, rows=1024, columns=1024), (64, 64)) == 4
+    low, high = sample_range(bits_stored, signed)
+    y, x = np.mgrid[0:301, 0:203]
+    dtype = np.dtype(f"{'i' if signed else 'u'}{bits_allocated // 8}")
+    frame = np.where((x - 100) ** 2 + (y - 150) ** 2 < 80**2, high, low).astype(dtype)
+    codestream = htj2k.encode_lossless(frame, rgb=False)
+    module = _module(bits_allocated, bits_stored, signed)
+    bands = reduced_resolutions(frame, htj2k.codestream_levels(codestream))
+    assert min(band.min() for band in bands) < low or max(band.max() for band in bands) > high  # would wrap
+    for skip, band in enumerate(bands, start=1):
+        decoded = decode_frame(codestream, module, skip_levels=skip)
+        assert decoded.dtype == dtype and np.array_equal(decoded, np.clip(band, low, high))
+    assert skip_levels_for(_module(bits_allocated, bits_stored, signed, rows=1024, columns=1024), (64, 64)) == 4
+
+
+def test_a_large_frame_on_a_small_canvas_renders_from_the_level_that_fits_and_looks_like_the_full_one():
+    """A 4096x4096 8-bit frame on a 1000-pixel canvas is decoded at 1024x1024 (two levels down), never in full,
+    and the picture matches the full decode scaled down to the same size."""
+    from imaging.codecs import htj2k
+    from imaging.dicom import uids
+    from viewer.render import skip_levels_for
+
+    y, x = np.mgrid[0:4096, 0:4096].astype(np.float64)
+    noise = np.random.default_rng(11).integers(-6, 7, (4096, 4096))
+    frame = np.clip(128 + 90 * np.sin(x / 300) * np.cos(y / 420) + noise, 0, 255).astype(np.uint8)
+    codestream = htj2k.encode_lossless(frame, rgb=False)
+    module = PixelModule(rows=4096, columns=4096, samples_per_pixel=1, bits_allocated=8, bits_stored=8,
+                         signed=False, photometric="MONOCHROME2", stored_transfer_syntax=uids.HTJ2K_LOSSLESS_RPCL)
+    skip = skip_levels_for(module, (1000, 1000))
+    assert skip == 2
+    reduced = decode_frame(codestream, module, skip_levels=skip)
+    assert reduced.shape == (1024, 1024)
+    full = np.asarray(Image.fromarray(decode_frame(codestream, module)).resize((1024, 1024), Image.Resampling.BOX))
+    difference = np.abs(reduced.astype(np.int32) - full.astype(np.int32))
+    assert difference.mean() < 2.0 and difference.max() <= 12, (difference.mean(), difference.max())
+
+
+@pytest.mark.parametrize("shape, rgb", [((301, 203), False), ((2048, 1536), False), ((500, 700, 3), True)])
+def test_a_reduced_level_is_read_from_the_front_of_the_blob_alone(tmp_path, shape, rgb):
+    """Only the tile-parts of the kept resolutions are read (a prefix whose length the TLM marker gives), and
+    they decode to what the whole codestream decodes to at that level."""
+    from imaging.codecs import htj2k
+    from imaging.dicom import uids
+    from imaging.storage.filesystem import FilesystemBlobStore
+    from viewer.render import stored_codestream
+
+    frame = np.random.default_rng(4).integers(0, 200, shape).astype(np.uint8)
+    codestream = htj2k.encode_lossless(frame, rgb=rgb)
+    reads: list[tuple[int, int]] = []
+
+    class CountingStore(FilesystemBlobStore):
+        def get(self, key):
+            reads.append((0, -1))
+            return super().get(key)
+
+        def get_range(self, key, start, length):
+            reads.append((start, length))
+            return super().get_range(key, start, length)
+
+    store = CountingStore(tmp_path)
+    store.put("frame", codestream)
+    module = PixelModule(rows=shape[0], columns=shape[1], samples_per_pixel=3 if rgb else 1, bits_allocated=8,
+                         bits_stored=8, signed=False, photometric="RGB" if rgb else "MONOCHROME2",
+                         stored_transfer_syntax=uids.HTJ2K_LOSSLESS_RPCL)
+    for skip in range(1, htj2k.codestream_levels(codestream) + 1):
+        reads.clear()
+        prefix = stored_codestream(store, "frame", module, skip)
+        assert len(prefix) < len(codestream) and all(length >= 0 for _, length in reads)  # never the whole blob
+        assert np.array_equal(decode_frame(prefix, module, skip_levels=skip),
+                              decode_frame(codestream, module, skip_levels=skip))
+    assert stored_codestream(store, "frame", module, 0) == codestream
+    assert stored_codestream(store, "missing", module, 1) is None
+
+
+def test_blob_stores_read_part_of_an_object(tmp_path):
+    from imaging.storage.filesystem import FilesystemBlobStore
+    from imaging.storage.memory import MemoryBlobStore
+
+    for store in (FilesystemBlobStore(tmp_path), MemoryBlobStore()):
+        store.put("a/b", b"0123456789")
+        assert store.get_range("a/b", 0, 4) == b"0123"
+        assert store.get_range("a/b", 8, 10) == b"89"
+        assert store.get_range("a/b", 20, 4) == b""
+        assert store.get_range("a/missing", 0, 4) is None
+
+
+@pytest.mark.live
+def test_the_s3_blob_store_reads_part_of_an_object(s3):
+    from imaging.storage.s3 import S3BlobStore
+
+    s3.create_bucket(Bucket="ranges")
+    store = S3BlobStore(client=s3, bucket="ranges", prefix="p/")
+    store.put("a/b", b"0123456789")
+    assert store.get_range("a/b", 0, 4) == b"0123"
+    assert store.get_range("a/b", 8, 10) == b"89"
+    assert store.get_range("a/b", 20, 4) == b""
+    assert store.get_range("a/missing", 0, 4) is None

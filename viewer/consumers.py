@@ -232,4 +232,4 @@ class RenderConsumer(AsyncWebsocketConsumer):
             neighbours = [request["frame"] + step for step in range(1, PREFETCH_AHEAD + 1)]
             neighbours += [request["frame"] - step for step in range(1, PREFETCH_AHEAD + 1)]
             asyncio.ensure_future(sync_to_async(services.prefetch, thread_sensitive=False)(
-                view=view, indices=neighbours, series_uid=series))
+                view=view, indices=neighbours, series_uid=series, max_size=request["size"]))

@@ -1,6 +1,7 @@
 """The render service: a stored frame to an 8-bit JPEG or PNG, on the server.
 
-decode (HTJ2K through imagecodecs, reduced resolutions for thumbnails and the first paint) -> Modality LUT
+decode (HTJ2K through imagecodecs; reduced resolutions, through OpenJPEG, whenever the frame is at least twice the
+size asked for: thumbnails, the first paint, large frames on any canvas) -> Modality LUT
 (RescaleSlope/RescaleIntercept, or a Modality LUT Sequence) -> VOI LUT (window from the file by default, linear
 function of PS3.3 C.11.2.1.2, LINEAR_EXACT, SIGMOID, or a VOI LUT Sequence) -> MONOCHROME1 inverted -> 8 bits.
 For integer samples of up to 16 bits the whole chain is folded into one lookup table over the stored value range,
@@ -21,12 +22,14 @@ import numpy as np
 from PIL import Image
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, convert_color_space
 
-from imaging.codecs import htj2k
+from imaging.codecs import htj2k, openjpeg_check
+from imaging.codecs.dimensions import FrameSizeMismatch, check_declared_size
 from imaging.codecs.ifrc import sample_range
 from imaging.dicom import uids
 from pydicom.dataset import FileMetaDataset
 
 from imaging.dicom.rebuild import dict_to_dataset
+from imaging.storage.base import BlobStore
 
 # What the stored frames hold once decoded (the codec already undid the colour transform).
 DECODED_PHOTOMETRIC = {"YBR_FULL_422": "YBR_FULL", "YBR_RCT": "RGB", "YBR_ICT": "RGB", "YBR_PARTIAL_420": "RGB"}
@@ -68,28 +71,50 @@ class PixelModule:
 
 
 def decode_frame(data: bytes, module: PixelModule, *, skip_levels: int = 0) -> np.ndarray:
-    """The stored frame as samples: (rows, cols) or (rows, cols, samples)."""
+    """The stored frame as samples: (rows, cols) or (rows, cols, samples); HTJ2K frames `skip_levels` resolution
+    levels below full where asked (at most the levels the codestream has)."""
     syntax = module.stored_transfer_syntax
     try:
+        check_declared_size(data, syntax, module.rows, module.columns)
+    except FrameSizeMismatch as e:
+        raise RenderError(str(e)) from e
+    try:
         if syntax in HTJ2K_SYNTAXES:
-            decoded = htj2k.decode(data, skip_levels=skip_levels)
-            return _reduced(decoded, module) if skip_levels else decoded
+            skip_levels = min(skip_levels, htj2k.codestream_levels(data)) if skip_levels else 0
+            if skip_levels and openjpeg_check.available():
+                return _reduced_clamped(openjpeg_check.decode_reduced(data, skip_levels), module)
+            if skip_levels and _wrap_can_be_undone(module):
+                return _reduced(htj2k.decode(data, skip_levels=skip_levels), module)
+            return htj2k.decode(data)
         if syntax in (uids.J2K, uids.J2K_LOSSLESS):
             return imagecodecs.jpeg2k_decode(data)
         if syntax == uids.JPEG_BASELINE:
             return imagecodecs.jpeg8_decode(data)
         if syntax == uids.EXPLICIT_LE:
             return _native(data, module)
-    except (imagecodecs.DelayedImportError, RuntimeError, ValueError) as e:
+    except (imagecodecs.DelayedImportError, RuntimeError, ValueError, openjpeg_check.OpenJpegError) as e:
         raise RenderError(f"the frame cannot be decoded: {type(e).__name__}") from e
     raise RenderError(f"frames stored as {syntax} cannot be rendered")
 
 
+def _reduced_clamped(band: np.ndarray, module: PixelModule) -> np.ndarray:
+    """A reduced resolution from OpenJPEG (int32, never wrapped) as stored samples: clamped to the sample range,
+    as a full-resolution decode would be, in the type a full decode gives."""
+    low, high = sample_range(module.bits_stored, module.signed)
+    dtype = np.dtype(f"{'i' if module.signed else 'u'}{1 if module.bits_allocated <= 8 else 2}")
+    return np.clip(band, low, high).astype(dtype)
+
+
+def _wrap_can_be_undone(module: PixelModule) -> bool:
+    return module.bits_allocated == 16 and module.bits_stored <= 14
+
+
 def _reduced(decoded: np.ndarray, module: PixelModule) -> np.ndarray:
-    """A reduced resolution as stored samples. The decoder writes the wavelet band into the 16-bit container and
-    wraps where the band overshoots it (just below 0 next to a bright edge comes back near 65,535); with at least
-    two spare bits above BitsStored (skip_levels_for allows no other case) reading the container as signed undoes
-    that, and the band is clamped to the sample range as a full-resolution decode would be."""
+    """A reduced resolution from OpenJPH (used only where OpenJPEG's C API is missing) as stored samples. OpenJPH
+    writes the wavelet band into the 16-bit container and wraps where the band overshoots it (just below 0 next
+    to a bright edge comes back near 65,535); with at least two spare bits above BitsStored (`_wrap_can_be_undone`)
+    reading the container as signed undoes that, and the band is clamped to the sample range as a
+    full-resolution decode would be. Elsewhere such frames are decoded in full."""
     low, high = sample_range(module.bits_stored, module.signed)
     return np.clip(decoded.view(np.int16), low, high).astype(decoded.dtype)
 
@@ -249,16 +274,36 @@ def encode_image(pixels: np.ndarray, *, fmt: str, quality: int, max_size: tuple[
 
 
 def skip_levels_for(module: PixelModule, max_size: tuple[int, int] | None) -> int:
-    """How many resolution levels can be dropped and still cover `max_size` (HTJ2K frames only)."""
+    """How many resolution levels can be dropped and still cover `max_size` (HTJ2K frames only): a 32768x32768
+    frame on a 1,000-pixel canvas is decoded at 1024x1024, never in full."""
     if not max_size or module.stored_transfer_syntax not in HTJ2K_SYNTAXES:
         return 0
-    if module.bits_allocated != 16 or module.bits_stored > 14:
-        return 0  # reduced resolutions could not be read back exactly (see _reduced): decode in full
     ratio = min(module.columns / max(max_size[0], 1), module.rows / max(max_size[1], 1))
     if ratio < 2:
         return 0
     levels = htj2k.decomposition_levels(module.columns, module.rows) or 1
     return max(0, min(int(math.log2(ratio)), levels))
+
+
+# The front of a codestream read first to find its tile-parts: the main header with its TLM marker fits easily.
+CODESTREAM_HEAD_BYTES = 64 * 1024
+
+
+def stored_codestream(store: BlobStore, blob_key: str, module: PixelModule, skip_levels: int) -> bytes | None:
+    """The frame's stored bytes, or for a reduced resolution of one of our HTJ2K codestreams only the tile-parts
+    that hold it (one per resolution, lengths in the TLM marker: SPEC 6.1), so that a 32768x32768 frame drawn at
+    1024x1024 reads a few hundred KB, not the whole blob. None when the blob is missing."""
+    if (not skip_levels or module.stored_transfer_syntax != uids.HTJ2K_LOSSLESS_RPCL
+            or not openjpeg_check.available()):
+        return store.get(blob_key)
+    head = store.get_range(blob_key, 0, CODESTREAM_HEAD_BYTES)
+    if head is None:
+        return None
+    length = htj2k.reduced_prefix_length(head, skip_levels)
+    if length is None:
+        return store.get(blob_key)
+    prefix = head[:length] if length <= len(head) else store.get_range(blob_key, 0, length)
+    return None if prefix is None else htj2k.reduced_codestream(prefix)
 
 
 class DecodedFrameCache:

@@ -26,6 +26,7 @@ from viewer.render import (
     decode_frame,
     encode_image,
     skip_levels_for,
+    stored_codestream,
 )
 
 STUDY_SORTS = {"date": ("-study_date", "-id"), "-date": ("study_date", "id"), "name": ("patient_name", "id"),
@@ -155,10 +156,10 @@ def decoded_frame(view: ImageSetView, instance: InstanceView, frame_id: str, ski
     if cached is not None:
         return cached
     row = ImageFrame.objects.filter(image_set_id=view.image_set_id, frame_id=frame_id).first()
-    data = blob_store().get(row.blob_key) if row else None
+    module = PixelModule.from_dicom(instance.dicom, instance.stored_transfer_syntax)
+    data = stored_codestream(blob_store(), row.blob_key, module, skip) if row else None
     if data is None:
         raise NotFound("No such frame")
-    module = PixelModule.from_dicom(instance.dicom, instance.stored_transfer_syntax)
     frame = decode_frame(data, module, skip_levels=skip)
     _decoded.put((frame_id, skip), frame)
     return frame
@@ -215,12 +216,15 @@ def series_thumbnail(*, view: ImageSetView, series_uid: str) -> bytes:
     return body
 
 
-def prefetch(*, view: ImageSetView, indices: list[int], series_uid: str | None = None) -> None:
+def prefetch(*, view: ImageSetView, indices: list[int], series_uid: str | None = None,
+             max_size: tuple[int, int] | None = None) -> None:
+    """Decode neighbouring frames ahead, at the resolution a render for `max_size` will ask for."""
     frames = view.frames(series_uid)
     for index in indices:
         if 0 <= index < len(frames):
             instance, _, frame_id = frames[index]
+            module = PixelModule.from_dicom(instance.dicom, instance.stored_transfer_syntax)
             try:
-                decoded_frame(view, instance, frame_id, 0)
+                decoded_frame(view, instance, frame_id, skip_levels_for(module, max_size))
             except Exception:  # prefetching is best effort; a real request reports the problem
                 return

@@ -14,7 +14,10 @@ both give the same verdict, which the tests check.
 from __future__ import annotations
 
 import ctypes
+import struct
+from contextlib import contextmanager
 from functools import lru_cache
+from typing import Iterator
 
 import numpy as np
 
@@ -149,6 +152,39 @@ def decodes_to(codestream: bytes, samples: np.ndarray) -> bool:
     library = _library()
     if library is None:
         return _decodes_to_with_wrapper(codestream, samples)
+    with _decoded(library, codestream, reduce=0) as image:
+        return _planes_equal(image, samples)
+
+
+def available() -> bool:
+    """Whether OpenJPEG's C API can be driven here (reduced-resolution decoding needs it)."""
+    return _library() is not None
+
+
+def decode_reduced(codestream: bytes, reduce: int) -> np.ndarray:
+    """The image `reduce` resolution levels below full, as OpenJPEG decodes it: int32 samples, (rows, cols) or
+    (rows, cols, n), each the wavelet band with the DC level shift undone and clamped to the component's
+    precision (OpenJPEG clamps; OpenJPH writes the band into the output type and wraps where it overshoots).
+
+    With RPCL progression the packets of the dropped levels are skipped, not decoded. Raises OpenJpegError.
+    """
+    library = _library()
+    if library is None:
+        raise OpenJpegError("OpenJPEG's C API is not available")
+    with _decoded(library, codestream, reduce=reduce) as image:
+        planes = []
+        for index in range(image.numcomps):
+            component = image.comps[index]
+            if not component.data or component.w == 0 or component.h == 0:
+                raise OpenJpegError("OpenJPEG decoded an empty component")
+            planes.append(np.ctypeslib.as_array(component.data, shape=(component.h, component.w)).copy())
+        if any(plane.shape != planes[0].shape for plane in planes):
+            raise OpenJpegError("the components have different sizes")
+        return planes[0] if len(planes) == 1 else np.stack(planes, axis=-1)
+
+
+@contextmanager
+def _decoded(library, codestream: bytes, *, reduce: int) -> Iterator[_Image]:
     codestream = bytes(codestream)
     # The bytes object's own buffer, read in place (it stays alive, and immutable, for the whole call).
     source = _Source(ctypes.cast(ctypes.c_char_p(codestream), ctypes.c_void_p).value, len(codestream), 0)
@@ -161,6 +197,7 @@ def decodes_to(codestream: bytes, samples: np.ndarray) -> bool:
         if not codec or not stream:
             raise OpenJpegError("OpenJPEG could not start a decoder")
         library.opj_set_default_decoder_parameters(parameters)
+        struct.pack_into("<I", parameters, 0, reduce)  # cp_reduce, the first field of opj_dparameters_t
         library.opj_stream_set_read_function(stream, _read)
         library.opj_stream_set_skip_function(stream, _skip)
         library.opj_stream_set_seek_function(stream, _seek)
@@ -172,7 +209,7 @@ def decodes_to(codestream: bytes, samples: np.ndarray) -> bool:
             raise OpenJpegError("OpenJPEG could not read the codestream header")
         if not (library.opj_decode(codec, stream, image) and library.opj_end_decompress(codec, stream)):
             raise OpenJpegError("OpenJPEG could not decode the codestream")
-        return _planes_equal(image.contents, samples)
+        yield image.contents
     finally:
         if image:
             library.opj_image_destroy(image)

@@ -11,6 +11,7 @@ from pydicom.dataset import Dataset
 from pydicom.encaps import generate_frames
 from pydicom.pixels import iter_pixels
 
+from imaging.codecs.dimensions import FrameSizeMismatch, check_declared_size
 from imaging.codecs.ifrc import sample_range
 from imaging.dicom import uids
 
@@ -89,6 +90,20 @@ def check_native_length(dataset: Dataset, description: PixelDescription) -> None
     actual = len(dataset.PixelData)
     if actual < expected:
         raise PixelDataError(f"Pixel data is shorter than declared: {actual} bytes, {expected} expected")
+
+
+def check_frame_headers(dataset: Dataset, description: PixelDescription) -> None:
+    """Each encapsulated frame's own header may not declare more pixels than Rows x Columns: decoders allocate
+    what the codestream says (see imaging.codecs.dimensions)."""
+    if description.transfer_syntax in uids.NATIVE or description.is_float:
+        return
+    try:
+        for frame in generate_frames(dataset.PixelData, number_of_frames=description.number_of_frames):
+            check_declared_size(frame, description.transfer_syntax, description.rows, description.columns)
+    except FrameSizeMismatch as e:
+        raise PixelDataError(str(e)) from e
+    except Exception as e:
+        raise PixelDataError(f"The encapsulated frames cannot be split: {' '.join(str(e).split())[:200]}") from e
 
 
 def _mask(frame: np.ndarray, description: PixelDescription) -> np.ndarray:

@@ -4,18 +4,27 @@ The Patient, Study, Series and Instance maps are merged, VRs come from the dicti
 from PixelRepresentation) or from DICOMVRs for private tags, binary values are base64-decoded, and a new file
 meta group names the output transfer syntax. Pixel data is native for Explicit VR Little Endian and encapsulated
 (Basic Offset Table plus one fragment per frame) otherwise.
+
+`p10_parts` writes the same bytes as `write_p10` piece by piece: the attributes before Pixel Data, the Pixel Data
+element's header (its length, or the Basic Offset Table, computed up front from the frame sizes), each frame as it
+is handed over, then the attributes after Pixel Data; so a server can send a file of any size while holding one
+frame of it.
 """
 from __future__ import annotations
 
 import base64
 import io
-from typing import Any
+import struct
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator
 
 import pydicom.config
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_dataset
 from pydicom.sequence import Sequence
 from pydicom.tag import Tag
 
@@ -85,14 +94,19 @@ def instance_dataset(document: dict[str, Any], series_uid: str, sop_uid: str) ->
     return dict_to_dataset(merged, signed=signed), instance
 
 
-def write_p10(dataset: Dataset, *, transfer_syntax: str, pixel_frames: list[bytes] | None, native: bool) -> bytes:
+def _file_meta(dataset: Dataset, transfer_syntax: str) -> FileMetaDataset:
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = dataset.SOPClassUID
     meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
     meta.TransferSyntaxUID = transfer_syntax
     meta.ImplementationClassUID = "1.2.826.0.1.3680043.10.1499.1"
     meta.ImplementationVersionName = "APERTURE_1"
-    dataset.file_meta = meta
+    return meta
+
+
+def write_p10(dataset: Dataset, *, transfer_syntax: str, pixel_frames: list[bytes] | None, native: bool) -> bytes:
+    """The whole file at once (instances without pixel data, and the reference `p10_parts` is tested against)."""
+    dataset.file_meta = _file_meta(dataset, transfer_syntax)
     if pixel_frames is not None:
         if native:
             data = b"".join(pixel_frames)
@@ -104,3 +118,74 @@ def write_p10(dataset: Dataset, *, transfer_syntax: str, pixel_frames: list[byte
     buffer = io.BytesIO()
     dataset.save_as(buffer, enforce_file_format=True, implicit_vr=False, little_endian=True)
     return buffer.getvalue()
+
+
+PIXEL_DATA_TAG = 0x7FE00010
+_ITEM = b"\xFE\xFF\x00\xE0"
+_SEQUENCE_DELIMITER = b"\xFE\xFF\xDD\xE0\x00\x00\x00\x00"
+
+
+class FrameSizeError(ValueError):
+    """A frame handed to `p10_parts` is not the size announced for it (the file is already partly sent)."""
+
+
+@dataclass
+class StreamedP10:
+    """A P10 file as pieces: `length` bytes in all, produced by iterating `parts` (once)."""
+
+    length: int
+    parts: Iterator[bytes]
+
+
+def p10_parts(dataset: Dataset, *, transfer_syntax: str, frame_sizes: list[int], frames: Iterable[bytes],
+              native: bool) -> StreamedP10:
+    """The file `write_p10(dataset, pixel_frames=list(frames), ...)` writes, byte for byte, with each frame
+    taken from `frames` only when its turn comes; `frame_sizes` are their lengths, known before."""
+    before, after = Dataset(), Dataset(parent_encoding=dataset._character_set)
+    for element in dataset:
+        (before if element.tag < PIXEL_DATA_TAG else after).add(element)
+    before.file_meta = dataset.file_meta = _file_meta(dataset, transfer_syntax)
+    buffer = io.BytesIO()
+    before.save_as(buffer, enforce_file_format=True, implicit_vr=False, little_endian=True)
+    head = buffer.getvalue()
+    tail = DicomBytesIO()
+    tail.is_implicit_VR, tail.is_little_endian = False, True
+    write_dataset(tail, after)
+    if native:
+        data_length = sum(frame_sizes)
+        padded = data_length + data_length % 2
+        vr = b"OB" if int(dataset.get("BitsAllocated", 8)) <= 8 else b"OW"
+        pixel_header = struct.pack("<HH2sHI", 0x7FE0, 0x0010, vr, 0, padded)
+        pixel_length = len(pixel_header) + padded
+    else:
+        offsets, position = [], 0
+        for size in frame_sizes:
+            offsets.append(position)
+            position += 8 + size + size % 2
+        pixel_header = (struct.pack("<HH2sHI", 0x7FE0, 0x0010, b"OB", 0, 0xFFFFFFFF) + _ITEM
+                        + struct.pack(f"<I{len(offsets)}I", 4 * len(offsets), *offsets))
+        pixel_length = len(pixel_header) + position + len(_SEQUENCE_DELIMITER)
+    length = len(head) + pixel_length + len(tail.getvalue())
+    return StreamedP10(length, _parts(head, pixel_header, frame_sizes, frames, native, tail.getvalue()))
+
+
+def _parts(head: bytes, pixel_header: bytes, frame_sizes: list[int], frames: Iterable[bytes], native: bool,
+           tail: bytes) -> Iterator[bytes]:
+    yield head + pixel_header
+    count = 0
+    for size, frame in zip(frame_sizes, frames, strict=True):
+        if len(frame) != size:
+            raise FrameSizeError(f"frame {count} has {len(frame)} bytes, {size} were announced")
+        if native:
+            yield frame
+        else:
+            yield _ITEM + struct.pack("<I", size + size % 2)
+            yield frame + b"\0" if size % 2 else frame
+        count += 1
+    if native:
+        if sum(frame_sizes) % 2:
+            yield b"\0"
+    else:
+        yield _SEQUENCE_DELIMITER
+    if tail:
+        yield tail

@@ -8,8 +8,10 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from typing import AsyncIterator, Iterator
 
-from django.http import HttpRequest, HttpResponse
+from asgiref.sync import sync_to_async
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from imaging import errors
@@ -55,8 +57,8 @@ def _get_instance(request: HttpRequest, request_id: str, datastoreId: str, study
                                        image_set_id=request.GET.get("imageSetId"))
         # The instance is read from one image set: a policy that denies that image set denies the instance too.
         authorize(key, operation_name="GetDICOMInstance", resources=[image_set.arn])
-        body, syntax = instance_p10(image_set=image_set, study_uid=study, series_uid=series, sop_uid=sop,
-                                    accept=request.headers.get("Accept"))
+        streamed, syntax = instance_p10(image_set=image_set, study_uid=study, series_uid=series, sop_uid=sop,
+                                        accept=request.headers.get("Accept"))
     except sigv4.SignatureError as e:
         return error_response(e.error_type, e.status, e.message, request_id), key
     except errors.ApertureError as e:
@@ -64,6 +66,25 @@ def _get_instance(request: HttpRequest, request_id: str, datastoreId: str, study
     except Exception:
         logger.exception("GetDICOMInstance failed (request %s)", request_id)
         return error_response("InternalServerException", 500, "Internal server error", request_id), key
-    response = HttpResponse(body, content_type=f"application/dicom; transfer-syntax={syntax}")
+    response = StreamingHttpResponse(_sent_from_threads(streamed.parts, request_id),
+                                     content_type=f"application/dicom; transfer-syntax={syntax}")
+    response["Content-Length"] = str(streamed.length)
     response["x-amzn-RequestId"] = request_id
     return response, key
+
+
+async def _sent_from_threads(parts: Iterator[bytes], request_id: str) -> AsyncIterator[bytes]:
+    """The pieces of a file, each produced in a worker thread (blob reads and frame decodes block) and sent before
+    the next is made. An async iterator: Django would otherwise collect a synchronous one into a list before
+    sending anything. A failure once the status line is out can only cut the response short (Content-Length
+    tells the client), so it is logged here."""
+    finished = object()
+    while True:
+        try:
+            part = await sync_to_async(next, thread_sensitive=False)(parts, finished)
+        except Exception:
+            logger.exception("GetDICOMInstance failed while streaming (request %s)", request_id)
+            raise
+        if part is finished:
+            return
+        yield part

@@ -24,6 +24,7 @@ from imaging.codecs.ifrc import frame_checksums
 from imaging.codecs.source import (
     PixelDataError,
     PixelDescription,
+    check_frame_headers,
     check_native_length,
     describe,
     encapsulated_frames,
@@ -33,7 +34,7 @@ from imaging.codecs.source import (
 from imaging.dicom import uids
 from imaging.dicom.levels import grouping_of
 from imaging.dicom.normalize import normalize_dataset
-from imaging.dicom.reader import DicomInputError, check_instance, read_p10, text_of
+from imaging.dicom.reader import DEFAULT_LIMITS, DecodeLimits, DicomInputError, check_instance, read_p10, text_of
 from imaging.pipeline.sources import S3Settings, SourceError, read_object
 
 # Worker processes must not echo DICOM values (patient data) into logs: pydicom's value warnings are silenced.
@@ -113,7 +114,7 @@ class FrameSink:
 
 
 def process_source(uri: str, display_name: str, s3: S3Settings, storage_format: str,
-                   sink: FrameSink | None = None) -> FileResult:
+                   sink: FrameSink | None = None, limits: DecodeLimits = DEFAULT_LIMITS) -> FileResult:
     """Read one object, run it through the pipeline and store its frames; never raises.
 
     Frames are written only once the whole file has been processed and verified, and their bytes are then dropped
@@ -125,7 +126,7 @@ def process_source(uri: str, display_name: str, s3: S3Settings, storage_format: 
     except SourceError as e:
         return result.fail("ValidationException", str(e))
     frame_ids = FrameIds(sink.job_id, uri) if sink is not None else FrameIds()
-    result = process_bytes(data, result, storage_format=storage_format, frame_ids=frame_ids)
+    result = process_bytes(data, result, storage_format=storage_format, frame_ids=frame_ids, limits=limits)
     if result.ok and sink is not None:
         from imaging.storage import BlobStoreError, open_blob_store
 
@@ -145,10 +146,10 @@ def process_source(uri: str, display_name: str, s3: S3Settings, storage_format: 
 
 
 def process_bytes(data: bytes, result: FileResult, *, storage_format: str = "HTJ2K",
-                  frame_ids: FrameIds | None = None) -> FileResult:
+                  frame_ids: FrameIds | None = None, limits: DecodeLimits = DEFAULT_LIMITS) -> FileResult:
     result.source_bytes = len(data)
     try:
-        dataset = read_p10(data)
+        dataset = read_p10(data, limits)
         transfer_syntax = str(dataset.file_meta.TransferSyntaxUID)
         notes = normalize_dataset(dataset)
         values = {**notes.levels["Patient"], **notes.levels["Study"], **notes.levels["Series"],
@@ -223,6 +224,7 @@ def _frames(dataset, description: PixelDescription | None, storage_format: str, 
     if description is None:
         return [], [], None
     check_native_length(dataset, description)
+    check_frame_headers(dataset, description)
     if description.stored_as_received:
         if description.transfer_syntax in uids.AS_RECEIVED:
             blobs, stored = encapsulated_frames(dataset, description), description.transfer_syntax

@@ -23,6 +23,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from imaging.dicom.reader import DecodeLimits
 from imaging.errors import NotFound, QuotaExceeded, ValidationFailed
 from imaging.models import ImportJob, JobStatus
 from imaging.pipeline.json_metadata import MetadataImportError, apply_overrides, load_overrides, metadata_mappings
@@ -323,7 +324,9 @@ def _import(job: ImportJob, s3: S3Settings, blobs, written: list[str]) -> None:
     url, s3_address = blob_store_address()
     sink = FrameSink(blob_store_url=url, blob_store_s3=s3_address, datastore_id=job.datastore_id, job_id=job.id)
     for result in process_all(objects, s3=s3, storage_format=job.datastore.lossless_storage_format,
-                              concurrency=settings.APERTURE_IMPORT_CONCURRENCY, sink=sink):
+                              concurrency=settings.APERTURE_IMPORT_CONCURRENCY, sink=sink,
+                              limits=DecodeLimits(max_decoded_bytes=settings.APERTURE_IMPORT_MAX_DECODED_BYTES,
+                                                  max_frame_pixels=settings.APERTURE_MAX_FRAME_PIXELS)):
         if result.ok and overrides:
             apply_overrides(result, overrides)
         if result.ok:

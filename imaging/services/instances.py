@@ -1,12 +1,19 @@
-"""GetDICOMInstance (SPEC 11.4): one SOP instance of an image set version as a DICOM P10 file."""
+"""GetDICOMInstance (SPEC 11.4): one SOP instance of an image set version as a DICOM P10 file.
+
+The file is streamed: everything that needs the database (the image set, its metadata, the frames' blob keys and
+sizes) is settled before the first byte, and the frames are then read, and decoded where Explicit VR Little Endian
+is asked of a compressed store, one at a time as the file is sent, so the server holds one frame, not the file.
+"""
 from __future__ import annotations
+
+from typing import Iterator
 
 import numpy as np
 
 from imaging.codecs import htj2k
 from imaging.dicom import uids
 from imaging.dicom.document import decode_document
-from imaging.dicom.rebuild import instance_dataset, write_p10
+from imaging.dicom.rebuild import StreamedP10, instance_dataset, p10_parts, write_p10
 from imaging.errors import NotAcceptable, NotFound
 from imaging.models import ImageFrame, ImageSet, ImageSetState
 from imaging.services.datastores import datastore_require_active
@@ -47,7 +54,9 @@ def requested_syntax(accept: str | None) -> str | None:
 
 
 def instance_p10(*, image_set: ImageSet, study_uid: str, series_uid: str, sop_uid: str,
-                 accept: str | None) -> tuple[bytes, str]:
+                 accept: str | None) -> tuple[StreamedP10, str]:
+    """The instance's file as pieces to send, and its transfer syntax. Iterating the pieces reads blobs only (no
+    database), so it may run in any thread once this returns."""
     version = image_set.versions.get(version=image_set.content_version)
     store = blob_store()
     document = decode_document(store.get(version.metadata_key) or b"")
@@ -64,34 +73,56 @@ def instance_p10(*, image_set: ImageSet, study_uid: str, series_uid: str, sop_ui
         syntax = wanted or uids.EXPLICIT_LE
         if syntax != uids.EXPLICIT_LE:
             raise NotAcceptable("An instance without pixel data is served as Explicit VR Little Endian")
-        return write_p10(dataset, transfer_syntax=syntax, pixel_frames=None, native=True), syntax
-    blobs = _frame_blobs(image_set, [frame["ID"] for frame in frames_info], store)
+        body = write_p10(dataset, transfer_syntax=syntax, pixel_frames=None, native=True)
+        return StreamedP10(len(body), iter([body])), syntax
     if wanted is None or wanted == stored and stored != uids.EXPLICIT_LE:
-        syntax, native, pixels = stored, stored == uids.EXPLICIT_LE, blobs
+        syntax, native, decode = stored, stored == uids.EXPLICIT_LE, False
     elif wanted == uids.EXPLICIT_LE and stored in (uids.HTJ2K_LOSSLESS_RPCL, uids.J2K_LOSSLESS, uids.EXPLICIT_LE):
-        syntax, native = uids.EXPLICIT_LE, True
-        pixels = blobs if stored == uids.EXPLICIT_LE else [_native(blob, stored, dataset) for blob in blobs]
+        syntax, native, decode = uids.EXPLICIT_LE, True, stored != uids.EXPLICIT_LE
     else:
         raise NotAcceptable(f"The instance is stored as {stored} and cannot be served as {wanted}")
+    blobs = _frame_blobs(image_set, [frame["ID"] for frame in frames_info])
+    if decode:
+        sizes = [_native_frame_size(dataset)] * len(blobs)
+    else:
+        sizes = [size or len(_get(store, key)) for key, size in blobs]
     photometric = str(dataset.get("PhotometricInterpretation", ""))
     if stored in (uids.HTJ2K_LOSSLESS_RPCL, uids.J2K_LOSSLESS):  # transcoded: samples as the codec returns them
         dataset.PhotometricInterpretation = STORED_PHOTOMETRIC.get(photometric, photometric)
         if int(dataset.get("SamplesPerPixel", 1)) > 1:
             dataset.PlanarConfiguration = 0
     imageset_touch(image_set=image_set)
-    return write_p10(dataset, transfer_syntax=syntax, pixel_frames=pixels, native=native), syntax
+    frames = _frames(store, [key for key, _ in blobs], stored if decode else None, dataset)
+    return p10_parts(dataset, transfer_syntax=syntax, frame_sizes=sizes, frames=frames, native=native), syntax
 
 
-def _frame_blobs(image_set: ImageSet, frame_ids: list[str], store) -> list[bytes]:
-    keys = dict(ImageFrame.objects.filter(image_set=image_set, frame_id__in=frame_ids).values_list("frame_id",
-                                                                                                    "blob_key"))
-    blobs = []
-    for frame_id in frame_ids:
-        data = store.get(keys[frame_id]) if frame_id in keys else None
-        if data is None:
-            raise BlobStoreError("a frame of the instance is missing")
-        blobs.append(data)
-    return blobs
+def _frame_blobs(image_set: ImageSet, frame_ids: list[str]) -> list[tuple[str, int]]:
+    """Blob key and stored size of each frame (a size of 0 is unknown: rows from before sizes were recorded)."""
+    rows = {frame_id: (key, size) for frame_id, key, size in ImageFrame.objects.filter(
+        image_set=image_set, frame_id__in=frame_ids).values_list("frame_id", "blob_key", "size")}
+    missing = [frame_id for frame_id in frame_ids if frame_id not in rows]
+    if missing:
+        raise BlobStoreError("a frame of the instance is missing")
+    return [rows[frame_id] for frame_id in frame_ids]
+
+
+def _get(store, key: str) -> bytes:
+    data = store.get(key)
+    if data is None:
+        raise BlobStoreError("a frame of the instance is missing")
+    return data
+
+
+def _frames(store, keys: list[str], decode_from: str | None, dataset) -> Iterator[bytes]:
+    for key in keys:
+        data = _get(store, key)
+        yield _native(data, decode_from, dataset) if decode_from else data
+
+
+def _native_frame_size(dataset) -> int:
+    """What `_native` makes of one frame: every sample in 1 or 2 bytes."""
+    size = 1 if int(dataset.get("BitsAllocated", 16)) <= 8 else 2
+    return int(dataset.Rows) * int(dataset.Columns) * int(dataset.get("SamplesPerPixel", 1) or 1) * size
 
 
 def _native(codestream: bytes, stored: str, dataset) -> bytes:

@@ -27,6 +27,13 @@ class BlobStore(ABC):
     def get(self, key: str) -> bytes | None:
         """The bytes under `key`, or None if there is no such object."""
 
+    def get_range(self, key: str, start: int, length: int) -> bytes | None:
+        """Up to `length` bytes of the object from `start` on (fewer at its end), or None if there is no such
+        object: a reduced resolution needs only the front of a frame's codestream. Backends that can read part
+        of an object override this."""
+        data = self.get(key)
+        return None if data is None else data[start : start + length]
+
     @abstractmethod
     def delete(self, key: str) -> None:
         """Remove `key`; removing a missing key is not an error."""

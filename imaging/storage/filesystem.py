@@ -80,6 +80,16 @@ class FilesystemBlobStore(BlobStore):
         except OSError as e:
             raise BlobStoreError(f"cannot read blob {key}: {e.strerror}") from e
 
+    def get_range(self, key: str, start: int, length: int) -> bytes | None:
+        try:
+            with self._path(key).open("rb") as file:
+                file.seek(start)
+                return file.read(length)
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise BlobStoreError(f"cannot read blob {key}: {e.strerror}") from e
+
     def delete(self, key: str) -> None:
         try:
             self._path(key).unlink(missing_ok=True)

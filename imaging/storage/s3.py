@@ -57,6 +57,22 @@ class S3BlobStore(BlobStore):
         except BotoCoreError as e:
             raise BlobStoreError(f"cannot read blob {key}") from e
 
+    def get_range(self, key: str, start: int, length: int) -> bytes | None:
+        if length <= 0:
+            return b""
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(key),
+                                          Range=f"bytes={start}-{start + length - 1}")["Body"].read()
+        except ClientError as e:
+            code = e.response.get("Error", {}).get("Code")
+            if code in ("NoSuchKey", "404", "NotFound"):
+                return None
+            if code == "InvalidRange":
+                return b""  # `start` lies beyond the end
+            raise BlobStoreError(f"cannot read blob {key}") from e
+        except BotoCoreError as e:
+            raise BlobStoreError(f"cannot read blob {key}") from e
+
     def delete(self, key: str) -> None:
         try:
             self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
