@@ -408,6 +408,9 @@ class ShareLink(models.Model):
     class Meta:
         ordering = ["-created_at"]
 
+    def __str__(self) -> str:
+        return f"Share link {self.id}"
+
 
 class LoginFailure(models.Model):
     """Recent failed logins, for throttling; old rows are pruned as new ones arrive."""

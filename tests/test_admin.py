@@ -77,3 +77,60 @@ def test_clinicians_and_outsiders_have_no_admin(client):
     client.force_login(user)
     for url in ("/admin/", "/admin/imaging/datastore/", "/admin/imaging/auditevent/", "/admin/imaging/accesskey/"):
         assert client.get(url).status_code == 302  # to the admin login: not staff
+
+
+def share_link_form(viewer_data, **fields) -> dict:
+    return {"datastore": viewer_data.datastore.id, "study_instance_uid": "", "image_set_id": "",
+            "expires_in_hours": 24, "initial_series": "", "window_preset": "", **fields}
+
+
+def test_share_link_for_an_unknown_study_is_a_form_error(admin_client, viewer_data):
+    from imaging.models import ShareLink
+
+    page = admin_client.post("/admin/imaging/sharelink/add/", share_link_form(viewer_data, study_instance_uid="1.2.3"))
+    assert page.status_code == 200
+    assert b"No such study in this data store" in page.content
+    unknown_set = admin_client.post("/admin/imaging/sharelink/add/",
+                                    share_link_form(viewer_data, image_set_id="0" * 32))
+    assert unknown_set.status_code == 200 and b"No such image set in this data store" in unknown_set.content
+    too_long = admin_client.post("/admin/imaging/sharelink/add/",
+                                 share_link_form(viewer_data, study_instance_uid=viewer_data.study_uid,
+                                                 expires_in_hours=24 * 365))
+    assert too_long.status_code == 200 and b"errorlist" in too_long.content
+    assert not ShareLink.objects.exists()
+
+
+def test_share_link_created_shows_the_absolute_link_with_a_copy_button(admin_client, viewer_data):
+    from imaging.models import ShareLink
+
+    created = admin_client.post("/admin/imaging/sharelink/add/",
+                                share_link_form(viewer_data, study_instance_uid=viewer_data.study_uid), follow=True)
+    assert created.status_code == 200
+    link = ShareLink.objects.get()
+    page = created.content.decode()
+    assert "ShareLink object" not in page
+    message = page.split('class="success"')[1].split("</li>")[0]
+    assert "Share link created" in message and 'value="http://testserver/share/' in message
+    assert "data-copy-link" in message and "copy_link.js" in page
+    token = message.split('value="http://testserver/share/')[1].split("/")[0]
+    from imaging.services.sharing import share_link_resolve
+    assert share_link_resolve(token) == link
+
+
+def test_storage_by_tier_shows_counts_and_bytes(admin_client, viewer_data):
+    from imaging.models import ImageFrame
+
+    page = admin_client.get(f"/admin/imaging/datastore/{viewer_data.datastore.id}/change/").content.decode()
+    table = page.split("Image sets and bytes per storage tier")[1].split("</table>")[0]
+    total = sum(ImageFrame.objects.filter(image_set__datastore=viewer_data.datastore).values_list("size", flat=True))
+    assert "<td>FREQUENT_ACCESS</td><td>2</td>" in table
+    assert f"<td>{total:,} bytes</td>" in table and total > 1000
+
+
+def test_import_page_shows_no_errors_before_any_input(admin_client, viewer_data):
+    page = admin_client.get(f"/admin/imaging/datastore/{viewer_data.datastore.id}/import-folder/")
+    assert page.status_code == 200
+    assert b"This field is required" not in page.content and b"errorlist" not in page.content
+    submitted = admin_client.post(f"/admin/imaging/datastore/{viewer_data.datastore.id}/import-folder/",
+                                  {"kind": "folder", "folder": ""})
+    assert submitted.content.count(b"This field is required") == 1  # only the form that was sent
