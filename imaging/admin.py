@@ -232,10 +232,7 @@ class DatastoreAdmin(admin.ModelAdmin):
                 elif kind == "upload":
                     folder = Path(settings.DATA_DIR) / "uploads" / uuid.uuid4().hex
                     folder.mkdir(parents=True)
-                    for number, upload in enumerate(request.FILES.getlist("files")):
-                        with open(folder / f"{number:05d}.dcm", "wb") as handle:
-                            for chunk in upload.chunks():
-                                handle.write(chunk)
+                    _save_uploads(folder, request.FILES.getlist("files"))
                     job_id = import_job_start_local(datastore_id=datastore.id, paths=[str(folder)]).id
                 else:
                     job_id = import_job_start_local(datastore_id=datastore.id, paths=[form.cleaned_data["folder"]]).id
@@ -250,6 +247,28 @@ class DatastoreAdmin(admin.ModelAdmin):
                    "roots": settings.APERTURE_IMPORT_ROOTS, "opts": self.model._meta,
                    "title": f"Import into {datastore.name}"}
         return render(request, "admin/imaging/datastore_import_folder.html", context)
+
+
+def upload_file_name(name: str) -> str:
+    """The name a browser gave an uploaded file, as one safe path component: the manifests show it, so the sender
+    can tell which file failed. Folders the name claims are dropped (no path traversal), unprintable characters
+    too, and the name is cut to 200 bytes; a name with nothing left but dots becomes "upload"."""
+    name = "".join(ch for ch in name.replace("\\", "/").rsplit("/", 1)[-1] if ch.isprintable()).strip()
+    name = name.encode()[:200].decode(errors="ignore")
+    return name if name.strip(".") else "upload"
+
+
+def _save_uploads(folder: Path, uploads) -> None:
+    """Each file under its own name in `folder`; a name that repeats goes into a numbered subfolder, so that two
+    files called IM0001 from different series are both kept and both named."""
+    for number, upload in enumerate(uploads):
+        target = folder / upload_file_name(upload.name or "")
+        if target.exists():
+            target = folder / f"{number:05d}" / target.name
+            target.parent.mkdir()
+        with open(target, "wb") as handle:
+            for chunk in upload.chunks():
+                handle.write(chunk)
 
 
 @admin.register(ImportJob)

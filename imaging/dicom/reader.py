@@ -57,9 +57,9 @@ def read_p10(data: bytes) -> Dataset:
             warnings.simplefilter("ignore")
             dataset = pydicom.dcmread(io.BytesIO(data))
     except InvalidDicomError as e:
-        raise DicomInputError(f"Not a valid DICOM P10 file: {_short(e)}") from e
+        raise DicomInputError(f"Not a valid DICOM P10 file: {short_reason(e)}") from e
     except Exception as e:  # pydicom raises many kinds on truncated or corrupt input
-        raise DicomInputError(f"Not a valid DICOM P10 file: {_short(e)}") from e
+        raise DicomInputError(f"Not a valid DICOM P10 file: {short_reason(e)}") from e
     meta = getattr(dataset, "file_meta", None)
     if meta is None or len(meta) == 0:
         raise DicomInputError("Not a valid DICOM P10 file: the File Meta Information group is missing")
@@ -106,6 +106,14 @@ def check_instance(values: dict[str, Any], unreadable: list[str]) -> None:
             raise DicomInputError(f"DICOM attribute {keyword} must be between 0 and {limit}")
 
 
-def _short(error: Exception) -> str:
+REASON_LIMIT = 500
+
+
+def short_reason(error: Exception) -> str:
+    """A library's error message as one line for a manifest: whitespace collapsed, and when it is long, cut at the
+    last word that fits with an ellipsis, never inside a word (a reason cut mid-word reads as a different one)."""
     text = " ".join(str(error).split()) or type(error).__name__
-    return text[:200]
+    if len(text) <= REASON_LIMIT:
+        return text
+    cut = text[:REASON_LIMIT].rsplit(" ", 1)[0]
+    return cut + " …"
