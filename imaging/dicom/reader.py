@@ -81,19 +81,28 @@ def text_of(value: Any) -> str:
 
 
 def check_instance(values: dict[str, Any], unreadable: list[str]) -> None:
-    """The required attributes (SPEC 4.3) and the length limits (SPEC 4.6), on the normalized attributes of all
-    levels merged; `unreadable` holds the tags normalization could not convert."""
+    """The required attributes (SPEC 4.3) on the normalized attributes of all levels merged; `unreadable` holds the
+    tags normalization could not convert."""
     for keyword in REQUIRED:
         if keyword in unreadable or f"{tag_for_keyword(keyword):08X}" in unreadable:
             raise DicomInputError(f"DICOM attribute {keyword} cannot be read")
         if text_of(values.get(keyword)).strip() == "":
             raise DicomInputError(f"DICOM attribute {keyword} does not exist")
+
+
+def search_key_violation(values: dict[str, Any]) -> str | None:
+    """The first search key over its SPEC 4.6 limit, as the file's failure reason; None when all are within.
+
+    One rule for every key of the table: over the limit, the file fails (the search index holds exactly these
+    lengths, and a cut value would be found by the wrong searches). Any other value longer than its VR allows is
+    kept with warning 0xB202 (normalize.py). The import checks the values as they will be stored, after a JSON
+    metadata mapping (SPEC 4.10) has had its say, so such a mapping can correct a value that is too long.
+    """
     for keyword, limit in LENGTH_LIMITS.items():
         text = text_of(values.get(keyword))
         if len(text) > limit:
-            raise DicomInputError(
-                f"DICOM attribute {keyword} has length {len(text)}, more than the allowed {limit}"
-            )
+            return (f"DICOM attribute {keyword} has length {len(text)}, more than the allowed {limit} for this "
+                    "search key; correct it in the file, or with a JSON metadata mapping for its study")
     for keyword, limit in COUNT_LIMITS.items():
         text = text_of(values.get(keyword)).strip()
         if text == "":
@@ -101,9 +110,10 @@ def check_instance(values: dict[str, Any], unreadable: list[str]) -> None:
         try:
             value = int(text)
         except ValueError:
-            raise DicomInputError(f"DICOM attribute {keyword} must be an integer") from None
+            return f"DICOM attribute {keyword} must be an integer"
         if not 0 <= value <= limit:
-            raise DicomInputError(f"DICOM attribute {keyword} must be between 0 and {limit}")
+            return f"DICOM attribute {keyword} must be between 0 and {limit}"
+    return None
 
 
 REASON_LIMIT = 500

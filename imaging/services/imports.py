@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from imaging.errors import NotFound, QuotaExceeded, ValidationFailed
 from imaging.models import ImportJob, JobStatus
-from imaging.pipeline.json_metadata import MetadataImportError, apply_overrides, load_overrides, metadata_mappings
+from imaging.pipeline.json_metadata import MetadataImportError, finish_instance, load_overrides, metadata_mappings
 from imaging.pipeline.persist import StoredInstance, persist_instances, stored_instance
 from imaging.pipeline.transcode import FrameSink, frame_blob_key
 from imaging.pipeline.pool import process_all
@@ -304,8 +304,9 @@ def _import(job: ImportJob, s3: S3Settings, blobs, written: list[str]) -> None:
     sink = FrameSink(blob_store_url=url, blob_store_s3=s3_address, datastore_id=job.datastore_id, job_id=job.id)
     for result in process_all(objects, s3=s3, storage_format=job.datastore.lossless_storage_format,
                               concurrency=settings.APERTURE_IMPORT_CONCURRENCY, sink=sink):
-        if result.ok and overrides:
-            apply_overrides(result, overrides)
+        if result.ok:
+            finish_instance(result, overrides,
+                            discard=lambda frame: blobs.delete(frame_blob_key(job.datastore_id, frame.frame_id)))
         if result.ok:
             # Workers wrote the frames; remember them so a job that fails later removes them again.
             written += [frame_blob_key(job.datastore_id, frame.frame_id) for frame in result.frames]
