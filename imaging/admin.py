@@ -305,12 +305,9 @@ class ImportJobAdmin(admin.ModelAdmin):
         lines = [line for line in (obj.outcome or {}).get("lines", []) if "exception" in line]
         if not lines:
             return "none"
-        rows = "".join(
-            format_html("<tr><td>{}</td><td>{}</td><td>{}</td></tr>", line["inputFile"],
-                        line["exception"]["exceptionType"], line["exception"]["message"])
-            for line in lines
-        )
-        return format_html("<table><tr><th>File</th><th>Kind</th><th>Reason</th></tr>{}</table>", format_html(rows))
+        rows = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", (
+            (line["inputFile"], line["exception"]["exceptionType"], line["exception"]["message"]) for line in lines))
+        return format_html("<table><tr><th>File</th><th>Kind</th><th>Reason</th></tr>{}</table>", rows)
 
 
 @admin.register(ImageSet)
@@ -413,7 +410,8 @@ class ShareLinkAdmin(admin.ModelAdmin):
 
     def response_add(self, request, obj, post_url_continue=None):
         """Say what was made in the words the admin needs: the link itself, ready to copy."""
-        messages.success(request, format_html("Share link created: {}", _copyable_link(self._absolute_link(request, obj))))
+        link = self._absolute_link(request, obj)
+        messages.success(request, format_html("Share link created: {}", _copyable_link(link)))
         return HttpResponseRedirect(reverse("admin:imaging_sharelink_change", args=[obj.pk]))
 
     @admin.display(description="Link to embed")

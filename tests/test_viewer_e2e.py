@@ -244,3 +244,32 @@ def test_the_viewer_fits_the_window_and_overlays_clear_the_toolbar(server, study
         assert not any(overlap(overlay, control) for control in layout["controls"]), overlay
     assert errors == []
     context.close()
+
+
+def test_admin_share_link_message_copies_the_absolute_link(server, study, browser):
+    server.manage("shell", "-c", (
+        "from django.contrib.auth import get_user_model;"
+        f"get_user_model().objects.create_superuser('share-admin', password='{PASSWORD}')"))
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url)
+    page = context.new_page()
+    page.goto(server.url + "/admin/imaging/sharelink/add/")
+    page.fill("input[name=username]", "share-admin")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("input[type=submit]")
+    page.select_option("select[name=datastore]", study["datastore"])
+    page.fill("input[name=study_instance_uid]", "1.2.3.4")
+    page.click("input[name=_save]")
+    assert "No such study in this data store" in page.inner_text(".errorlist")
+    page.fill("input[name=study_instance_uid]", study["study"])
+    page.click("input[name=_save]")
+    message = page.locator(".messagelist .success")
+    assert "Share link created" in message.inner_text()
+    link = message.locator("input.share-link").input_value()
+    assert link.startswith(server.url + "/share/")
+    message.locator("button[data-copy-link]").click()
+    assert page.evaluate("navigator.clipboard.readText()") == link
+    assert page.locator("div.field-link input.share-link").input_value() == link  # the change page's field too
+    page.goto(link)
+    page.wait_for_function("window.apertureViewer && window.apertureViewer.rendered > 0")
+    context.close()
