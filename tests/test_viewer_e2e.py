@@ -247,6 +247,8 @@ def test_the_viewer_fits_the_window_and_overlays_clear_the_toolbar(server, study
 
 
 def test_admin_share_link_message_copies_the_absolute_link(server, study, browser):
+    from playwright.sync_api import expect
+
     server.manage("shell", "-c", (
         "from django.contrib.auth import get_user_model;"
         f"get_user_model().objects.create_superuser('share-admin', password='{PASSWORD}')"))
@@ -263,13 +265,15 @@ def test_admin_share_link_message_copies_the_absolute_link(server, study, browse
     assert "No such study in this data store" in page.inner_text(".errorlist")
     page.fill("input[name=study_instance_uid]", study["study"])
     page.click("input[name=_save]")
+    page.wait_for_load_state()  # copy_link.js has set up the Copy buttons and the link field
     message = page.locator(".messagelist .success")
     assert "Share link created" in message.inner_text()
     link = message.locator("input.share-link").input_value()
     assert link.startswith(server.url + "/share/")
     message.locator("button[data-copy-link]").click()
+    expect(message.locator("button[data-copy-link]")).to_have_text("Copied")
     assert page.evaluate("navigator.clipboard.readText()") == link
-    assert page.locator("div.field-link input.share-link").input_value() == link  # the change page's field too
+    expect(page.locator("div.field-link input.share-link")).to_have_value(link)  # the change page's field too
     page.goto(link)
     page.wait_for_function("window.apertureViewer && window.apertureViewer.rendered > 0")
     context.close()

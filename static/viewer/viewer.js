@@ -256,7 +256,8 @@
   }, { passive: false });
   canvas.addEventListener("touchend", () => { if (touch && touch.mode === "pinch") request(false); touch = null; });
 
-  window.addEventListener("resize", resize);
+  // The canvas's box follows the window and the layout around it (a toolbar that wraps, the series strip).
+  new ResizeObserver(() => resize()).observe(canvas);
   resize();
   connect();
   canvas.focus();
