@@ -8,7 +8,7 @@ from django.contrib import admin, messages
 from django.http import HttpRequest, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from imaging.errors import ApertureError
 import json
@@ -38,7 +38,13 @@ from imaging.models import (
     ShareLink,
 )
 from imaging.services.audit import audit_export_lines
-from imaging.services.sharing import share_link_create, share_link_revoke, share_token
+from imaging.services.sharing import (
+    ShareLinkTargetError,
+    share_link_create,
+    share_link_revoke,
+    share_link_target,
+    share_token,
+)
 from imaging.storage import blob_store
 from imaging.services.accesskeys import accesskey_create, accesskey_deactivate
 from imaging.services.datastores import datastore_create, datastore_delete
@@ -154,10 +160,11 @@ class DatastoreAdmin(admin.ModelAdmin):
         counts = dict(live.values_list("storage_tier").annotate(n=Count("id")).order_by())
         sizes = dict(ImageFrame.objects.filter(image_set__in=live).values_list("image_set__storage_tier")
                      .annotate(b=Sum("size")).order_by())
-        rows = "".join(format_html("<tr><td>{}</td><td>{}</td><td>{:,} bytes</td></tr>", tier, counts.get(tier, 0),
-                                   sizes.get(tier) or 0) for tier in ("FREQUENT_ACCESS", "ARCHIVE_INSTANT_ACCESS"))
-        return format_html("<table><tr><th>Tier</th><th>Image sets</th><th>Frames</th></tr>{}</table>",
-                           format_html(rows))
+        # format_html escapes its arguments to strings first, so numbers are formatted before they go in.
+        rows = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{} bytes</td></tr>", (
+            (tier, f"{counts.get(tier, 0):,}", f"{sizes.get(tier) or 0:,}")
+            for tier in ("FREQUENT_ACCESS", "ARCHIVE_INSTANT_ACCESS")))
+        return format_html("<table><tr><th>Tier</th><th>Image sets</th><th>Frame bytes</th></tr>{}</table>", rows)
 
     @admin.display(description="Actions")
     def delete_link(self, obj: Datastore) -> str:
@@ -206,11 +213,13 @@ class DatastoreAdmin(admin.ModelAdmin):
 
         datastore = get_object_or_404(Datastore, pk=datastore_id)
         kind = request.POST.get("kind", "folder")
+        # Only the form that was submitted is bound: an unbound form shows no errors before any input.
+        posted = request.method == "POST"
         forms_by_kind = {
-            "folder": FolderImportForm(request.POST if kind == "folder" else None),
-            "s3": S3ImportForm(request.POST if kind == "s3" else None),
-            "upload": UploadImportForm(request.POST if kind == "upload" else None,
-                                       request.FILES if kind == "upload" else None),
+            "folder": FolderImportForm(request.POST if posted and kind == "folder" else None),
+            "s3": S3ImportForm(request.POST if posted and kind == "s3" else None),
+            "upload": UploadImportForm(request.POST if posted and kind == "upload" else None,
+                                       request.FILES if posted and kind == "upload" else None),
         }
         form = forms_by_kind.get(kind, forms_by_kind["folder"])
         if request.method == "POST" and form.is_valid():
@@ -224,10 +233,7 @@ class DatastoreAdmin(admin.ModelAdmin):
                 elif kind == "upload":
                     folder = Path(settings.DATA_DIR) / "uploads" / uuid.uuid4().hex
                     folder.mkdir(parents=True)
-                    for number, upload in enumerate(request.FILES.getlist("files")):
-                        with open(folder / f"{number:05d}.dcm", "wb") as handle:
-                            for chunk in upload.chunks():
-                                handle.write(chunk)
+                    _save_uploads(folder, request.FILES.getlist("files"))
                     job_id = import_job_start_local(datastore_id=datastore.id, paths=[str(folder)]).id
                 else:
                     job_id = import_job_start_local(datastore_id=datastore.id, paths=[form.cleaned_data["folder"]]).id
@@ -242,6 +248,28 @@ class DatastoreAdmin(admin.ModelAdmin):
                    "roots": settings.APERTURE_IMPORT_ROOTS, "opts": self.model._meta,
                    "title": f"Import into {datastore.name}"}
         return render(request, "admin/imaging/datastore_import_folder.html", context)
+
+
+def upload_file_name(name: str) -> str:
+    """The name a browser gave an uploaded file, as one safe path component: the manifests show it, so the sender
+    can tell which file failed. Folders the name claims are dropped (no path traversal), unprintable characters
+    too, and the name is cut to 200 bytes; a name with nothing left but dots becomes "upload"."""
+    name = "".join(ch for ch in name.replace("\\", "/").rsplit("/", 1)[-1] if ch.isprintable()).strip()
+    name = name.encode()[:200].decode(errors="ignore")
+    return name if name.strip(".") else "upload"
+
+
+def _save_uploads(folder: Path, uploads) -> None:
+    """Each file under its own name in `folder`; a name that repeats goes into a numbered subfolder, so that two
+    files called IM0001 from different series are both kept and both named."""
+    for number, upload in enumerate(uploads):
+        target = folder / upload_file_name(upload.name or "")
+        if target.exists():
+            target = folder / f"{number:05d}" / target.name
+            target.parent.mkdir()
+        with open(target, "wb") as handle:
+            for chunk in upload.chunks():
+                handle.write(chunk)
 
 
 @admin.register(ImportJob)
@@ -278,12 +306,9 @@ class ImportJobAdmin(admin.ModelAdmin):
         lines = [line for line in (obj.outcome or {}).get("lines", []) if "exception" in line]
         if not lines:
             return "none"
-        rows = "".join(
-            format_html("<tr><td>{}</td><td>{}</td><td>{}</td></tr>", line["inputFile"],
-                        line["exception"]["exceptionType"], line["exception"]["message"])
-            for line in lines
-        )
-        return format_html("<table><tr><th>File</th><th>Kind</th><th>Reason</th></tr>{}</table>", format_html(rows))
+        rows = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", (
+            (line["inputFile"], line["exception"]["exceptionType"], line["exception"]["message"]) for line in lines))
+        return format_html("<table><tr><th>File</th><th>Kind</th><th>Reason</th></tr>{}</table>", rows)
 
 
 @admin.register(ImageSet)
@@ -322,11 +347,35 @@ class ImageSetAdmin(admin.ModelAdmin):
 
 class ShareLinkForm(forms.ModelForm):
     expires_in_hours = forms.IntegerField(min_value=1, max_value=24 * 30, initial=24)
+    # The fields the service's checks name, as the form calls them.
+    _FIELDS = {"study_uid": "study_instance_uid", "image_set_id": "image_set_id", "expires_in": "expires_in_hours",
+               "window_preset": "window_preset"}
 
     class Meta:
         model = ShareLink
         fields = ["datastore", "study_instance_uid", "image_set_id", "bound_user", "hide_browser", "initial_series",
                   "window_preset"]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if "study_instance_uid" in self.fields:  # the add form; on the change page every field is read-only
+            self.fields["study_instance_uid"].required = False  # an image set names its study
+            self.fields["study_instance_uid"].help_text = "Or leave empty and name an image set below"
+
+    def clean(self) -> dict:
+        """The service's own checks (the study or image set exists in the data store, the lifetime is allowed),
+        shown beside the field at fault instead of failing when the link is saved."""
+        data = super().clean()
+        if self.errors:
+            return data
+        try:
+            share_link_target(datastore_id=data["datastore"].id, study_uid=data.get("study_instance_uid") or "",
+                              image_set_id=data.get("image_set_id") or "",
+                              expires_in=timedelta(hours=data["expires_in_hours"]),
+                              window_preset=data.get("window_preset") or "")
+        except ShareLinkTargetError as e:
+            self.add_error(self._FIELDS[e.field], e.error.message)
+        return data
 
 
 @admin.register(ShareLink)
@@ -334,6 +383,9 @@ class ShareLinkAdmin(admin.ModelAdmin):
     list_display = ["id", "datastore", "created_by", "bound_user", "expires_at", "revoked_at"]
     actions = ["revoke"]
     form = ShareLinkForm
+
+    class Media:
+        js = ["admin/imaging/copy_link.js"]
 
     def get_readonly_fields(self, request, obj=None):
         return [] if obj is None else [f.name for f in self.model._meta.fields] + ["link"]
@@ -349,27 +401,40 @@ class ShareLinkAdmin(admin.ModelAdmin):
         if change:
             return
         data = form.cleaned_data
-        try:
-            link, _ = share_link_create(
-                created_by=request.user, datastore_id=data["datastore"].id, study_uid=data["study_instance_uid"],
-                image_set_id=data["image_set_id"], expires_in=timedelta(hours=data["expires_in_hours"]),
-                bound_user=data["bound_user"], hide_browser=data["hide_browser"],
-                initial_series=data["initial_series"], window_preset=data["window_preset"])
-        except ApertureError as e:
-            messages.error(request, e.message)
-            raise
+        link, _ = share_link_create(
+            created_by=request.user, datastore_id=data["datastore"].id, study_uid=data["study_instance_uid"],
+            image_set_id=data["image_set_id"], expires_in=timedelta(hours=data["expires_in_hours"]),
+            bound_user=data["bound_user"], hide_browser=data["hide_browser"],
+            initial_series=data["initial_series"], window_preset=data["window_preset"])
         obj.pk = link.pk
         obj.refresh_from_db()
 
+    def response_add(self, request, obj, post_url_continue=None):
+        """Say what was made in the words the admin needs: the link itself, ready to copy."""
+        link = self._absolute_link(request, obj)
+        messages.success(request, format_html("Share link created: {}", _copyable_link(link)))
+        return HttpResponseRedirect(reverse("admin:imaging_sharelink_change", args=[obj.pk]))
+
     @admin.display(description="Link to embed")
     def link(self, obj: ShareLink) -> str:
+        # A display field has no request to take the host from; copy_link.js makes the path absolute in the page.
         url = reverse("viewer:share", args=[share_token(obj)])
-        return format_html('<input readonly size="100" value="{}"> <a href="{}" target="_blank">open</a>', url, url)
+        return format_html('{} <a href="{}" target="_blank" rel="noopener">open</a>', _copyable_link(url), url)
+
+    @staticmethod
+    def _absolute_link(request: HttpRequest, obj: ShareLink) -> str:
+        return request.build_absolute_uri(reverse("viewer:share", args=[share_token(obj)]))
 
     @admin.action(description="Revoke selected links")
     def revoke(self, request, queryset) -> None:
         for link in queryset:
             share_link_revoke(link_id=link.pk)
+
+
+def _copyable_link(url: str) -> str:
+    """A read-only field holding the link and a button that copies it (admin/imaging/copy_link.js)."""
+    return format_html('<input readonly class="share-link" size="100" value="{}"> '
+                       '<button type="button" class="button" data-copy-link>Copy</button>', url)
 
 
 @admin.register(AuditEvent)

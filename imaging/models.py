@@ -413,3 +413,6 @@ class ShareLink(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Share link {self.id}"

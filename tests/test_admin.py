@@ -77,3 +77,112 @@ def test_clinicians_and_outsiders_have_no_admin(client):
     client.force_login(user)
     for url in ("/admin/", "/admin/imaging/datastore/", "/admin/imaging/auditevent/", "/admin/imaging/accesskey/"):
         assert client.get(url).status_code == 302  # to the admin login: not staff
+
+
+def share_link_form(viewer_data, **fields) -> dict:
+    return {"datastore": viewer_data.datastore.id, "study_instance_uid": "", "image_set_id": "",
+            "expires_in_hours": 24, "initial_series": "", "window_preset": "", **fields}
+
+
+def test_share_link_for_an_unknown_study_is_a_form_error(admin_client, viewer_data):
+    from imaging.models import ShareLink
+
+    page = admin_client.post("/admin/imaging/sharelink/add/", share_link_form(viewer_data, study_instance_uid="1.2.3"))
+    assert page.status_code == 200
+    assert b"No such study in this data store" in page.content
+    unknown_set = admin_client.post("/admin/imaging/sharelink/add/",
+                                    share_link_form(viewer_data, image_set_id="0" * 32))
+    assert unknown_set.status_code == 200 and b"No such image set in this data store" in unknown_set.content
+    too_long = admin_client.post("/admin/imaging/sharelink/add/",
+                                 share_link_form(viewer_data, study_instance_uid=viewer_data.study_uid,
+                                                 expires_in_hours=24 * 365))
+    assert too_long.status_code == 200 and b"errorlist" in too_long.content
+    assert not ShareLink.objects.exists()
+
+
+def test_share_link_created_shows_the_absolute_link_with_a_copy_button(admin_client, viewer_data):
+    from imaging.models import ShareLink
+
+    created = admin_client.post("/admin/imaging/sharelink/add/",
+                                share_link_form(viewer_data, study_instance_uid=viewer_data.study_uid), follow=True)
+    assert created.status_code == 200
+    link = ShareLink.objects.get()
+    page = created.content.decode()
+    assert "ShareLink object" not in page
+    message = page.split('class="success"')[1].split("</li>")[0]
+    assert "Share link created" in message and 'value="http://testserver/share/' in message
+    assert "data-copy-link" in message and "copy_link.js" in page
+    token = message.split('value="http://testserver/share/')[1].split("/")[0]
+    from imaging.services.sharing import share_link_resolve
+    assert share_link_resolve(token) == link
+
+
+def test_storage_by_tier_shows_counts_and_bytes(admin_client, viewer_data):
+    from imaging.models import ImageFrame
+
+    page = admin_client.get(f"/admin/imaging/datastore/{viewer_data.datastore.id}/change/").content.decode()
+    table = page.split("Image sets and bytes per storage tier")[1].split("</table>")[0]
+    total = sum(ImageFrame.objects.filter(image_set__datastore=viewer_data.datastore).values_list("size", flat=True))
+    assert "<td>FREQUENT_ACCESS</td><td>2</td>" in table
+    assert f"<td>{total:,} bytes</td>" in table and total > 1000
+
+
+def test_import_page_shows_no_errors_before_any_input(admin_client, viewer_data):
+    page = admin_client.get(f"/admin/imaging/datastore/{viewer_data.datastore.id}/import-folder/")
+    assert page.status_code == 200
+    assert b"This field is required" not in page.content and b"errorlist" not in page.content
+    submitted = admin_client.post(f"/admin/imaging/datastore/{viewer_data.datastore.id}/import-folder/",
+                                  {"kind": "folder", "folder": ""})
+    assert submitted.content.count(b"This field is required") == 1  # only the form that was sent
+
+
+def test_uploaded_files_keep_their_names_and_failure_reasons_are_whole(admin_client, settings, tmp_path):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from pydicom.uid import generate_uid
+
+    from imaging.models import ImportJob
+    from imaging.services.imports import manifest_summary
+    from tests.conftest import DICOM_DIR
+    from tests.dicomgen import ct_bytes
+
+    settings.DATA_DIR = tmp_path
+    settings.APERTURE_BLOB_STORE = f"file://{tmp_path / 'blobs'}"
+    settings.APERTURE_IMPORT_CONCURRENCY = 0
+    admin_client.post("/admin/imaging/datastore/add/", {"name": "uploads", "lossless_storage_format": "HTJ2K"})
+    datastore = Datastore.objects.get(name="uploads")
+    study = generate_uid()
+    files = [SimpleUploadedFile("CT slice 1.dcm", ct_bytes(study_uid=study, series_uid=generate_uid())),
+             SimpleUploadedFile("IM0001", ct_bytes(study_uid=study, series_uid=generate_uid())),
+             SimpleUploadedFile("IM0001", ct_bytes(study_uid=study, series_uid=generate_uid())),
+             SimpleUploadedFile("lossy-12bit.dcm", (DICOM_DIR / "JPEG51__JPEG-lossy.dcm").read_bytes())]
+    response = admin_client.post(f"/admin/imaging/datastore/{datastore.id}/import-folder/",
+                                 {"kind": "upload", "files": files})
+    assert response.status_code == 302
+    job = ImportJob.objects.get(datastore=datastore)
+    names = sorted(line["inputFile"].rsplit("/", 1)[1] for line in job.outcome["lines"])
+    assert names == ["CT slice 1.dcm", "IM0001", "IM0001", "lossy-12bit.dcm"]
+    assert manifest_summary(job)["jobSummary"]["numberOfImportedFiles"] == 3
+    page = admin_client.get(f"/admin/imaging/importjob/{job.id}/change/").content.decode()
+    assert "lossy-12bit.dcm" in page
+    reason = page.split("lossy-12bit.dcm</td><td>ValidationException</td><td>")[1].split("</td>")[0]
+    assert reason.startswith("The pixel data cannot be decoded") and reason.endswith("12-bit precision"), reason
+
+
+def test_upload_names_are_one_safe_path_component():
+    from imaging.admin import upload_file_name
+
+    assert upload_file_name("../../etc/passwd") == "passwd"
+    assert upload_file_name("C:\\scans\\IM0001") == "IM0001"
+    assert upload_file_name("..") == upload_file_name("") == "upload"
+    assert upload_file_name("a\x00b\n.dcm") == "ab.dcm"
+    assert len(upload_file_name("é" * 300).encode()) <= 200
+
+
+def test_long_reasons_are_cut_between_words():
+    from imaging.dicom.reader import REASON_LIMIT, short_reason
+
+    words = " ".join(f"word{n}" for n in range(400))
+    reason = short_reason(ValueError(words))
+    assert len(reason) <= REASON_LIMIT + 2 and reason.endswith(" …")
+    assert reason[:-2].split(" ")[-1] in words.split(" ")
+    assert short_reason(ValueError("two\n   lines")) == "two lines"

@@ -1,8 +1,12 @@
 """The runtime operations through boto3 against a live server, on image sets made by real imports."""
 from __future__ import annotations
 
+import base64
 import gzip
 import json
+import os
+import subprocess
+import sys
 import threading
 from datetime import datetime, timedelta, timezone
 
@@ -219,6 +223,48 @@ def test_update_rules(mi, study, updatable, removable, expected):
         update(mi, ds, a, "1", updatable=updatable, removable=removable)
     assert code(excinfo) == expected
     assert mi.get_image_set(datastoreId=ds, imageSetId=a)["versionId"] == "1"  # nothing half-done
+
+
+def aws_cli_v1(server, *args: str) -> dict:
+    """The AWS CLI v1 that `pip install awscli` gives (it passes blobs in JSON input raw), against the server."""
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": server.admin_key["AccessKeyId"],
+           "AWS_SECRET_ACCESS_KEY": server.admin_key["SecretAccessKey"], "AWS_DEFAULT_REGION": "us-east-1",
+           "AWS_DISABLE_HOST_PREFIX_INJECTION": "true", "AWS_CONFIG_FILE": "/dev/null",
+           "AWS_SHARED_CREDENTIALS_FILE": "/dev/null"}
+    completed = subprocess.run(
+        [sys.executable, "-m", "awscli", "medical-imaging", *args, "--endpoint-url", server.url, "--output", "json"],
+        env=env, capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 0, completed.stderr
+    return json.loads(completed.stdout) if completed.stdout.strip() else {}
+
+
+@pytest.mark.parametrize("form", ["raw JSON (AWS CLI v1 style)", "base64 (the guide's file, AWS CLI v2 style)"])
+def test_update_metadata_from_a_file_with_the_aws_cli(mi, s3, server, active_datastore, tmp_path, form):
+    import awscli
+
+    assert awscli.__version__.startswith("1.")
+    outcome = run_import(mi, s3, active_datastore, {"one.dcm": ct_bytes(study_uid=generate_uid(),
+                                                                        series_uid=generate_uid())})
+    image_set_id = outcome.line_for("one.dcm")["importResponse"]["imageSetId"]
+    document = json.dumps({"SchemaVersion": 1.1, "Patient": {"DICOM": {"PatientName": "MX^MX"}}})
+    blob = document if form.startswith("raw") else base64.b64encode(document.encode()).decode()
+    updates = tmp_path / "metadata-updates.json"
+    updates.write_text(json.dumps({"DICOMUpdates": {"updatableAttributes": blob}}))
+    answer = aws_cli_v1(server, "update-image-set-metadata", "--datastore-id", active_datastore,
+                        "--image-set-id", image_set_id, "--latest-version-id", "1",
+                        "--update-image-set-metadata-updates", f"file://{updates}")
+    assert answer["latestVersionId"] == "2"
+    settled(mi, active_datastore, image_set_id)
+    assert metadata(mi, active_datastore, image_set_id)["Patient"]["DICOM"]["PatientName"] == "MX^MX"
+
+
+@pytest.mark.parametrize("blob", [b"bm90IGpzb24=", base64.b64encode(b"[1, 2]"), b"\xff\xfe", b"QUJD*"])
+def test_update_blob_that_is_neither_json_nor_base64_json_is_refused(mi, study, blob):
+    with pytest.raises(ClientError) as excinfo:
+        mi.update_image_set_metadata(datastoreId=study["datastore"], imageSetId=study["a"], latestVersionId="1",
+                                     updateImageSetMetadataUpdates={"DICOMUpdates": {"updatableAttributes": blob}})
+    assert code(excinfo) == "ValidationException"
+    assert "updatableAttributes must be" in excinfo.value.response["Error"]["Message"]
 
 
 def test_update_conflicts(mi, mi_raw, study):

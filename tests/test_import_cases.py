@@ -264,6 +264,51 @@ def test_json_metadata_files_override_and_add_attributes_before_grouping(mi, s3,
     assert serie["DICOM"]["RequestAttributesSequence"] == [{"RequestedProcedureDescription": "CT HEAD"}]
 
 
+def test_search_key_limits_apply_to_the_values_as_stored(mi, s3, active_datastore):
+    """SPEC 4.6, one rule: a search key over its limit fails the file, checked after the JSON metadata mapping, so a
+    mapping corrects the over-long StudyID of a JPEG70__bad_sequence-style file, and cannot store one itself; any
+    other over-long value is kept with warning 0xB202."""
+    import json
+
+    from tests.conftest import DICOM_DIR
+
+    hashed_study, mapped_study = generate_uid(), generate_uid()
+    hashed = ct_dataset(study_uid=hashed_study, series_uid=generate_uid())
+    hashed.StudyID = "d6e895774587360288a394441a225639d97f7ae4374153c9e1ff53dc3bafa128"  # as in JPEG70__bad_sequence
+    long_description = ct_dataset(study_uid=generate_uid(), series_uid=generate_uid())
+    long_description.SeriesDescription = "S" * 80  # LO allows 64; not a search key
+    files = {
+        "bad-sequence.dcm": DICOM_DIR / "JPEG70__bad_sequence.dcm",  # its StudyInstanceUID is no UID: no mapping
+        "hashed-study-id.dcm": to_bytes(hashed),
+        "mapped.dcm": ct_bytes(study_uid=mapped_study, series_uid=generate_uid()),
+        "long-series-description.dcm": to_bytes(long_description),
+        "corrected.json": json.dumps({"00200010": {"vr": "SH", "Value": ["S1"]}}).encode(),
+        "too-long.json": json.dumps({"00200010": {"vr": "SH", "Value": ["Y" * 20]}}).encode(),
+    }
+    configuration = {"dicomJsonMetadataImportConfiguration": {"dicomMetadataMappings": [
+        {"studyInstanceUID": hashed_study, "metadataFilePath": "corrected.json"},
+        {"studyInstanceUID": mapped_study, "metadataFilePath": "too-long.json"},
+    ]}}
+    outcome = run_import(mi, s3, active_datastore, files, importConfiguration=configuration)
+    assert outcome.job["jobStatus"] == "COMPLETED", outcome.job
+    corrected = outcome.line_for("hashed-study-id.dcm")
+    assert "importResponse" in corrected, corrected
+    document = metadata(mi, active_datastore, corrected["importResponse"]["imageSetId"])
+    assert document["Study"]["DICOM"]["StudyID"] == "S1"
+    for name, length in (("bad-sequence.dcm", 64), ("mapped.dcm", 20)):
+        line = outcome.line_for(name)
+        assert line["exception"]["exceptionType"] == "ValidationException", line
+        assert f"StudyID has length {length}, more than the allowed 16" in line["exception"]["message"]
+        assert "JSON metadata mapping" in line["exception"]["message"]  # says how to fix it
+    kept = outcome.line_for("long-series-description.dcm")["importResponse"]
+    assert [warning["warning_reason_code"] for warning in kept["warnings"]] == [0xB202], kept
+    assert outcome.summary["numberOfImportedFiles"] == 2
+    assert outcome.summary["numberOfFilesWithCustomerError"] == 2
+    found = mi.search_image_sets(datastoreId=active_datastore, searchCriteria={"filters": [
+        {"values": [{"DICOMStudyInstanceUID": mapped_study}], "operator": "EQUAL"}]})
+    assert found["imageSetsMetadataSummaries"] == []
+
+
 @pytest.mark.parametrize("content, mapping_path, message", [
     (b"{not json", "meta.json", "is not JSON"),
     (b'{"00100010": {"Value": ["x"]}}', "meta.json", "unknown or missing vr"),

@@ -203,3 +203,23 @@ def test_only_uploaded_inputs_are_deleted_when_a_job_ends(datastore, tmp_path, s
     assert import_job_start_local(datastore_id=datastore.id, paths=[str(own)]).status in ("SUBMITTED", "COMPLETED")
     assert not uploaded.exists()  # the admin's upload folder, emptied once its job ended
     assert len(list(own.iterdir())) == 1  # a folder on the server is never touched
+
+
+def test_a_file_over_a_search_key_limit_leaves_no_frames_behind(datastore, tmp_path, store_settings):
+    from tests.dicomgen import ct_dataset, to_bytes
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "good.dcm").write_bytes(ct_bytes(study_uid=generate_uid(), series_uid=generate_uid()))
+    long_study_id = ct_dataset(study_uid=generate_uid(), series_uid=generate_uid(), seed=7)
+    long_study_id.StudyID = "X" * 17  # SH and SPEC 4.6 allow 16
+    (folder / "long-study-id.dcm").write_bytes(to_bytes(long_study_id))
+    job = import_job_start_local(datastore_id=datastore.id, paths=[str(folder)])
+    job.refresh_from_db()
+    assert job.status == "COMPLETED" and job.imported_files == 1 and job.failed_files == 1
+    failure = next(line for line in job.outcome["lines"] if "exception" in line)
+    assert failure["inputFile"].endswith("long-study-id.dcm")
+    assert "StudyID has length 17, more than the allowed 16" in failure["exception"]["message"]
+    # The worker had already written the failed file's frame: only the good file's one frame is stored.
+    frames = [path for path in (tmp_path / "blobs").rglob("*") if path.is_file() and "/frames/" in str(path)]
+    assert len(frames) == 1

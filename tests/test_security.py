@@ -33,7 +33,7 @@ def test_share_link_opens_the_viewer_without_login_and_may_be_framed(settings, v
     assert response.status_code == 200 and b"<canvas" in response.content
     assert "X-Frame-Options" not in response
     assert response["Content-Security-Policy"] == "frame-ancestors 'self' https://portal.example.org"
-    assert b'data-preset="2"' in response.content and b"series-strip" not in response.content  # browser hidden
+    assert b'data-initial-preset="2"' in response.content and b"series-strip" not in response.content  # browser hidden
     shown = Client().get(f"/share/{token}/?browser=1")
     assert b"series-strip" in shown.content
     # Every other page refuses to be framed.

@@ -165,3 +165,115 @@ def _image_set(server, study) -> str:
     found = client.search_image_sets(datastoreId=study["datastore"], searchCriteria={"filters": [
         {"operator": "EQUAL", "values": [{"DICOMSeriesInstanceUID": study["series"]}]}]})
     return found["imageSetsMetadataSummaries"][0]["imageSetId"]
+
+
+def open_viewer(page, server, study, query: str = "", *, logged_in: bool = False) -> list[str]:
+    """Log in and open the series; returns the list that collects the page's uncaught errors."""
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    if not logged_in:
+        log_in(page, server)
+    page.goto(f"{server.url}/view/{study['datastore']}/{_image_set(server, study)}/?series={study['series']}{query}")
+    page.wait_for_function("window.apertureViewer && window.apertureViewer.rendered > 0")
+    return errors
+
+
+def drag_on_canvas(page, dx: float, dy: float) -> None:
+    box = page.locator("#viewport").bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + dx, y + dy, steps=5)
+    page.mouse.up()  # the browser's click event follows the release
+
+
+def test_clicks_run_no_preset_and_a_drag_keeps_its_window(server, study, browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    errors = open_viewer(page, server, study)
+    page.locator("#viewport").click()
+    page.locator(".toolbar").click(position={"x": 2, "y": 2})  # the toolbar's background, between buttons
+    assert errors == []
+
+    page = context.new_page()
+    errors = open_viewer(page, server, study, "&preset=2", logged_in=True)
+    page.wait_for_function("window.apertureViewer.lastHeader.window[0] === -600")  # the lung preset from the URL
+    drag_on_canvas(page, 50, 30)  # window/level: +2 per pixel down on the level, +4 per pixel right on the width
+    assert page.evaluate("window.apertureViewer.window") == [-540, 1700]
+    page.wait_for_function("window.apertureViewer.shownId === window.apertureViewer.requestId")
+    assert page.evaluate("window.apertureViewer.lastHeader.window") == [-540, 1700]
+    assert page.evaluate("window.apertureViewer.window") == [-540, 1700]  # not snapped back to the preset
+    assert "W 1700 L -540" in page.inner_text("#overlay-window")
+    page.click("button[data-preset='3']")  # the buttons still apply their presets
+    assert page.evaluate("window.apertureViewer.window") == [480, 2500]
+    assert errors == []
+    context.close()
+
+
+@pytest.mark.parametrize("size", [{"width": 1280, "height": 800}, {"width": 390, "height": 844}],
+                         ids=["desktop", "phone"])
+def test_the_viewer_fits_the_window_and_overlays_clear_the_toolbar(server, study, browser, size, tmp_path):
+    phone = size["width"] < 600
+    context = browser.new_context(viewport=size, has_touch=phone, is_mobile=phone)
+    page = context.new_page()
+    errors = open_viewer(page, server, study)
+    page.wait_for_function("window.apertureViewer.shownId === window.apertureViewer.requestId")
+    layout = page.evaluate("""() => ({
+        scrollHeight: document.scrollingElement.scrollHeight, innerHeight: window.innerHeight,
+        scrollWidth: document.scrollingElement.scrollWidth, innerWidth: window.innerWidth,
+        canvas: document.getElementById('viewport').getBoundingClientRect().toJSON(),
+        backing: [document.getElementById('viewport').width, document.getElementById('viewport').height],
+        ratio: window.devicePixelRatio,
+        overlays: Array.from(document.querySelectorAll('.overlay'), (e) => e.getBoundingClientRect().toJSON()),
+        controls: Array.from(document.querySelectorAll('.toolbar button, .toolbar label'),
+                             (e) => e.getBoundingClientRect().toJSON()),
+    })""")
+    page.screenshot(path=str(tmp_path / f"viewer-{size['width']}x{size['height']}.png"))
+    assert layout["scrollHeight"] <= layout["innerHeight"], layout
+    assert layout["scrollWidth"] <= layout["innerWidth"], layout
+    canvas = layout["canvas"]
+    assert canvas["height"] > size["height"] / 3 and canvas["bottom"] <= size["height"]
+    assert layout["backing"] == [round(canvas["width"] * layout["ratio"]), round(canvas["height"] * layout["ratio"])]
+
+    def overlap(a, b) -> bool:
+        return a["left"] < b["right"] and b["left"] < a["right"] and a["top"] < b["bottom"] and b["top"] < a["bottom"]
+
+    for overlay in layout["overlays"]:
+        assert overlay["top"] >= canvas["top"] and overlay["bottom"] <= canvas["bottom"], (overlay, canvas)
+        assert not any(overlap(overlay, control) for control in layout["controls"]), overlay
+    assert errors == []
+    context.close()
+
+
+def test_admin_share_link_message_copies_the_absolute_link(server, study, browser):
+    from playwright.sync_api import expect
+
+    server.manage("shell", "-c", (
+        "from django.contrib.auth import get_user_model;"
+        f"get_user_model().objects.create_superuser('share-admin', password='{PASSWORD}')"))
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url)
+    page = context.new_page()
+    page.goto(server.url + "/admin/imaging/sharelink/add/")
+    page.fill("input[name=username]", "share-admin")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("input[type=submit]")
+    page.select_option("select[name=datastore]", study["datastore"])
+    page.fill("input[name=study_instance_uid]", "1.2.3.4")
+    page.click("input[name=_save]")
+    assert "No such study in this data store" in page.inner_text(".errorlist")
+    page.fill("input[name=study_instance_uid]", study["study"])
+    page.click("input[name=_save]")
+    page.wait_for_load_state()  # copy_link.js has set up the Copy buttons and the link field
+    message = page.locator(".messagelist .success")
+    assert "Share link created" in message.inner_text()
+    link = message.locator("input.share-link").input_value()
+    assert link.startswith(server.url + "/share/")
+    message.locator("button[data-copy-link]").click()
+    expect(message.locator("button[data-copy-link]")).to_have_text("Copied")
+    assert page.evaluate("navigator.clipboard.readText()") == link
+    expect(page.locator("div.field-link input.share-link")).to_have_value(link)  # the change page's field too
+    page.goto(link)
+    page.wait_for_function("window.apertureViewer && window.apertureViewer.rendered > 0")
+    context.close()

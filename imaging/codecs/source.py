@@ -14,6 +14,7 @@ from pydicom.pixels import iter_pixels
 from imaging.codecs.dimensions import FrameSizeMismatch, check_declared_size
 from imaging.codecs.ifrc import sample_range
 from imaging.dicom import uids
+from imaging.dicom.reader import short_reason
 
 
 class PixelDataError(ValueError):
@@ -141,7 +142,7 @@ def iter_decoded_frames(dataset: Dataset, description: PixelDescription) -> Iter
     except PixelDataError:
         raise
     except Exception as e:
-        raise PixelDataError(f"The pixel data cannot be decoded: {' '.join(str(e).split())[:200]}") from e
+        raise PixelDataError(f"The pixel data cannot be decoded: {short_reason(e)}") from e
 
 
 _LITTLE_ENDIAN_NATIVE = {uids.IMPLICIT_LE, uids.EXPLICIT_LE, uids.DEFLATED_LE}
@@ -178,7 +179,7 @@ def encapsulated_frames(dataset: Dataset, description: PixelDescription) -> list
     try:
         frames = list(generate_frames(dataset.PixelData, number_of_frames=description.number_of_frames))
     except Exception as e:
-        raise PixelDataError(f"The encapsulated frames cannot be split: {' '.join(str(e).split())[:200]}") from e
+        raise PixelDataError(f"The encapsulated frames cannot be split: {short_reason(e)}") from e
     if len(frames) != description.number_of_frames:
         raise PixelDataError(f"NumberOfFrames is {description.number_of_frames} but {len(frames)} frames were found")
     return frames

@@ -87,9 +87,9 @@ def read_p10(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> Dataset:
     except DicomInputError:
         raise
     except InvalidDicomError as e:
-        raise DicomInputError(f"Not a valid DICOM P10 file: {_short(e)}") from e
+        raise DicomInputError(f"Not a valid DICOM P10 file: {short_reason(e)}") from e
     except Exception as e:  # pydicom raises many kinds on truncated or corrupt input
-        raise DicomInputError(f"Not a valid DICOM P10 file: {_short(e)}") from e
+        raise DicomInputError(f"Not a valid DICOM P10 file: {short_reason(e)}") from e
     meta = getattr(dataset, "file_meta", None)
     if meta is None or len(meta) == 0:
         raise DicomInputError("Not a valid DICOM P10 file: the File Meta Information group is missing")
@@ -315,19 +315,28 @@ def text_of(value: Any) -> str:
 
 
 def check_instance(values: dict[str, Any], unreadable: list[str]) -> None:
-    """The required attributes (SPEC 4.3) and the length limits (SPEC 4.6), on the normalized attributes of all
-    levels merged; `unreadable` holds the tags normalization could not convert."""
+    """The required attributes (SPEC 4.3) on the normalized attributes of all levels merged; `unreadable` holds the
+    tags normalization could not convert."""
     for keyword in REQUIRED:
         if keyword in unreadable or f"{tag_for_keyword(keyword):08X}" in unreadable:
             raise DicomInputError(f"DICOM attribute {keyword} cannot be read")
         if text_of(values.get(keyword)).strip() == "":
             raise DicomInputError(f"DICOM attribute {keyword} does not exist")
+
+
+def search_key_violation(values: dict[str, Any]) -> str | None:
+    """The first search key over its SPEC 4.6 limit, as the file's failure reason; None when all are within.
+
+    One rule for every key of the table: over the limit, the file fails (the search index holds exactly these
+    lengths, and a cut value would be found by the wrong searches). Any other value longer than its VR allows is
+    kept with warning 0xB202 (normalize.py). The import checks the values as they will be stored, after a JSON
+    metadata mapping (SPEC 4.10) has had its say, so such a mapping can correct a value that is too long.
+    """
     for keyword, limit in LENGTH_LIMITS.items():
         text = text_of(values.get(keyword))
         if len(text) > limit:
-            raise DicomInputError(
-                f"DICOM attribute {keyword} has length {len(text)}, more than the allowed {limit}"
-            )
+            return (f"DICOM attribute {keyword} has length {len(text)}, more than the allowed {limit} for this "
+                    "search key; correct it in the file, or with a JSON metadata mapping for its study")
     for keyword, limit in COUNT_LIMITS.items():
         text = text_of(values.get(keyword)).strip()
         if text == "":
@@ -335,11 +344,20 @@ def check_instance(values: dict[str, Any], unreadable: list[str]) -> None:
         try:
             value = int(text)
         except ValueError:
-            raise DicomInputError(f"DICOM attribute {keyword} must be an integer") from None
+            return f"DICOM attribute {keyword} must be an integer"
         if not 0 <= value <= limit:
-            raise DicomInputError(f"DICOM attribute {keyword} must be between 0 and {limit}")
+            return f"DICOM attribute {keyword} must be between 0 and {limit}"
+    return None
 
 
-def _short(error: Exception) -> str:
+REASON_LIMIT = 500
+
+
+def short_reason(error: Exception) -> str:
+    """A library's error message as one line for a manifest: whitespace collapsed, and when it is long, cut at the
+    last word that fits with an ellipsis, never inside a word (a reason cut mid-word reads as a different one)."""
     text = " ".join(str(error).split()) or type(error).__name__
-    return text[:200]
+    if len(text) <= REASON_LIMIT:
+        return text
+    cut = text[:REASON_LIMIT].rsplit(" ", 1)[0]
+    return cut + " …"

@@ -4,6 +4,8 @@
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import copy
 import json
 from typing import Any
@@ -25,12 +27,21 @@ class UpdateRejected(ValueError):
 
 
 def parse_blob(blob: bytes | None, member: str) -> dict[str, Any] | None:
+    """The JSON document a DICOMUpdates blob carries.
+
+    The blob is the document itself, or the base64 of it: a file written for AWS CLI v2 holds the document
+    base64-encoded (v2 decodes blobs given in JSON input), and AWS CLI v1 sends that text as the blob unchanged.
+    The two cannot be confused: a JSON object starts with "{" after optional whitespace, which base64 never does,
+    and base64 is accepted only when it decodes to a UTF-8 JSON document.
+    """
     if blob is None:
         return None
+    if blob.lstrip()[:1] != b"{":
+        blob = _base64_document(blob) or blob
     try:
         document = json.loads(blob.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-        raise UpdateRejected(f"{member} must be UTF-8 JSON") from e
+        raise UpdateRejected(f"{member} must be UTF-8 JSON, or the base64 of UTF-8 JSON") from e
     if not isinstance(document, dict):
         raise UpdateRejected(f"{member} must be a JSON object")
     if "SchemaVersion" in document and document["SchemaVersion"] not in ("1.1", 1.1):
@@ -39,6 +50,15 @@ def parse_blob(blob: bytes | None, member: str) -> dict[str, Any] | None:
     if unknown:
         raise UpdateRejected(f"{member} may only contain SchemaVersion, Patient and Study, not {sorted(unknown)}")
     return document
+
+
+def _base64_document(blob: bytes) -> bytes | None:
+    """The bytes `blob` encodes in base64 when they start like a JSON object, else None."""
+    try:
+        decoded = base64.b64decode(b"".join(blob.split()), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return decoded if decoded.lstrip()[:1] == b"{" else None
 
 
 def _check_attribute(keyword: str, value: Any, *, level: str, private_vr: str | None, force: bool,

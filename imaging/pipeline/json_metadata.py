@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from imaging.dicom.dicomjson import DicomJsonError, levels_from_dicom_json
 from imaging.dicom.levels import grouping_of
+from imaging.dicom.reader import search_key_violation
 from imaging.pipeline.sources import S3Settings, SourceError, SourceObject, read_object
-from imaging.pipeline.transcode import FileResult
+from imaging.pipeline.transcode import EncodedFrame, FileResult
 
 MAX_METADATA_FILE_BYTES = 10 * 1024 * 1024
 
@@ -95,3 +96,20 @@ def apply_overrides(result: FileResult, overrides: dict[str, list[MetadataOverri
         if override.vrs["Instance"]:
             result.instance.setdefault("DICOMVRs", {}).update(override.vrs["Instance"])
     result.grouping = grouping_of({**result.levels["Patient"], **result.levels["Study"], **result.levels["Series"]})
+
+
+def finish_instance(result: FileResult, overrides: dict[str, list[MetadataOverride]], *,
+                    discard: Callable[[EncodedFrame], None]) -> None:
+    """The last step of a processed file: apply its JSON metadata, then check the search-key limits (SPEC 4.6) on
+    the values as they will be stored. Over a limit, the file fails and `discard` removes each frame its worker
+    already wrote. Checking after the mapping is what lets a mapping correct a StudyID that is too long, and keeps
+    a mapping from storing one."""
+    if overrides:
+        apply_overrides(result, overrides)
+    stored = {**result.levels.get("Patient", {}), **result.levels.get("Study", {}),
+              **result.levels.get("Series", {}), **result.instance.get("DICOM", {})}
+    violation = search_key_violation(stored)
+    if violation:
+        for frame in result.frames:
+            discard(frame)
+        result.fail("ValidationException", violation)

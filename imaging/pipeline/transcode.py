@@ -147,6 +147,8 @@ def process_source(uri: str, display_name: str, s3: S3Settings, storage_format: 
 
 def process_bytes(data: bytes, result: FileResult, *, storage_format: str = "HTJ2K",
                   frame_ids: FrameIds | None = None, limits: DecodeLimits = DEFAULT_LIMITS) -> FileResult:
+    """One file through SPEC 4.3. The search-key length limits (4.6) are left to the job driver
+    (json_metadata.finish_instance), which checks them once the job's JSON metadata has been applied."""
     result.source_bytes = len(data)
     try:
         dataset = read_p10(data, limits)

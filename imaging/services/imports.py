@@ -26,7 +26,7 @@ from django.utils import timezone
 from imaging.dicom.reader import DecodeLimits
 from imaging.errors import NotFound, QuotaExceeded, ValidationFailed
 from imaging.models import ImportJob, JobStatus
-from imaging.pipeline.json_metadata import MetadataImportError, apply_overrides, load_overrides, metadata_mappings
+from imaging.pipeline.json_metadata import MetadataImportError, finish_instance, load_overrides, metadata_mappings
 from imaging.pipeline.persist import StoredInstance, persist_instances, stored_instance
 from imaging.pipeline.transcode import FrameSink, frame_blob_key
 from imaging.pipeline.pool import process_all
@@ -327,8 +327,9 @@ def _import(job: ImportJob, s3: S3Settings, blobs, written: list[str]) -> None:
                               concurrency=settings.APERTURE_IMPORT_CONCURRENCY, sink=sink,
                               limits=DecodeLimits(max_decoded_bytes=settings.APERTURE_IMPORT_MAX_DECODED_BYTES,
                                                   max_frame_pixels=settings.APERTURE_MAX_FRAME_PIXELS)):
-        if result.ok and overrides:
-            apply_overrides(result, overrides)
+        if result.ok:
+            finish_instance(result, overrides,
+                            discard=lambda frame: blobs.delete(frame_blob_key(job.datastore_id, frame.frame_id)))
         if result.ok:
             # Workers wrote the frames; remember them so a job that fails later removes them again.
             written += [frame_blob_key(job.datastore_id, frame.frame_id) for frame in result.frames]

@@ -27,22 +27,48 @@ class ShareLinkInvalid(Exception):
         self.reason = reason
 
 
-def share_link_create(*, created_by, datastore_id: str, study_uid: str = "", image_set_id: str = "",
-                      expires_in: timedelta, bound_user=None, hide_browser: bool = True, initial_series: str = "",
-                      window_preset: str = "") -> tuple[ShareLink, str]:
+class ShareLinkTargetError(Exception):
+    """What a new link would open, or for how long, is not acceptable. `field` names the argument at fault, so a
+    form can show the message beside it; `error` is the domain error raised where no form shows it."""
+
+    def __init__(self, field: str, error: ValidationFailed | NotFound) -> None:
+        super().__init__(error.message)
+        self.field = field
+        self.error = error
+
+
+def share_link_target(*, datastore_id: str, study_uid: str = "", image_set_id: str = "", expires_in: timedelta,
+                      window_preset: str = "") -> str:
+    """Check what a new link would open and for how long, before anything is written; returns the study's UID.
+
+    Raises ShareLinkTargetError naming the problem and the argument at fault."""
     if expires_in <= timedelta(0) or expires_in > timedelta(days=settings.APERTURE_SHARE_LINK_MAX_DAYS):
-        raise ValidationFailed(f"A share link expires within {settings.APERTURE_SHARE_LINK_MAX_DAYS} days")
-    if window_preset and window_preset not in "123456":
-        raise ValidationFailed("window_preset is 1 to 6")
+        raise ShareLinkTargetError("expires_in", ValidationFailed(
+            f"A share link expires within {settings.APERTURE_SHARE_LINK_MAX_DAYS} days"))
+    if window_preset and window_preset not in ("1", "2", "3", "4", "5", "6"):
+        raise ShareLinkTargetError("window_preset", ValidationFailed("window_preset is 1 to 6"))
     if image_set_id:
         image_set = ImageSet.objects.filter(pk=image_set_id, datastore_id=datastore_id).exclude(
             state=ImageSetState.DELETED).first()
         if image_set is None:
-            raise NotFound("No such image set")
-        study_uid = image_set.study_instance_uid
-    elif not ImageSet.objects.filter(datastore_id=datastore_id, study_instance_uid=study_uid).exclude(
+            raise ShareLinkTargetError("image_set_id", NotFound("No such image set in this data store"))
+        return image_set.study_instance_uid
+    if not study_uid:
+        raise ShareLinkTargetError("study_uid", ValidationFailed("Name a study or an image set"))
+    if not ImageSet.objects.filter(datastore_id=datastore_id, study_instance_uid=study_uid).exclude(
             state=ImageSetState.DELETED).exists():
-        raise NotFound("No such study")
+        raise ShareLinkTargetError("study_uid", NotFound("No such study in this data store"))
+    return study_uid
+
+
+def share_link_create(*, created_by, datastore_id: str, study_uid: str = "", image_set_id: str = "",
+                      expires_in: timedelta, bound_user=None, hide_browser: bool = True, initial_series: str = "",
+                      window_preset: str = "") -> tuple[ShareLink, str]:
+    try:
+        study_uid = share_link_target(datastore_id=datastore_id, study_uid=study_uid, image_set_id=image_set_id,
+                                      expires_in=expires_in, window_preset=window_preset)
+    except ShareLinkTargetError as e:
+        raise e.error from None
     link = ShareLink.objects.create(
         datastore_id=datastore_id, study_instance_uid=study_uid, image_set_id=image_set_id, created_by=created_by,
         bound_user=bound_user, expires_at=timezone.now() + expires_in, hide_browser=hide_browser,

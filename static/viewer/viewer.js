@@ -19,11 +19,12 @@
   function status(text) { document.getElementById("status").textContent = text || ""; }
 
   function resize() {
-    const box = canvas.parentElement.getBoundingClientRect();
+    // The stylesheet gives the canvas the space the window has left beside the toolbar and the series strip;
+    // the backing store follows that box in device pixels.
+    const box = canvas.getBoundingClientRect();
     const ratio = window.devicePixelRatio || 1;
-    canvas.width = Math.max(64, Math.floor(box.width * ratio));
-    canvas.height = Math.max(64, Math.floor((window.innerHeight - box.top - 8) * ratio));
-    canvas.style.height = canvas.height / ratio + "px";
+    canvas.width = Math.max(64, Math.round(box.width * ratio));
+    canvas.height = Math.max(64, Math.round(box.height * ratio));
     draw();
     request();
   }
@@ -65,7 +66,7 @@
       const wanted = state.frames.findIndex((f) => f.sop === hash.get("sop"));
       if (wanted >= 0) state.frame = wanted;
       state.frame = Math.min(state.frame, Math.max(0, state.count - 1));
-      const preset = root.dataset.preset;
+      const preset = root.dataset.initialPreset;
       if (preset && PRESETS[preset]) state.window = PRESETS[preset].slice();
       request(true);
     } else if (message.type === "error") {
@@ -191,8 +192,8 @@
     else if (action === "cine") toggleCine();
   }
 
-  document.querySelectorAll("[data-preset]").forEach((b) => b.addEventListener("click", () => setWindow(PRESETS[b.dataset.preset].slice())));
-  document.querySelectorAll("[data-action]").forEach((b) => b.addEventListener("click", () => act(b.dataset.action)));
+  document.querySelectorAll(".toolbar [data-preset]").forEach((b) => b.addEventListener("click", () => setWindow(PRESETS[b.dataset.preset].slice())));
+  document.querySelectorAll(".toolbar [data-action]").forEach((b) => b.addEventListener("click", () => act(b.dataset.action)));
 
   canvas.addEventListener("keydown", (e) => {
     const keys = { ArrowDown: 1, ArrowRight: 1, ArrowUp: -1, ArrowLeft: -1, PageDown: 10, PageUp: -10 };
@@ -262,7 +263,8 @@
   }, { passive: false });
   canvas.addEventListener("touchend", () => { if (touch && touch.mode === "pinch") request(false); touch = null; });
 
-  window.addEventListener("resize", resize);
+  // The canvas's box follows the window and the layout around it (a toolbar that wraps, the series strip).
+  new ResizeObserver(() => resize()).observe(canvas);
   resize();
   connect();
   canvas.focus();
