@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import io
 import json
+import urllib.error
 import urllib.request
 
 import numpy as np
 import pydicom
 import pytest
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 from pydicom.pixels import pixel_array
 
 from tests.conftest import DICOM_DIR, wait_for
+from tests.dicomweb import instance_url, signed_get
 from tests.importing import run_import
 
 pytestmark = pytest.mark.live
@@ -24,16 +23,9 @@ FILES = ["ELE__CT_small.dcm", "ELE__US1_UNCR.dcm", "ILE__rtdose.dcm", "RLE__emri
 
 
 def fetch(server, datastore_id, dataset, image_set_id, accept=None):
-    url = (f"{server.url}/datastore/{datastore_id}/studies/{dataset.StudyInstanceUID}/series/"
-           f"{dataset.SeriesInstanceUID}/instances/{dataset.SOPInstanceUID}?imageSetId={image_set_id}")
-    request = AWSRequest(method="GET", url=url, headers={"Accept": accept} if accept else {})
-    SigV4Auth(Credentials(server.admin_key["AccessKeyId"], server.admin_key["SecretAccessKey"]),
-              "medical-imaging", "us-east-1").add_auth(request)
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=dict(request.headers.items()))) as response:
-            return response.status, response.headers, response.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.headers, e.read()
+    url = instance_url(server.url, datastore_id, dataset.StudyInstanceUID, dataset.SeriesInstanceUID,
+                       dataset.SOPInstanceUID, image_set_id)
+    return signed_get(url, server.admin_key, accept=accept)
 
 
 @pytest.fixture(scope="module")

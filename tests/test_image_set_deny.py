@@ -5,34 +5,22 @@ from __future__ import annotations
 
 import io
 import json
-import urllib.error
-import urllib.request
 
 import pydicom
 import pytest
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 from pydicom.uid import generate_uid
 
 from tests.conftest import imaging_client, wait_for
 from tests.dicomgen import ct_bytes
+from tests.dicomweb import instance_url, signed_get
 from tests.importing import run_import
 
 pytestmark = pytest.mark.live
 
 
 def get_instance(server, key, datastore_id, study, series, sop, image_set_id=None):
-    query = f"?imageSetId={image_set_id}" if image_set_id else ""
-    url = f"{server.url}/datastore/{datastore_id}/studies/{study}/series/{series}/instances/{sop}{query}"
-    request = AWSRequest(method="GET", url=url)
-    SigV4Auth(Credentials(key["AccessKeyId"], key["SecretAccessKey"]), "medical-imaging", "us-east-1").add_auth(request)
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=dict(request.headers.items()))) as response:
-            return response.status, response.headers, response.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.headers, e.read()
+    return signed_get(instance_url(server.url, datastore_id, study, series, sop, image_set_id), key)
 
 
 @pytest.fixture(scope="module")

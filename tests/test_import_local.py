@@ -9,26 +9,12 @@ from pathlib import Path
 import pytest
 from pydicom.uid import generate_uid
 
-from imaging.models import Datastore, ImageSet, ImportJob
-from imaging.services.datastores import datastore_create
+from imaging.models import ImageSet, ImportJob
 from imaging.services.imports import import_job_start, import_job_start_local
 from tests.dicomgen import ct_bytes
+from tests.local_store import datastore, store_settings  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def store_settings(settings, tmp_path):
-    settings.APERTURE_BLOB_STORE = f"file://{tmp_path / 'blobs'}"
-    settings.DATA_DIR = tmp_path
-    settings.APERTURE_IMPORT_CONCURRENCY = 0
-    return settings
-
-
-@pytest.fixture
-def datastore(store_settings) -> Datastore:
-    return Datastore.objects.get(pk=datastore_create(client_token=generate_uid()[-20:], name="local")["datastoreId"])
-
 
 def write_series(folder: Path, count: int) -> None:
     study, series = generate_uid(), generate_uid()

@@ -13,31 +13,18 @@ from pathlib import Path
 import pytest
 from pydicom.uid import generate_uid
 
-from imaging.models import Datastore, ImageSet, ImportJob
+from imaging.models import ImageSet, ImportJob
 from imaging.pipeline.sources import S3Settings, SourceError, list_objects, read_object
 from imaging.pipeline.transcode import process_source
-from imaging.services.datastores import datastore_create
 from imaging.services.imports import import_job_run, import_job_start_local
 from tests.dicomgen import ct_bytes
+from tests.local_store import datastore, store_settings  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 NO_S3 = S3Settings("", "", "", "us-east-1")
 OUTSIDE = "The file is a link to a place outside the folder being imported; it was not read"
 FOLDER_OUTSIDE = "The folder is a link to a place outside the folder being imported; it was not read"
-
-
-@pytest.fixture
-def store_settings(settings, tmp_path):
-    settings.APERTURE_BLOB_STORE = f"file://{tmp_path / 'blobs'}"
-    settings.DATA_DIR = tmp_path
-    settings.APERTURE_IMPORT_CONCURRENCY = 0
-    return settings
-
-
-@pytest.fixture
-def datastore(store_settings) -> Datastore:
-    return Datastore.objects.get(pk=datastore_create(client_token=generate_uid()[-20:], name="roots")["datastoreId"])
 
 
 def write_series(folder: Path, count: int, study: str | None = None) -> str:
