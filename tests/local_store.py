@@ -2,6 +2,10 @@
 and an ACTIVE data store."""
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from pydicom.uid import generate_uid
 
@@ -20,3 +24,18 @@ def store_settings(settings, tmp_path):
 @pytest.fixture
 def datastore(store_settings) -> Datastore:
     return Datastore.objects.get(pk=datastore_create(client_token=generate_uid()[-20:], name="local")["datastoreId"])
+
+
+def manage_in_own_process(data_dir: Path):
+    """`manage.py` in its own process on a fresh data dir (as an operator runs it), and an ACTIVE data store's id."""
+    env = {"APERTURE_DATA_DIR": str(data_dir), "PATH": str(Path(sys.executable).parent)}
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "manage.py", *args], env=env, capture_output=True, text=True,
+                              cwd=Path(__file__).resolve().parent.parent)
+
+    assert run("migrate", "-v0").returncode == 0
+    created = run("shell", "-c", "from django.conf import settings; settings.APERTURE_TASKS='eager';"
+                  "from imaging.services.datastores import datastore_create;"
+                  "print(datastore_create(client_token='cli', name='cli')['datastoreId'])")
+    return run, created.stdout.strip().splitlines()[-1]

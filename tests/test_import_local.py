@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +10,7 @@ from pydicom.uid import generate_uid
 from imaging.models import ImageSet, ImportJob
 from imaging.services.imports import import_job_start, import_job_start_local
 from tests.dicomgen import ct_bytes
-from tests.local_store import datastore, store_settings  # noqa: F401  (fixtures)
+from tests.local_store import datastore, manage_in_own_process, store_settings  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -81,14 +79,7 @@ def test_worker_processes_give_the_same_result(datastore, tmp_path, store_settin
 
 def test_import_dicom_command(tmp_path):
     """The command end to end in its own process, as an operator runs it."""
-    env = {"APERTURE_DATA_DIR": str(tmp_path / "data"), "PATH": str(Path(sys.executable).parent)}
-    run = lambda *args: subprocess.run([sys.executable, "manage.py", *args], env=env, capture_output=True,  # noqa: E731
-                                       text=True, cwd=Path(__file__).resolve().parent.parent)
-    assert run("migrate", "-v0").returncode == 0
-    created = run("shell", "-c", "from django.conf import settings; settings.APERTURE_TASKS='eager';"
-                  "from imaging.services.datastores import datastore_create;"
-                  "print(datastore_create(client_token='cli', name='cli')['datastoreId'])")
-    datastore_id = created.stdout.strip().splitlines()[-1]
+    run, datastore_id = manage_in_own_process(tmp_path / "data")
     write_series(tmp_path / "series", 2)
     result = run("import_dicom", "--datastore", datastore_id, str(tmp_path / "series"))
     assert result.returncode == 0, result.stderr

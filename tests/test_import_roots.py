@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +16,7 @@ from imaging.pipeline.sources import S3Settings, SourceError, list_objects, read
 from imaging.pipeline.transcode import process_source
 from imaging.services.imports import import_job_run, import_job_start_local
 from tests.dicomgen import ct_bytes
-from tests.local_store import datastore, store_settings  # noqa: F401  (fixtures)
+from tests.local_store import datastore, manage_in_own_process, store_settings  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -82,14 +80,7 @@ def test_links_out_of_the_folder_and_unreadable_entries_fail_alone(datastore, tm
 
 def test_import_dicom_command_refuses_what_leaves_the_folder(tmp_path):
     """The operator's command in its own process: the job completes, the outside study is not imported."""
-    env = {"APERTURE_DATA_DIR": str(tmp_path / "data"), "PATH": str(Path(sys.executable).parent)}
-    run = lambda *args: subprocess.run([sys.executable, "manage.py", *args], env=env, capture_output=True,  # noqa: E731
-                                       text=True, cwd=Path(__file__).resolve().parent.parent)
-    assert run("migrate", "-v0").returncode == 0
-    created = run("shell", "-c", "from django.conf import settings; settings.APERTURE_TASKS='eager';"
-                  "from imaging.services.datastores import datastore_create;"
-                  "print(datastore_create(client_token='cli', name='cli')['datastoreId'])")
-    datastore_id = created.stdout.strip().splitlines()[-1]
+    run, datastore_id = manage_in_own_process(tmp_path / "data")
     root, _ = booby_trapped_folder(tmp_path)
     result = run("import_dicom", "--datastore", datastore_id, str(root))
     assert result.returncode == 0, result.stderr
