@@ -13,9 +13,8 @@ import math
 import re
 from typing import Any
 
-from pydicom.datadict import keyword_for_tag
-
 from imaging.dicom.levels import level_of
+from imaging.dicom.normalize import dictionary_fits, keyword_of
 
 _TAG = re.compile(r"[0-9A-Fa-f]{8}")
 _VRS = {"AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO", "LT", "OB", "OD", "OF", "OL", "OV", "OW",
@@ -60,8 +59,8 @@ def _key(tag: Any, attribute: Any) -> tuple[str, str, bool]:
     if vr not in _VRS:
         raise DicomJsonError(f"{tag}: unknown or missing vr {str(vr)[:8]!r}")
     number = int(tag, 16)
-    keyword = "" if (number >> 16) & 1 else keyword_for_tag(number)
-    return (keyword, vr, False) if keyword else (tag.upper(), vr, True)
+    keyword = "" if (number >> 16) & 1 else keyword_of(number)
+    return (keyword, vr, not dictionary_fits(number, vr)) if keyword else (tag.upper(), vr, True)
 
 
 def _value(tag: str, vr: str, attribute: dict[str, Any], depth: int) -> Any:
