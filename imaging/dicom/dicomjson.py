@@ -14,7 +14,7 @@ import re
 from typing import Any
 
 from imaging.dicom.levels import level_of
-from imaging.dicom.normalize import dictionary_fits, keyword_of
+from imaging.dicom.normalize import PIXEL_KEYWORDS, dictionary_fits, keyword_of
 
 _TAG = re.compile(r"[0-9A-Fa-f]{8}")
 _VRS = {"AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO", "LT", "OB", "OD", "OF", "OL", "OV", "OW",
@@ -100,7 +100,8 @@ def _item(tag: str, item: Any, depth: int) -> dict[str, Any]:
     vrs: dict[str, str] = {}
     for inner_tag, attribute in item.items():
         key, vr, needs_vr = _key(inner_tag, attribute)
-        result[key] = _value(inner_tag, vr, attribute, depth)
+        # Pixel data inside items (an icon image) is left out, as normalization leaves it out of a file's items.
+        result[key] = None if key in PIXEL_KEYWORDS else _value(inner_tag, vr, attribute, depth)
         if needs_vr:
             vrs[key] = vr
     if vrs:

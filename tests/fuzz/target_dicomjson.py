@@ -59,6 +59,25 @@ def normalized_both_ways(dataset: Dataset) -> tuple[dict, dict]:
     return from_file, from_json
 
 
+def same_values(a: Any, b: Any) -> bool:
+    """Equal, where IS and DS count as equal by their number: DICOM JSON carries them as JSON numbers, so a file's
+    "240.0000" comes back from JSON as "240.0" (PS3.18 F.2.3; the text form cannot survive JSON)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_values(a[key], b[key]) for key in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same_values(x, y) for x, y in zip(a, b))
+    if a == b:
+        return True
+    try:
+        return isinstance(a, str) and isinstance(b, str) and float(a) == float(b)
+    except ValueError:
+        return False
+
+
+def differences(a: dict, b: dict) -> list[str]:
+    return sorted(key for key in a.keys() | b.keys() if not same_values(a.get(key), b.get(key)))
+
+
 def seed_inputs() -> Iterable[bytes]:
     yield b'{"00100010": {"vr": "PN", "Value": [{"Alphabetic": "DOE^JANE"}]}, "00200013": {"vr": "IS", "Value": [3]}}'
     for path in seeds.seed_paths()[:8]:
