@@ -40,7 +40,7 @@ async def feed(user, texts: list[str], *, datastore_id: str | None = None, image
     assert connected
     try:
         for text in texts:
-            await comm.send_to(text_data=text)
+            await comm.send_input({"type": "websocket.receive", "text": text})  # empty frames too
             await comm.send_to(text_data=SENTINEL)
             await _until_sentinel_error(comm)
         if datastore_id:
@@ -72,6 +72,11 @@ async def _until_sentinel_error(comm) -> None:
 def one_input_texts(data: bytes) -> list[str]:
     """Frames from fuzz bytes: split on 0xFF, each decoded as UTF-8."""
     return [part.decode("utf-8", "replace") for part in data.split(b"\xff")][:8]
+
+
+def seed_texts() -> Iterable[str]:
+    for data in seed_inputs():
+        yield from one_input_texts(data)
 
 
 def seed_inputs() -> Iterable[bytes]:
