@@ -33,4 +33,4 @@ def one_input(data: bytes) -> None:
 
 
 def seed_inputs() -> Iterable[bytes]:
-    return (path.read_bytes() for path in seeds.seed_paths(None))
+    return (path.read_bytes() for path in seeds.seed_paths())

@@ -69,6 +69,16 @@ async def _until_sentinel_error(comm) -> None:
             return
 
 
+def one_input(data: bytes) -> None:
+    """The parser alone (no database); bin/fuzz drives `feed` with a live consumer instead."""
+    for text in one_input_texts(data):
+        try:
+            message = json.loads(text)
+        except (ValueError, RecursionError):
+            continue
+        check_parse(message)
+
+
 def one_input_texts(data: bytes) -> list[str]:
     """Frames from fuzz bytes: split on 0xFF, each decoded as UTF-8."""
     return [part.decode("utf-8", "replace") for part in data.split(b"\xff")][:8]
