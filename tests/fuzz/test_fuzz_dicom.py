@@ -32,14 +32,14 @@ def test_two_hundred_mutated_real_files_fail_as_validation_failures_with_a_reaso
     assert 0 < imported < len(corpus)  # the mutations neither break everything nor nothing
 
 
-@bounded(150)
+@bounded(400)
 @given(mutated_files())
 def test_reading_and_normalizing_mutated_files(case):
     require_seeds()
     target_dicom.one_input(case[2])
 
 
-@bounded(120)
+@bounded(300)
 @given(mutated_files())
 def test_the_import_pipeline_on_mutated_files(case):
     require_seeds()
@@ -53,7 +53,7 @@ def test_rebuilt_files_read_back_with_the_values_of_their_document():
     assert len(rebuilt) > 40
 
 
-@bounded(80)
+@bounded(200)
 @given(mutated_files())
 def test_rebuilding_whatever_the_pipeline_imported(case):
     """A mutated file that imports keeps odd values as it had them (an IS "1.0 (", text where US belongs); the
