@@ -143,3 +143,24 @@ def test_the_fuzz_targets_take_their_own_seeds():
         for data in target.seed_inputs():
             target.one_input(data)
     assert json.loads(next(iter(target_dicomjson.seed_inputs())))
+
+
+@bounded(500)
+@given(st.text("ab*?", max_size=8), st.text("ab*?", max_size=8))
+def test_wildcards_match_as_the_regular_expression_they_stand_for(pattern, value):
+    import re
+
+    from imaging.policies import wildcard_match
+
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    assert wildcard_match(pattern, value) == bool(re.fullmatch(regex, value, re.DOTALL))
+
+
+def test_a_policy_of_many_wildcards_is_evaluated_without_backtracking():
+    """Found by the policy target: the regular expression built from `*a*a...*b` backtracked exponentially (42 s
+    for 10 stars against 40 characters; this one would take longer than the test suite ever runs)."""
+    from imaging.policies import is_allowed
+
+    policy = {"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*a" * 30 + "*b"}]}
+    assert not is_allowed(policy, action="medical-imaging:GetDatastore", resources=["a" * 200])
+    assert is_allowed(policy, action="medical-imaging:GetDatastore", resources=["a" * 200 + "b"])
