@@ -157,7 +157,7 @@ def test_wildcards_match_as_the_regular_expression_they_stand_for(pattern, value
 
 
 def test_a_policy_of_many_wildcards_is_evaluated_without_backtracking():
-    """Found by the policy target: the regular expression built from `*a*a...*b` backtracked exponentially (42 s
+    """Found while writing the policy target: the regular expression built from `*a*a...*b` backtracked exponentially (42 s
     for 10 stars against 40 characters; this one would take longer than the test suite ever runs)."""
     from imaging.policies import is_allowed
 
