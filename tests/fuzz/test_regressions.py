@@ -154,3 +154,16 @@ def test_values_pydicom_cannot_write_in_their_vr_are_written_as_their_bytes():
                                                   native=True)))
     assert reread["InstanceNumber"].value == b"12a " and reread["SliceThickness"].value == b"1.00=00\\2 "
     assert reread["Rows"].VR == "OB" and 0x00004C40 not in reread and str(reread.PatientName) == "DOE"
+
+
+def test_updating_a_value_read_with_another_vr_gives_it_its_own_vr_again():
+    """A public attribute imported with a non-dictionary VR carries a DICOMVRs entry; a new value set by
+    UpdateImageSetMetadata takes the dictionary VR again (the stale entry would have written "LO" for it)."""
+    from imaging.dicom.updates import apply_updates
+
+    document = {"Patient": {"DICOM": {}}, "Study": {"DICOM": {"StudyDescription": "X"}, "Series": {"1.2": {
+        "DICOM": {"StationName": "X"}, "DICOMVRs": {"StationName": "UT"}, "Instances": {}}}}}
+    updated = apply_updates(document, updatable={"Study": {"Series": {"1.2": {"DICOM": {"StationName": "Y"}}}}},
+                            removable=None, force=False, is_primary=False)
+    series = updated["Study"]["Series"]["1.2"]
+    assert series["DICOM"]["StationName"] == "Y" and "StationName" not in series.get("DICOMVRs", {})
