@@ -56,7 +56,7 @@ def _key(tag: Any, attribute: Any) -> tuple[str, str, bool]:
     if not isinstance(attribute, dict):
         raise DicomJsonError(f"{tag}: each attribute must be an object with a vr")
     vr = attribute.get("vr")
-    if vr not in _VRS:
+    if not isinstance(vr, str) or vr not in _VRS:  # a list or an object is unhashable: TypeError, not a reason
         raise DicomJsonError(f"{tag}: unknown or missing vr {str(vr)[:8]!r}")
     number = int(tag, 16)
     keyword = "" if (number >> 16) & 1 else keyword_of(number)

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.fuzz
 # --- DICOM JSON ---
 
 attributes = st.fixed_dictionaries({"vr": st.sampled_from(["PN", "IS", "DS", "US", "FD", "AT", "SQ", "OB", "LO",
-                                                           "XX", 7])},
+                                                           "XX", 7]) | json_values},
                                    optional={"Value": json_values, "InlineBinary": json_values,
                                              "BulkDataURI": st.text(max_size=5)})
 dicom_json = st.dictionaries(st.text("0123456789ABCDEFabcdefg", min_size=7, max_size=9), attributes, max_size=6)
