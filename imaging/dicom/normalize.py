@@ -11,6 +11,7 @@ import base64
 import math
 import re
 import struct
+from functools import lru_cache
 from typing import Any
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
@@ -40,6 +41,7 @@ class Normalized:
         self.unreadable: list[str] = []
 
 
+@lru_cache(maxsize=8192)
 def keyword_of(tag: int) -> str:
     """The element's PS3.6 keyword, or "" where a keyword does not name this one tag: unknown elements, and the
     repeating groups (overlays 60xx, curves 50xx), whose keyword is shared by every group of the range, so that
@@ -48,6 +50,7 @@ def keyword_of(tag: int) -> str:
     return keyword if keyword and tag_for_keyword(keyword) == tag else ""
 
 
+@lru_cache(maxsize=8192)
 def dictionary_fits(tag: int, vr: str) -> bool:
     """Whether `vr` is the VR (or one of the VRs) the dictionary gives a public element. A file may carry another
     one (a corrupt or non-conformant header); that VR is then recorded in DICOMVRs, as for private elements, so
