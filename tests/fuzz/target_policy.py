@@ -62,4 +62,5 @@ def seed_inputs() -> Iterable[bytes]:
         {"Effect": "Allow", "NotAction": "medical-imaging:Delete*", "Resource": "*"},
         {"Effect": "Deny", "Action": "medical-imaging:Get*", "NotResource": "arn:*:datastore/a*",
          "Condition": {"Bool": {"aws:SecureTransport": "true"}}}]},
-        "action": "medical-imaging:GetImageSet", "resources": ["arn:aws:medical-imaging:us-east-1:1:datastore/b"]}).encode()
+        "action": "medical-imaging:GetImageSet",
+        "resources": ["arn:aws:medical-imaging:us-east-1:1:datastore/b"]}).encode()

@@ -157,8 +157,8 @@ def test_wildcards_match_as_the_regular_expression_they_stand_for(pattern, value
 
 
 def test_a_policy_of_many_wildcards_is_evaluated_without_backtracking():
-    """Found while writing the policy target: the regular expression built from `*a*a...*b` backtracked exponentially (42 s
-    for 10 stars against 40 characters; this one would take longer than the test suite ever runs)."""
+    """Found while writing the policy target: the regular expression built from `*a*a...*b` backtracked
+    exponentially (42 s for 10 stars against 40 characters; this one would outlast any test run)."""
     from imaging.policies import is_allowed
 
     policy = {"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*a" * 30 + "*b"}]}
