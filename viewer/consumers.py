@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import struct
 from typing import Any
 
@@ -42,6 +43,8 @@ logger = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 4096
 # Close code for a socket whose session, user or share link is not (or no longer) valid: the client must not retry.
 CLOSE_UNAUTHORIZED = 4401
+_ID = re.compile(r"[0-9a-z]{32}")
+_UID = re.compile(r"[0-9.]{1,64}")
 PREFETCH_AHEAD = 4
 
 
@@ -178,9 +181,11 @@ class RenderConsumer(AsyncWebsocketConsumer):
 
     async def _open(self, message: dict[str, Any]) -> None:
         datastore_id, image_set_id, series = message.get("datastore"), message.get("imageSet"), message.get("series")
-        if not all(isinstance(v, str) and len(v) == 32 for v in (datastore_id, image_set_id)):
+        # Checked to the character, not only the length: the ids reach database queries and the audit trail, and
+        # PostgreSQL refuses text with NUL characters (a DataError that took the connection down).
+        if not all(isinstance(v, str) and _ID.fullmatch(v) for v in (datastore_id, image_set_id)):
             raise BadMessage("datastore and imageSet must be 32-character ids")
-        if series is not None and not (isinstance(series, str) and len(series) <= 64):
+        if series is not None and not (isinstance(series, str) and _UID.fullmatch(series)):
             raise BadMessage("series must be a UID")
         if not await self._still_allowed():
             return

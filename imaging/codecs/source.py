@@ -72,8 +72,8 @@ def describe(dataset: Dataset, transfer_syntax: str) -> PixelDescription | None:
             transfer_syntax=transfer_syntax,
             is_float=is_float,
         )
-    except (AttributeError, TypeError, ValueError) as e:
-        raise PixelDataError(f"The image pixel module is incomplete: {e}") from e
+    except Exception as e:  # absent (AttributeError), several values (TypeError), bytes, a value pydicom rejects
+        raise PixelDataError(f"The image pixel module is incomplete: {' '.join(str(e).split())[:200]}") from e
     if description.rows <= 0 or description.columns <= 0 or description.number_of_frames <= 0:
         raise PixelDataError("Rows, Columns and NumberOfFrames must be positive")
     if description.bits_allocated not in (1, 8, 16, 32, 64) or not 1 <= description.bits_stored <= description.bits_allocated:
@@ -88,7 +88,7 @@ def check_native_length(dataset: Dataset, description: PixelDescription) -> None
     expected = (d.rows * d.columns * d.samples_per_pixel * d.bits_allocated * d.number_of_frames + 7) // 8
     if d.photometric == "YBR_FULL_422":
         expected = expected * 2 // 3  # two chroma samples are shared by each pair of pixels
-    actual = len(dataset.PixelData)
+    actual = len(pixel_bytes(dataset, "PixelData"))
     if actual < expected:
         raise PixelDataError(f"Pixel data is shorter than declared: {actual} bytes, {expected} expected")
 
@@ -105,6 +105,18 @@ def check_frame_headers(dataset: Dataset, description: PixelDescription) -> None
         raise PixelDataError(str(e)) from e
     except Exception as e:
         raise PixelDataError(f"The encapsulated frames cannot be split: {' '.join(str(e).split())[:200]}") from e
+
+
+def pixel_bytes(dataset: Dataset, keyword: str) -> bytes:
+    """The native pixel data element's value; PixelDataError when it is empty or not binary (a corrupt VR can
+    make pydicom read it as numbers or text)."""
+    try:
+        value = dataset.get(keyword)
+    except Exception as e:
+        raise PixelDataError(f"{keyword} cannot be read: {' '.join(str(e).split())[:200]}") from e
+    if not isinstance(value, (bytes, bytearray)) or not value:
+        raise PixelDataError(f"{keyword} is empty or not binary data")
+    return value
 
 
 def _mask(frame: np.ndarray, description: PixelDescription) -> np.ndarray:
@@ -134,6 +146,8 @@ def iter_decoded_frames(dataset: Dataset, description: PixelDescription) -> Iter
         for frame in native:
             yield _mask(frame, description)
         return
+    if description.transfer_syntax in _JPEG_2000:
+        _check_jp2_boxes(dataset, description)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -141,8 +155,40 @@ def iter_decoded_frames(dataset: Dataset, description: PixelDescription) -> Iter
                 yield _mask(np.asarray(frame), description)
     except PixelDataError:
         raise
-    except Exception as e:
+    except BaseException as e:
+        if not isinstance(e, Exception) and not is_decoder_panic(e):
+            raise  # GeneratorExit, KeyboardInterrupt, SystemExit
         raise PixelDataError(f"The pixel data cannot be decoded: {short_reason(e)}") from e
+
+
+_JPEG_2000 = {uids.J2K_LOSSLESS, uids.J2K, uids.HTJ2K_LOSSLESS, uids.HTJ2K_LOSSLESS_RPCL, uids.HTJ2K}
+_JP2_SIGNATURE = b"\x00\x00\x00\x0cjP  "
+
+
+def _check_jp2_boxes(dataset: Dataset, description: PixelDescription) -> None:
+    """Refuse JP2-wrapped frames whose box lengths pydicom cannot walk.
+
+    pydicom 3.0's get_j2k_parameters steps from box to box by each box's length until it finds the codestream box,
+    so a box of length 0 (JP2's "to the end of the file") keeps it at the same offset forever: one 30 KB file held
+    an import worker at 100% CPU with no end. The same walk is done here, and such a frame fails the file."""
+    for index, frame in enumerate(encapsulated_frames(dataset, description)):
+        if not frame.startswith(_JP2_SIGNATURE):
+            continue
+        offset = 12
+        while offset < len(frame):
+            if frame[offset + 4:offset + 8] == b"jp2c":
+                break
+            length = int.from_bytes(frame[offset:offset + 4], "big")
+            if length == 0:
+                raise PixelDataError(f"Frame {index + 1} is a JP2 file with a box of length 0 before its codestream")
+            offset += length
+
+
+def is_decoder_panic(error: BaseException) -> bool:
+    """A Rust decoder's panic (pylibjpeg-rle indexes past a corrupt segment, for one): pyo3 raises it as
+    `pyo3_runtime.PanicException`, a BaseException, so `except Exception` does not see it. The class cannot be
+    imported (pyo3 creates it at run time), hence the name check."""
+    return type(error).__name__ == "PanicException"
 
 
 _LITTLE_ENDIAN_NATIVE = {uids.IMPLICIT_LE, uids.EXPLICIT_LE, uids.DEFLATED_LE}
@@ -162,7 +208,10 @@ def _native_frames(dataset: Dataset, description: PixelDescription) -> list[np.n
     per_frame = d.rows * d.columns * d.samples_per_pixel
     if len(raw) < per_frame * d.number_of_frames * dtype.itemsize:
         return None
-    planar = d.samples_per_pixel == 3 and int(dataset.get("PlanarConfiguration", 0) or 0) == 1
+    try:
+        planar = d.samples_per_pixel == 3 and int(dataset.get("PlanarConfiguration", 0) or 0) == 1
+    except (TypeError, ValueError):
+        return None  # several values, or bytes: pydicom's general path names the problem
     frames = []
     for index in range(d.number_of_frames):
         flat = np.frombuffer(raw, dtype=dtype, count=per_frame, offset=index * per_frame * dtype.itemsize)
@@ -189,11 +238,11 @@ def native_frame_bytes(dataset: Dataset, description: PixelDescription) -> list[
     """Uncompressed frames as little-endian bytes (float data, 1-bit data, samples wider than 16 bits)."""
     if description.is_float:
         element = "FloatPixelData" if "FloatPixelData" in dataset else "DoubleFloatPixelData"
-        raw = bytes(dataset[element].value)
+        raw = bytes(pixel_bytes(dataset, element))
         size = len(raw) // description.number_of_frames
         return [raw[i * size : (i + 1) * size] for i in range(description.number_of_frames)]
     if description.bits_allocated == 1:
-        raw = bytes(dataset.PixelData)
+        raw = bytes(pixel_bytes(dataset, "PixelData"))
         bits_per_frame = description.rows * description.columns * description.samples_per_pixel
         if bits_per_frame % 8:
             raise PixelDataError("1-bit frames that do not end on a byte boundary cannot be split")

@@ -13,9 +13,8 @@ import math
 import re
 from typing import Any
 
-from pydicom.datadict import keyword_for_tag
-
 from imaging.dicom.levels import level_of
+from imaging.dicom.normalize import PIXEL_KEYWORDS, dictionary_fits, keyword_of
 
 _TAG = re.compile(r"[0-9A-Fa-f]{8}")
 _VRS = {"AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO", "LT", "OB", "OD", "OF", "OL", "OV", "OW",
@@ -57,11 +56,11 @@ def _key(tag: Any, attribute: Any) -> tuple[str, str, bool]:
     if not isinstance(attribute, dict):
         raise DicomJsonError(f"{tag}: each attribute must be an object with a vr")
     vr = attribute.get("vr")
-    if vr not in _VRS:
+    if not isinstance(vr, str) or vr not in _VRS:  # a list or an object is unhashable: TypeError, not a reason
         raise DicomJsonError(f"{tag}: unknown or missing vr {str(vr)[:8]!r}")
     number = int(tag, 16)
-    keyword = "" if (number >> 16) & 1 else keyword_for_tag(number)
-    return (keyword, vr, False) if keyword else (tag.upper(), vr, True)
+    keyword = "" if (number >> 16) & 1 else keyword_of(number)
+    return (keyword, vr, not dictionary_fits(number, vr)) if keyword else (tag.upper(), vr, True)
 
 
 def _value(tag: str, vr: str, attribute: dict[str, Any], depth: int) -> Any:
@@ -101,7 +100,8 @@ def _item(tag: str, item: Any, depth: int) -> dict[str, Any]:
     vrs: dict[str, str] = {}
     for inner_tag, attribute in item.items():
         key, vr, needs_vr = _key(inner_tag, attribute)
-        result[key] = _value(inner_tag, vr, attribute, depth)
+        # Pixel data inside items (an icon image) is left out, as normalization leaves it out of a file's items.
+        result[key] = None if key in PIXEL_KEYWORDS else _value(inner_tag, vr, attribute, depth)
         if needs_vr:
             vrs[key] = vr
     if vrs:

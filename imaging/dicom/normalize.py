@@ -11,9 +11,10 @@ import base64
 import math
 import re
 import struct
+from functools import lru_cache
 from typing import Any
 
-from pydicom.datadict import dictionary_VR, keyword_for_tag
+from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
@@ -40,12 +41,34 @@ class Normalized:
         self.unreadable: list[str] = []
 
 
+@lru_cache(maxsize=8192)
+def keyword_of(tag: int) -> str:
+    """The element's PS3.6 keyword, or "" where a keyword does not name this one tag: unknown elements, and the
+    repeating groups (overlays 60xx, curves 50xx), whose keyword is shared by every group of the range, so that
+    two overlays would land on one key and a rebuilt file could not tell which group a value came from."""
+    keyword = keyword_for_tag(tag)
+    return keyword if keyword and tag_for_keyword(keyword) == tag else ""
+
+
+@lru_cache(maxsize=8192)
+def dictionary_fits(tag: int, vr: str) -> bool:
+    """Whether `vr` is the VR (or one of the VRs) the dictionary gives a public element. A file may carry another
+    one (a corrupt or non-conformant header); that VR is then recorded in DICOMVRs, as for private elements, so
+    that a rebuilt file writes the value with the VR it was read with."""
+    try:
+        return vr in dictionary_VR(tag).split(" or ")
+    except KeyError:
+        return False
+
+
 def _key(element: DataElement) -> tuple[str, bool]:
     """(key, needs a DICOMVRs entry)."""
     if element.tag.is_private:
         return f"{element.tag:08X}", True
-    keyword = keyword_for_tag(element.tag)
-    return (keyword, False) if keyword else (f"{element.tag:08X}", True)
+    keyword = keyword_of(element.tag)
+    if not keyword:
+        return f"{element.tag:08X}", True
+    return keyword, not dictionary_fits(element.tag, element.VR)
 
 
 def _number(value: Any) -> Any:
@@ -125,19 +148,21 @@ def _normalized_elements(dataset: Dataset, notes: Normalized | None, charset: st
     for tag in list(dataset.keys()):
         if (tag & 0xFFFF) == 0:  # group lengths are recomputed when a file is written
             continue
-        raw = dataset.get_item(tag) if FAST_PATH else None
-        if isinstance(raw, RawDataElement) and raw.length != 0xFFFFFFFF:
-            converted = _raw(raw, charset)
-            if converted is not None:
-                key, vr, private, value = converted
-                _note_length(notes, vr, key, value)
-                yield key, vr, private, value
-                continue
-        try:
-            element = dataset[tag]
+        converted = element = None
+        try:  # pydicom converts an element when it is first touched: a corrupt one raises here
+            raw = dataset.get_item(tag) if FAST_PATH else None
+            if isinstance(raw, RawDataElement) and raw.length != 0xFFFFFFFF:
+                converted = _raw(raw, charset)
+            if converted is None:
+                element = dataset[tag]
         except Exception:
             if notes is not None:
                 notes.unreadable.append(f"{int(tag):08X}")
+            continue
+        if converted is not None:
+            key, vr, private, value = converted
+            _note_length(notes, vr, key, value)
+            yield key, vr, private, value
             continue
         if element.tag.element == 0:
             continue
@@ -204,7 +229,7 @@ def _raw(raw: RawDataElement, charset: str | None):
             return None
         key = f"{tag:08X}"
     else:
-        keyword = keyword_for_tag(tag)
+        keyword = keyword_of(tag)
         if not keyword or keyword in PIXEL_KEYWORDS:
             return None
         if vr is None:
@@ -214,6 +239,8 @@ def _raw(raw: RawDataElement, charset: str | None):
                 return None
         elif vr == "UN":
             return None  # pydicom re-reads known elements sent as UN with their dictionary VR
+        elif not dictionary_fits(tag, vr):
+            return None  # recorded with its VR by the general path
         key = keyword
     data = raw.value
     if data is None or not raw.is_little_endian or not isinstance(data, (bytes, bytearray)):

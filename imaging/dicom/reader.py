@@ -23,6 +23,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.tag import BaseTag
+from pydicom.values import converters
 
 from imaging.dicom import uids
 
@@ -93,11 +94,19 @@ def read_p10(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> Dataset:
     meta = getattr(dataset, "file_meta", None)
     if meta is None or len(meta) == 0:
         raise DicomInputError("Not a valid DICOM P10 file: the File Meta Information group is missing")
-    group_length = meta.get("FileMetaInformationGroupLength")
-    if group_length is not None and 144 + int(group_length) > len(data):
-        raise DicomInputError("Not a valid DICOM P10 file: the File Meta Information group is truncated")
-    if not meta.get("TransferSyntaxUID"):
+    _unknown_vrs_as_un(meta)
+    _unknown_vrs_as_un(dataset)
+    group_length = _meta_value(meta, "FileMetaInformationGroupLength")
+    if group_length is not None:
+        if isinstance(group_length, bool) or not isinstance(group_length, int):
+            raise DicomInputError("Not a valid DICOM P10 file: FileMetaInformationGroupLength is not one UL value")
+        if 144 + group_length > len(data):
+            raise DicomInputError("Not a valid DICOM P10 file: the File Meta Information group is truncated")
+    transfer_syntax = _meta_value(meta, "TransferSyntaxUID")
+    if not transfer_syntax:
         raise DicomInputError("DICOM attribute TransferSyntaxUID does not exist")
+    if not isinstance(transfer_syntax, str):
+        raise DicomInputError("DICOM attribute TransferSyntaxUID is not one UID")
     return dataset
 
 
@@ -172,7 +181,7 @@ class InflatingReader:
                 piece = self.inflater.decompress(self.pending, INFLATE_OUTPUT_CHUNK)
             except zlib.error as e:
                 raise DicomInputError(
-                    f"Not a valid DICOM P10 file: the deflated data set is corrupt ({_short(e)})"
+                    f"Not a valid DICOM P10 file: the deflated data set is corrupt ({short_reason(e)})"
                 ) from e
             self.pending = self.inflater.unconsumed_tail
             if self.inflated_size + len(piece) > self.limit:
@@ -303,6 +312,28 @@ def check_frame_pixels(dataset: Dataset, max_frame_pixels: int) -> None:
         raise DicomInputError(
             f"A frame of {rows}x{columns} pixels is more than APERTURE_MAX_FRAME_PIXELS ({max_frame_pixels})"
         )
+
+
+def _unknown_vrs_as_un(dataset: Dataset) -> None:
+    """Elements whose VR field is no DICOM VR (a corrupt header) are kept as UN, their bytes as read.
+
+    pydicom keeps such a VR as it found it and raises NotImplementedError whenever the element is touched, which
+    would make any later access to the dataset (the pixel module, `in`, `get`) fail in a way that names nothing.
+    As UN the element reads as bytes, so normalization keeps it raw and warns, and the pixel module checks name
+    the attribute that is wrong."""
+    for tag in list(dataset.keys()):
+        raw = dataset.get_item(tag, keep_deferred=True)
+        if isinstance(raw, RawDataElement) and raw.VR is not None and raw.VR not in converters:
+            # Stays raw (Dataset.__setitem__ would convert it now, and conversion of a corrupt UN can raise too).
+            dataset._dict[tag] = raw._replace(VR="UN")
+
+
+def _meta_value(meta: Dataset, keyword: str) -> Any:
+    """A File Meta element's value; DicomInputError when pydicom cannot convert it."""
+    try:
+        return meta.get(keyword)
+    except Exception as e:
+        raise DicomInputError(f"Not a valid DICOM P10 file: {keyword} cannot be read ({short_reason(e)})") from e
 
 
 def text_of(value: Any) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 import struct
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
@@ -64,6 +65,46 @@ def _value(vr: str, value: Any, signed: bool) -> Any:
     return value
 
 
+_INTEGER_STRING = re.compile(r" *[+-]?[0-9]+ *")
+_DECIMAL_STRING = re.compile(r" *[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)? *")
+_HEX_TAG = re.compile(r"[0-9A-Fa-f]{8}")
+_SHORT_LENGTH_VRS = {"AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO", "LT", "PN", "SH", "SL", "SS",
+                     "ST", "TM", "UI", "UL", "US"}
+
+
+def _as_written(vr: str, value: Any) -> bytes | None:
+    """The bytes of a value pydicom cannot write in its VR, to be written as they were stored; None otherwise.
+
+    Import keeps values as the file had them (SPEC 4.6): an IS "12a", a DS "1.00=00", text where the dictionary
+    says US, text too long for a 2-byte length field. pydicom raises on writing those, which would fail
+    GetDICOMInstance of the whole instance, so they are written as OB with their text as the bytes (not UN:
+    pydicom converts a UN element of a known tag to the dictionary VR, which is what fails)."""
+    items = value if isinstance(value, list) else [value]
+    if vr in _SHORT_LENGTH_VRS and sum(len(item) for item in items if isinstance(item, str)) > 0x3FFF:
+        data = _text_bytes(items)
+        if len(data) > 0xFFFE:
+            return data
+    if vr in ("IS", "DS"):
+        pattern = _INTEGER_STRING if vr == "IS" else _DECIMAL_STRING
+        fits = all(isinstance(item, str) and pattern.fullmatch(item) and item.isascii() for item in items)
+    elif vr in NUMBER_VRS:
+        fits = all(isinstance(item, (int, float)) and not isinstance(item, bool) for item in items)
+    elif vr == "AT":
+        fits = all(isinstance(item, str) and _HEX_TAG.fullmatch(item) for item in items)
+    else:
+        return None
+    return None if fits else _text_bytes(items)
+
+
+def _text_bytes(items: list[Any]) -> bytes:
+    text = "\\".join("" if item is None else str(item) for item in items)
+    try:
+        data = text.encode("latin-1")
+    except UnicodeEncodeError:
+        data = text.encode("utf-8", "replace")
+    return data + (b" " if len(data) % 2 else b"")
+
+
 def dict_to_dataset(values: dict[str, Any], *, signed: bool = False) -> Dataset:
     dataset = Dataset()
     vrs = values.get("DICOMVRs", {})
@@ -71,11 +112,18 @@ def dict_to_dataset(values: dict[str, Any], *, signed: bool = False) -> Dataset:
         if key == "DICOMVRs":
             continue
         number = int(key, 16) if len(key) == 8 and all(c in "0123456789ABCDEF" for c in key) else tag_for_keyword(key)
-        if number is None or Tag(number).group == 2:
+        # File Meta is written anew; Command Set elements (group 0000) are no part of a stored instance.
+        if number is None or Tag(number).group in (0x0000, 0x0002):
             continue
         tag = Tag(number)
         vr = _vr(tag, key, vrs, signed, value)
-        dataset.add(DataElement(tag, vr, _value(vr, value, signed)))
+        written = _as_written(vr, value) if value is not None else None
+        if written is None:
+            try:
+                element = DataElement(tag, vr, _value(vr, value, signed))
+            except Exception:  # a value pydicom rejects for its VR (bytes that are not text, say)
+                written = _text_bytes(value if isinstance(value, list) else [value])
+        dataset.add(DataElement(tag, "OB", written) if written is not None else element)
     return dataset
 
 

@@ -170,6 +170,8 @@ def apply_updates(document: dict[str, Any], *, updatable: dict | None, removable
                     current[keyword] = value
                     if keyword in vrs:
                         target.setdefault("DICOMVRs", {})[keyword] = vrs[keyword]
+                    else:  # a public attribute read with another VR than its own takes its own again
+                        target.get("DICOMVRs", {}).pop(keyword, None)
     return result
 
 

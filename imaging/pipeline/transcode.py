@@ -28,6 +28,7 @@ from imaging.codecs.source import (
     check_native_length,
     describe,
     encapsulated_frames,
+    is_decoder_panic,
     iter_decoded_frames,
     native_frame_bytes,
 )
@@ -165,7 +166,9 @@ def process_bytes(data: bytes, result: FileResult, *, storage_format: str = "HTJ
         return result.fail("ValidationException", str(e))
     except VerificationError as e:
         return result.fail("InternalServerException", str(e))
-    except Exception as e:  # a decoder or encoder crash on odd input is still this file's failure, not the job's
+    except BaseException as e:  # a decoder or encoder crash on odd input is still this file's failure, not the job's
+        if not isinstance(e, Exception) and not is_decoder_panic(e):
+            raise
         return result.fail("InternalServerException", f"Unexpected error while processing the file: {type(e).__name__}")
 
     instance = dict(notes.levels["Instance"])
