@@ -208,6 +208,8 @@ APERTURE_IMPORT_MAX_FILE_BYTES = env_int("APERTURE_IMPORT_MAX_FILE_BYTES", 4 * 1
 # Decompression bombs: how far one file may inflate, and the largest frame (Rows x Columns) an import accepts.
 APERTURE_IMPORT_MAX_DECODED_BYTES = env_int("APERTURE_IMPORT_MAX_DECODED_BYTES", 1024**3, minimum=1024)
 APERTURE_MAX_FRAME_PIXELS = env_int("APERTURE_MAX_FRAME_PIXELS", 2**28, minimum=1)
+# A file still being processed after this long fails alone (a decoder looping on corrupt data must not hold a job).
+APERTURE_IMPORT_FILE_TIMEOUT_SECONDS = env_int("APERTURE_IMPORT_FILE_TIMEOUT_SECONDS", 600, minimum=1)
 APERTURE_MAX_CONCURRENT_IMPORTS = env_int("APERTURE_MAX_CONCURRENT_IMPORTS", 100, minimum=1)
 # Server folders the admin may import from (comma-separated absolute paths).
 APERTURE_IMPORT_ROOTS = env_list("APERTURE_IMPORT_ROOTS", [])

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import time
 
 from imaging.pipeline.pool import process_batch
 
@@ -41,3 +43,26 @@ def report_peak_memory(items, s3, storage_format, sink, **options):
         result.source_bytes = (_status_kib("VmHWM") - before) * 1024
         results.append(result)
     return results
+
+
+def hang_on_named_files(items, s3, storage_format, sink, **options):
+    """Files named *python-hang.dcm never finish in Python code; *native-hang.dcm never finish in a call that
+    ignores signals (SIGALRM blocked, as native code that never returns to the interpreter would)."""
+    from imaging.pipeline import pool
+
+    original = pool.process_source
+
+    def hanging(uri, name, *args):
+        if name.endswith("python-hang.dcm"):
+            while True:
+                time.sleep(0.01)
+        if name.endswith("native-hang.dcm"):
+            signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGALRM])
+            time.sleep(3600)
+        return original(uri, name, *args)
+
+    pool.process_source = hanging
+    try:
+        return process_batch(items, s3, storage_format, sink, **options)
+    finally:
+        pool.process_source = original

@@ -12,7 +12,7 @@ from imaging.pipeline.sources import S3Settings, SourceObject
 from imaging.storage.base import BlobStoreError
 from imaging.storage.filesystem import FilesystemBlobStore
 from tests.dicomgen import ct_bytes
-from tests.pipeline_workers import crash_on_poison, report_batches
+from tests.pipeline_workers import crash_on_poison, hang_on_named_files, report_batches
 
 S3 = S3Settings("", "", "", "us-east-1")
 
@@ -42,7 +42,26 @@ def test_a_file_that_kills_its_worker_fails_alone_and_the_others_are_imported(tm
                                                       worker=crash_on_poison)}
     assert len(results) == 40
     poison = results.pop("005-poison.dcm")
-    assert not poison.ok and poison.message == "The worker processing the file crashed"
+    assert not poison.ok and poison.message.startswith("The worker processing the file crashed")
+    assert all(r.ok for r in results.values()), [r.message for r in results.values() if not r.ok]
+
+
+def test_a_file_that_never_finishes_fails_alone_at_its_time_limit(tmp_path):
+    """A hang in Python is interrupted at the limit (the file's own ValidationException); a hang in native code
+    that ignores signals is ended with its worker by the watchdog, and that file alone fails."""
+    objects = series(tmp_path, 12)
+    for index, suffix in ((3, "python-hang.dcm"), (8, "native-hang.dcm")):
+        renamed = Path(objects[index].uri.removeprefix("file://")).with_name(f"{index:03}-{suffix}")
+        os.rename(objects[index].uri.removeprefix("file://"), renamed)
+        objects[index] = SourceObject(uri=renamed.as_uri(), display_name=renamed.name, size=renamed.stat().st_size)
+    results = {r.input_file: r for r in process_all(objects, s3=S3, storage_format="HTJ2K", concurrency=2,
+                                                      worker=hang_on_named_files, file_timeout=1)}
+    assert len(results) == 12
+    python_hang, native_hang = results.pop("003-python-hang.dcm"), results.pop("008-native-hang.dcm")
+    assert python_hang.exception_type == "ValidationException"
+    assert "APERTURE_IMPORT_FILE_TIMEOUT_SECONDS (1 s)" in python_hang.message
+    assert native_hang.exception_type == "InternalServerException"
+    assert "APERTURE_IMPORT_FILE_TIMEOUT_SECONDS" in native_hang.message
     assert all(r.ok for r in results.values()), [r.message for r in results.values() if not r.ok]
 
 

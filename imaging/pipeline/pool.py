@@ -6,10 +6,12 @@ safe). With APERTURE_IMPORT_CONCURRENCY=0 files are processed in the calling thr
 from __future__ import annotations
 
 import ctypes
+import faulthandler
 import gc
 import multiprocessing
 import multiprocessing.connection
 import os
+import signal
 import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -30,6 +32,8 @@ MAX_BATCH = 8
 def _worker_start() -> None:
     """Objects alive after start-up stay out of the collector's way, and a file's short-lived pydicom objects
     are collected less often: collection passes cost the workers about 3% of their time."""
+    global _devnull
+    _devnull = open(os.devnull, "w")
     gc.freeze()
     gc.set_threshold(20_000, 20, 20)
     _map_large_allocations()
@@ -87,17 +91,60 @@ def _reset() -> None:
         _pool = None
 
 
+# A worker stuck in native code past its file's time limit (+ this grace, at most the limit itself) is ended by
+# faulthandler's watchdog thread.
+HARD_LIMIT_GRACE_SECONDS = 30
+_devnull = None
+
+
+class FileTimeLimit(BaseException):
+    """Raised in a worker by SIGALRM when a file outlives its time limit. A BaseException, so that the pipeline's
+    handlers for a file's own errors do not take it for one and it reaches the batch loop."""
+
+
+def _on_alarm(signum, frame) -> None:
+    raise FileTimeLimit()
+
+
+def _time_limited(uri: str, name: str, s3: S3Settings, storage_format: str, sink: FrameSink | None,
+                  limits: DecodeLimits, seconds: float | None) -> FileResult:
+    """process_source under a time limit (SPEC 4.7: a file that cannot be processed fails alone, and no file may
+    hold a job forever). Python code is interrupted by SIGALRM at the limit; native code that never returns to the
+    interpreter (a decoder looping on a corrupt stream) is ended with its process by faulthandler's watchdog
+    thread shortly after, and the pool then fails that file alone (see process_all)."""
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        return process_source(uri, name, s3, storage_format, sink, limits)
+    previous = signal.signal(signal.SIGALRM, _on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    if _devnull is not None:
+        grace = min(HARD_LIMIT_GRACE_SECONDS, seconds)
+        faulthandler.dump_traceback_later(seconds + grace, exit=True, file=_devnull)
+    try:
+        return process_source(uri, name, s3, storage_format, sink, limits)
+    except FileTimeLimit:
+        return FileResult(input_file=name).fail(
+            "ValidationException",
+            f"Processing the file took longer than APERTURE_IMPORT_FILE_TIMEOUT_SECONDS ({seconds:g} s)")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        faulthandler.cancel_dump_traceback_later()
+        signal.signal(signal.SIGALRM, previous)
+
+
 def process_batch(items: list[tuple[str, str]], s3: S3Settings, storage_format: str,
-                  sink: FrameSink | None, limits: DecodeLimits = DEFAULT_LIMITS) -> list[FileResult]:
-    return [process_source(uri, name, s3, storage_format, sink, limits) for uri, name in items]
+                  sink: FrameSink | None, limits: DecodeLimits = DEFAULT_LIMITS,
+                  file_timeout: float | None = None) -> list[FileResult]:
+    return [_time_limited(uri, name, s3, storage_format, sink, limits, file_timeout) for uri, name in items]
 
 
 def process_all(
     objects: list[SourceObject], *, s3: S3Settings, storage_format: str, concurrency: int, sink: FrameSink | None = None,
     worker: Callable[..., list[FileResult]] = process_batch, limits: DecodeLimits = DEFAULT_LIMITS,
+    file_timeout: float | None = None,
 ) -> Iterator[FileResult]:
     """Results as they complete, batch by batch; at most 2 x concurrency batches are in flight, so memory stays
-    bounded. `worker` is replaceable for tests (a module-level function taking process_batch's arguments)."""
+    bounded. `worker` is replaceable for tests (a module-level function taking process_batch's arguments).
+    `file_timeout` limits each file in the workers (not in the calling thread, with concurrency 0)."""
     if concurrency <= 0:
         for item in objects:
             yield process_source(item.uri, item.display_name, s3, storage_format, sink, limits)
@@ -122,7 +169,8 @@ def process_all(
                     size = max(1, min(MAX_BATCH, len(queue) // (4 * concurrency)))
                 batch = [queue.pop() for _ in range(min(size, len(queue)))]
                 arguments = [(item.uri, item.display_name) for item in batch]
-                pending[executor.submit(worker, arguments, s3, storage_format, sink, limits=limits)] = batch
+                pending[executor.submit(worker, arguments, s3, storage_format, sink, limits=limits,
+                                        file_timeout=file_timeout)] = batch
             if not pending:
                 return
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -138,7 +186,9 @@ def process_all(
                     for lost in lost_files:
                         if lost.uri in retried:
                             yield FileResult(input_file=lost.display_name).fail(
-                                "InternalServerException", "The worker processing the file crashed"
+                                "InternalServerException",
+                                "The worker processing the file crashed, or ran past"
+                                " APERTURE_IMPORT_FILE_TIMEOUT_SECONDS in native code",
                             )
                         else:
                             retried.add(lost.uri)

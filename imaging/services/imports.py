@@ -326,7 +326,8 @@ def _import(job: ImportJob, s3: S3Settings, blobs, written: list[str]) -> None:
     for result in process_all(objects, s3=s3, storage_format=job.datastore.lossless_storage_format,
                               concurrency=settings.APERTURE_IMPORT_CONCURRENCY, sink=sink,
                               limits=DecodeLimits(max_decoded_bytes=settings.APERTURE_IMPORT_MAX_DECODED_BYTES,
-                                                  max_frame_pixels=settings.APERTURE_MAX_FRAME_PIXELS)):
+                                                  max_frame_pixels=settings.APERTURE_MAX_FRAME_PIXELS),
+                              file_timeout=settings.APERTURE_IMPORT_FILE_TIMEOUT_SECONDS):
         if result.ok:
             finish_instance(result, overrides,
                             discard=lambda frame: blobs.delete(frame_blob_key(job.datastore_id, frame.frame_id)))
