@@ -7,6 +7,3 @@ class ImagingConfig(AppConfig):
     name = "imaging"
     verbose_name = "Imaging store"
     default_auto_field = "django.db.models.BigAutoField"
-
-    def ready(self) -> None:
-        import imaging.auth  # noqa: F401  (login throttling signal receivers)
