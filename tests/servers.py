@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -132,3 +133,13 @@ class ApertureServer:
 
     def log(self) -> str:
         return (self.data_dir / "server.log").read_text(errors="replace") if self.data_dir else ""
+
+
+def start_celery_worker(server: "ApertureServer", name: str) -> subprocess.Popen:
+    """A solo Celery worker on the server's environment (its broker, database and blob store); kill it when done."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "config.celery", "worker", "--pool=solo", "--concurrency=1",
+         "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "warning", "-n",
+         f"{name}-{secrets.token_hex(3)}@%h"],
+        cwd=ROOT, env=server.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )

@@ -46,18 +46,24 @@ def test_admin_needs_staff(client):
     assert client.get("/").status_code == 302
 
 
-def test_browser_upload_import(admin_client, settings, tmp_path):
-    from django.core.files.uploadedfile import SimpleUploadedFile
-    from pydicom.uid import generate_uid
-
-    from imaging.models import ImportJob
-    from tests.dicomgen import ct_bytes
-
+@pytest.fixture
+def upload_datastore(admin_client, settings, tmp_path) -> Datastore:
+    """A data store made through the admin, with imports run in the calling thread into tmp_path."""
     settings.DATA_DIR = tmp_path
     settings.APERTURE_BLOB_STORE = f"file://{tmp_path / 'blobs'}"
     settings.APERTURE_IMPORT_CONCURRENCY = 0
     admin_client.post("/admin/imaging/datastore/add/", {"name": "uploads", "lossless_storage_format": "HTJ2K"})
-    datastore = Datastore.objects.get(name="uploads")
+    return Datastore.objects.get(name="uploads")
+
+
+def test_browser_upload_import(admin_client, upload_datastore, tmp_path):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from pydicom.uid import generate_uid
+    datastore = upload_datastore
+
+    from imaging.models import ImportJob
+    from tests.dicomgen import ct_bytes
+
     study, series = generate_uid(), generate_uid()
     files = [SimpleUploadedFile(f"{n}.dcm", ct_bytes(study_uid=study, series_uid=series, instance_number=n))
              for n in range(2)]
@@ -136,20 +142,16 @@ def test_import_page_shows_no_errors_before_any_input(admin_client, viewer_data)
     assert submitted.content.count(b"This field is required") == 1  # only the form that was sent
 
 
-def test_uploaded_files_keep_their_names_and_failure_reasons_are_whole(admin_client, settings, tmp_path):
+def test_uploaded_files_keep_their_names_and_failure_reasons_are_whole(admin_client, upload_datastore):
     from django.core.files.uploadedfile import SimpleUploadedFile
     from pydicom.uid import generate_uid
+    datastore = upload_datastore
 
     from imaging.models import ImportJob
     from imaging.services.imports import manifest_summary
     from tests.conftest import DICOM_DIR
     from tests.dicomgen import ct_bytes
 
-    settings.DATA_DIR = tmp_path
-    settings.APERTURE_BLOB_STORE = f"file://{tmp_path / 'blobs'}"
-    settings.APERTURE_IMPORT_CONCURRENCY = 0
-    admin_client.post("/admin/imaging/datastore/add/", {"name": "uploads", "lossless_storage_format": "HTJ2K"})
-    datastore = Datastore.objects.get(name="uploads")
     study = generate_uid()
     files = [SimpleUploadedFile("CT slice 1.dcm", ct_bytes(study_uid=study, series_uid=generate_uid())),
              SimpleUploadedFile("IM0001", ct_bytes(study_uid=study, series_uid=generate_uid())),

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import secrets
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
@@ -15,7 +13,7 @@ from imaging.storage.s3 import S3BlobStore, s3_client
 from tests.conftest import imaging_client, wait_for
 from tests.dicomgen import ct_bytes
 from tests.importing import ROLE, ensure_bucket, metadata, read_ndjson, run_import
-from tests.servers import ROOT, ApertureServer
+from tests.servers import ApertureServer, start_celery_worker
 
 pytestmark = [pytest.mark.live, pytest.mark.slow]
 
@@ -76,12 +74,7 @@ def test_killed_worker_resumes_the_job_after_restart(seaweed, s3):
 def test_celery_workers_on_redis_run_imports(seaweed, s3):
     redis_url = "redis://127.0.0.1:6379/7"
     server, client = start_server(seaweed, APERTURE_TASKS="celery", REDIS_URL=redis_url)
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config.celery", "worker", "--pool=solo", "--concurrency=1",
-         "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "warning", "-n",
-         f"test-{secrets.token_hex(3)}@%h"],
-        cwd=ROOT, env=server.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    worker = start_celery_worker(server, "test")
     try:
         datastore_id = new_datastore(client)  # CREATING -> ACTIVE is itself a Celery task here
         outcome = run_import(client, s3, datastore_id, {

@@ -6,8 +6,6 @@ import errno
 import os
 import secrets
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,7 +15,7 @@ from pydicom.uid import generate_uid
 from tests.conftest import imaging_client, wait_for
 from tests.dicomgen import ct_bytes
 from tests.importing import ROLE, ensure_bucket, metadata, read_ndjson, run_import
-from tests.servers import ROOT, ApertureServer
+from tests.servers import ApertureServer, start_celery_worker
 
 pytestmark = [pytest.mark.live, pytest.mark.slow]
 
@@ -125,12 +123,7 @@ def test_a_celery_worker_sweeps_when_it_starts(seaweed):
     orphan.write_bytes(b"left by a crash")
     then = time.time() - 7 * 3600  # older than the default grace period of 6 hours
     os.utime(orphan, (then, then))
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config.celery", "worker", "--pool=solo", "--concurrency=1",
-         "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "warning", "-n",
-         f"orphans-{secrets.token_hex(3)}@%h"],
-        cwd=ROOT, env=server.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    worker = start_celery_worker(server, "orphans")
     try:
         wait_for(lambda: not orphan.exists(), timeout=60, interval=0.1)
     finally:
