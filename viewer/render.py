@@ -278,6 +278,8 @@ def skip_levels_for(module: PixelModule, max_size: tuple[int, int] | None) -> in
     frame on a 1,000-pixel canvas is decoded at 1024x1024, never in full."""
     if not max_size or module.stored_transfer_syntax not in HTJ2K_SYNTAXES:
         return 0
+    if not openjpeg_check.available() and not _wrap_can_be_undone(module):
+        return 0  # no exact reduced decode here: the frame is decoded in full (and cached as such)
     ratio = min(module.columns / max(max_size[0], 1), module.rows / max(max_size[1], 1))
     if ratio < 2:
         return 0
@@ -302,8 +304,10 @@ def stored_codestream(store: BlobStore, blob_key: str, module: PixelModule, skip
     length = htj2k.reduced_prefix_length(head, skip_levels)
     if length is None:
         return store.get(blob_key)
-    prefix = head[:length] if length <= len(head) else store.get_range(blob_key, 0, length)
-    return None if prefix is None else htj2k.reduced_codestream(prefix)
+    if length <= len(head):
+        return htj2k.reduced_codestream(head[:length])
+    rest = store.get_range(blob_key, len(head), length - len(head))
+    return None if rest is None else htj2k.reduced_codestream(head + rest)
 
 
 class DecodedFrameCache:

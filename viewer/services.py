@@ -151,12 +151,11 @@ def _pipeline(view: ImageSetView, instance: InstanceView, module: PixelModule) -
     return pipeline
 
 
-def decoded_frame(view: ImageSetView, instance: InstanceView, frame_id: str, skip: int) -> np.ndarray:
+def decoded_frame(view: ImageSetView, module: PixelModule, frame_id: str, skip: int) -> np.ndarray:
     cached = _decoded.get((frame_id, skip))
     if cached is not None:
         return cached
     row = ImageFrame.objects.filter(image_set_id=view.image_set_id, frame_id=frame_id).first()
-    module = PixelModule.from_dicom(instance.dicom, instance.stored_transfer_syntax)
     data = stored_codestream(blob_store(), row.blob_key, module, skip) if row else None
     if data is None:
         raise NotFound("No such frame")
@@ -175,7 +174,7 @@ def render(*, view: ImageSetView, index: int, series_uid: str | None = None, win
     instance, number, frame_id = frames[index]
     module = PixelModule.from_dicom(instance.dicom, instance.stored_transfer_syntax)
     skip = skip_levels_for(module, max_size)
-    stored = decoded_frame(view, instance, frame_id, skip)
+    stored = decoded_frame(view, module, frame_id, skip)
     photometric = module.decoded_photometric
     if photometric.startswith("MONOCHROME") and stored.ndim == 2:
         pipeline = _pipeline(view, instance, module)
@@ -223,8 +222,8 @@ def prefetch(*, view: ImageSetView, indices: list[int], series_uid: str | None =
     for index in indices:
         if 0 <= index < len(frames):
             instance, _, frame_id = frames[index]
-            module = PixelModule.from_dicom(instance.dicom, instance.stored_transfer_syntax)
             try:
-                decoded_frame(view, instance, frame_id, skip_levels_for(module, max_size))
+                module = PixelModule.from_dicom(instance.dicom, instance.stored_transfer_syntax)
+                decoded_frame(view, module, frame_id, skip_levels_for(module, max_size))
             except Exception:  # prefetching is best effort; a real request reports the problem
                 return

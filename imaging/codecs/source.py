@@ -11,7 +11,7 @@ from pydicom.dataset import Dataset
 from pydicom.encaps import generate_frames
 from pydicom.pixels import iter_pixels
 
-from imaging.codecs.dimensions import FrameSizeMismatch, check_declared_size
+from imaging.codecs.dimensions import J2K_SYNTAXES, FrameSizeMismatch, check_declared_size
 from imaging.codecs.ifrc import sample_range
 from imaging.dicom import uids
 from imaging.dicom.reader import short_reason
@@ -73,7 +73,7 @@ def describe(dataset: Dataset, transfer_syntax: str) -> PixelDescription | None:
             is_float=is_float,
         )
     except Exception as e:  # absent (AttributeError), several values (TypeError), bytes, a value pydicom rejects
-        raise PixelDataError(f"The image pixel module is incomplete: {' '.join(str(e).split())[:200]}") from e
+        raise PixelDataError(f"The image pixel module is incomplete: {short_reason(e)}") from e
     if description.rows <= 0 or description.columns <= 0 or description.number_of_frames <= 0:
         raise PixelDataError("Rows, Columns and NumberOfFrames must be positive")
     if description.bits_allocated not in (1, 8, 16, 32, 64) or not 1 <= description.bits_stored <= description.bits_allocated:
@@ -93,18 +93,32 @@ def check_native_length(dataset: Dataset, description: PixelDescription) -> None
         raise PixelDataError(f"Pixel data is shorter than declared: {actual} bytes, {expected} expected")
 
 
-def check_frame_headers(dataset: Dataset, description: PixelDescription) -> None:
-    """Each encapsulated frame's own header may not declare more pixels than Rows x Columns: decoders allocate
-    what the codestream says (see imaging.codecs.dimensions)."""
+def check_frame_headers(dataset: Dataset, description: PixelDescription) -> list[bytes] | None:
+    """The encapsulated frames, split once and checked before any decoder sees them: each frame's own header may
+    not declare more pixels than Rows x Columns (decoders allocate what the codestream says, see
+    imaging.codecs.dimensions), and a JP2 wrapper's boxes must lead to its codestream (_check_jp2_boxes). None for
+    native pixel data."""
     if description.transfer_syntax in uids.NATIVE or description.is_float:
-        return
+        return None
     try:
-        for frame in generate_frames(dataset.PixelData, number_of_frames=description.number_of_frames):
-            check_declared_size(frame, description.transfer_syntax, description.rows, description.columns)
-    except FrameSizeMismatch as e:
-        raise PixelDataError(str(e)) from e
+        frames = list(generate_frames(dataset.PixelData, number_of_frames=description.number_of_frames))
     except Exception as e:
-        raise PixelDataError(f"The encapsulated frames cannot be split: {' '.join(str(e).split())[:200]}") from e
+        raise PixelDataError(f"The encapsulated frames cannot be split: {short_reason(e)}") from e
+    for index, frame in enumerate(frames):
+        try:
+            check_declared_size(frame, description.transfer_syntax, description.rows, description.columns)
+        except FrameSizeMismatch as e:
+            raise PixelDataError(str(e)) from e
+        if description.transfer_syntax in J2K_SYNTAXES:
+            _check_jp2_boxes(index, frame)
+    return frames
+
+
+def check_frame_count(frames: list[bytes], description: PixelDescription) -> list[bytes]:
+    """Frames kept as received must be as many as NumberOfFrames says (each becomes one stored frame)."""
+    if len(frames) != description.number_of_frames:
+        raise PixelDataError(f"NumberOfFrames is {description.number_of_frames} but {len(frames)} frames were found")
+    return frames
 
 
 def pixel_bytes(dataset: Dataset, keyword: str) -> bytes:
@@ -113,7 +127,7 @@ def pixel_bytes(dataset: Dataset, keyword: str) -> bytes:
     try:
         value = dataset.get(keyword)
     except Exception as e:
-        raise PixelDataError(f"{keyword} cannot be read: {' '.join(str(e).split())[:200]}") from e
+        raise PixelDataError(f"{keyword} cannot be read: {short_reason(e)}") from e
     if not isinstance(value, (bytes, bytearray)) or not value:
         raise PixelDataError(f"{keyword} is empty or not binary data")
     return value
@@ -146,8 +160,6 @@ def iter_decoded_frames(dataset: Dataset, description: PixelDescription) -> Iter
         for frame in native:
             yield _mask(frame, description)
         return
-    if description.transfer_syntax in _JPEG_2000:
-        _check_jp2_boxes(dataset, description)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -161,27 +173,25 @@ def iter_decoded_frames(dataset: Dataset, description: PixelDescription) -> Iter
         raise PixelDataError(f"The pixel data cannot be decoded: {short_reason(e)}") from e
 
 
-_JPEG_2000 = {uids.J2K_LOSSLESS, uids.J2K, uids.HTJ2K_LOSSLESS, uids.HTJ2K_LOSSLESS_RPCL, uids.HTJ2K}
 _JP2_SIGNATURE = b"\x00\x00\x00\x0cjP  "
 
 
-def _check_jp2_boxes(dataset: Dataset, description: PixelDescription) -> None:
-    """Refuse JP2-wrapped frames whose box lengths pydicom cannot walk.
+def _check_jp2_boxes(index: int, frame: bytes) -> None:
+    """Refuse a JP2-wrapped frame whose box lengths pydicom cannot walk.
 
     pydicom 3.0's get_j2k_parameters steps from box to box by each box's length until it finds the codestream box,
     so a box of length 0 (JP2's "to the end of the file") keeps it at the same offset forever: one 30 KB file held
     an import worker at 100% CPU with no end. The same walk is done here, and such a frame fails the file."""
-    for index, frame in enumerate(encapsulated_frames(dataset, description)):
-        if not frame.startswith(_JP2_SIGNATURE):
-            continue
-        offset = 12
-        while offset < len(frame):
-            if frame[offset + 4:offset + 8] == b"jp2c":
-                break
-            length = int.from_bytes(frame[offset:offset + 4], "big")
-            if length == 0:
-                raise PixelDataError(f"Frame {index + 1} is a JP2 file with a box of length 0 before its codestream")
-            offset += length
+    if not frame.startswith(_JP2_SIGNATURE):
+        return
+    offset = 12
+    while offset < len(frame):
+        if frame[offset + 4:offset + 8] == b"jp2c":
+            return
+        length = int.from_bytes(frame[offset:offset + 4], "big")
+        if length == 0:
+            raise PixelDataError(f"Frame {index + 1} is a JP2 file with a box of length 0 before its codestream")
+        offset += length
 
 
 def is_decoder_panic(error: BaseException) -> bool:
@@ -221,16 +231,6 @@ def _native_frames(dataset: Dataset, description: PixelDescription) -> list[np.n
             frames.append(np.ascontiguousarray(flat.reshape(3, d.rows, d.columns).transpose(1, 2, 0)))
         else:
             frames.append(flat.reshape(d.rows, d.columns, 3))
-    return frames
-
-
-def encapsulated_frames(dataset: Dataset, description: PixelDescription) -> list[bytes]:
-    try:
-        frames = list(generate_frames(dataset.PixelData, number_of_frames=description.number_of_frames))
-    except Exception as e:
-        raise PixelDataError(f"The encapsulated frames cannot be split: {short_reason(e)}") from e
-    if len(frames) != description.number_of_frames:
-        raise PixelDataError(f"NumberOfFrames is {description.number_of_frames} but {len(frames)} frames were found")
     return frames
 
 

@@ -97,6 +97,9 @@ def _as_written(vr: str, value: Any) -> bytes | None:
 
 
 def _text_bytes(items: list[Any]) -> bytes:
+    if len(items) == 1 and isinstance(items[0], (bytes, bytearray)):
+        data = bytes(items[0])  # raw bytes as the file had them, not their repr
+        return data + (b"\0" if len(data) % 2 else b"")
     text = "\\".join("" if item is None else str(item) for item in items)
     try:
         data = text.encode("latin-1")

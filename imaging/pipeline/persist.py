@@ -156,11 +156,11 @@ def persist_instances(
                 return summaries
         except IntegrityError:
             # Another job created the primary image set of one of these series first: group again against it.
-            _discard(blobs, written)
+            discard_blobs(blobs, written)
             if attempt >= 3:
                 raise
         except ImageSetBusy as busy:
-            _discard(blobs, written)
+            discard_blobs(blobs, written)
             if time.monotonic() > deadline:
                 given_up.add(busy.group)
                 for item in instances:
@@ -174,11 +174,12 @@ def persist_instances(
         except Exception:
             # The transaction rolled back: the documents it stored are named by no row (a crash instead leaves
             # them to the orphan sweep, imaging/services/orphans.py).
-            _discard(blobs, written)
+            discard_blobs(blobs, written)
             raise
 
 
-def _discard(blobs: BlobStore, keys: list[str]) -> None:
+def discard_blobs(blobs: BlobStore, keys: list[str]) -> None:
+    """Remove what a failed file or write left; a store that fails here leaves the rest to the orphan sweep."""
     for key in keys:
         try:
             blobs.delete(key)

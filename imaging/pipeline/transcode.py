@@ -24,10 +24,10 @@ from imaging.codecs.ifrc import frame_checksums
 from imaging.codecs.source import (
     PixelDataError,
     PixelDescription,
+    check_frame_count,
     check_frame_headers,
     check_native_length,
     describe,
-    encapsulated_frames,
     is_decoder_panic,
     iter_decoded_frames,
     native_frame_bytes,
@@ -229,10 +229,10 @@ def _frames(dataset, description: PixelDescription | None, storage_format: str, 
     if description is None:
         return [], [], None
     check_native_length(dataset, description)
-    check_frame_headers(dataset, description)
+    encapsulated = check_frame_headers(dataset, description)
     if description.stored_as_received:
         if description.transfer_syntax in uids.AS_RECEIVED:
-            blobs, stored = encapsulated_frames(dataset, description), description.transfer_syntax
+            blobs, stored = check_frame_count(encapsulated or [], description), description.transfer_syntax
         else:
             blobs, stored = native_frame_bytes(dataset, description), uids.EXPLICIT_LE
         frames = [EncodedFrame(frame_ids(index), blob) for index, blob in enumerate(blobs)]

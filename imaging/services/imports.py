@@ -27,7 +27,7 @@ from imaging.dicom.reader import DecodeLimits
 from imaging.errors import NotFound, QuotaExceeded, ValidationFailed
 from imaging.models import ImportJob, JobStatus
 from imaging.pipeline.json_metadata import MetadataImportError, finish_instance, load_overrides, metadata_mappings
-from imaging.pipeline.persist import StoredInstance, persist_instances, stored_instance
+from imaging.pipeline.persist import StoredInstance, discard_blobs, persist_instances, stored_instance
 from imaging.pipeline.transcode import FrameSink, frame_blob_key
 from imaging.pipeline.pool import process_all
 from imaging.pipeline.sources import (
@@ -329,8 +329,8 @@ def _import(job: ImportJob, s3: S3Settings, blobs, written: list[str]) -> None:
                                                   max_frame_pixels=settings.APERTURE_MAX_FRAME_PIXELS),
                               file_timeout=settings.APERTURE_IMPORT_FILE_TIMEOUT_SECONDS):
         if result.ok:
-            finish_instance(result, overrides,
-                            discard=lambda frame: blobs.delete(frame_blob_key(job.datastore_id, frame.frame_id)))
+            finish_instance(result, overrides, discard=lambda frame: discard_blobs(
+                blobs, [frame_blob_key(job.datastore_id, frame.frame_id)]))
         if result.ok:
             # Workers wrote the frames; remember them so a job that fails later removes them again.
             written += [frame_blob_key(job.datastore_id, frame.frame_id) for frame in result.frames]
