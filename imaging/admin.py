@@ -49,7 +49,7 @@ from imaging.storage import blob_store
 from imaging.services.accesskeys import accesskey_create, accesskey_deactivate
 from imaging.services.datastores import datastore_create, datastore_delete
 from imaging.services.users import user_audit_event_count, user_deactivate
-from imaging.services.imports import import_job_start_local, manifest_summary
+from imaging.services.imports import import_job_start_local, import_job_start_upload, manifest_summary
 
 
 class DatastoreCreateForm(forms.ModelForm):
@@ -231,10 +231,8 @@ class DatastoreAdmin(admin.ModelAdmin):
                         input_s3_uri=form.cleaned_data["input_s3_uri"], output_s3_uri=form.cleaned_data["output_s3_uri"])
                     job_id = answer["jobId"]
                 elif kind == "upload":
-                    folder = Path(settings.DATA_DIR) / "uploads" / uuid.uuid4().hex
-                    folder.mkdir(parents=True)
-                    _save_uploads(folder, request.FILES.getlist("files"))
-                    job_id = import_job_start_local(datastore_id=datastore.id, paths=[str(folder)]).id
+                    job_id = import_job_start_upload(datastore_id=datastore.id,
+                                                     uploads=request.FILES.getlist("files")).id
                 else:
                     job_id = import_job_start_local(datastore_id=datastore.id, paths=[form.cleaned_data["folder"]]).id
             except ApertureError as e:
@@ -248,28 +246,6 @@ class DatastoreAdmin(admin.ModelAdmin):
                    "roots": settings.APERTURE_IMPORT_ROOTS, "opts": self.model._meta,
                    "title": f"Import into {datastore.name}"}
         return render(request, "admin/imaging/datastore_import_folder.html", context)
-
-
-def upload_file_name(name: str) -> str:
-    """The name a browser gave an uploaded file, as one safe path component: the manifests show it, so the sender
-    can tell which file failed. Folders the name claims are dropped (no path traversal), unprintable characters
-    too, and the name is cut to 200 bytes; a name with nothing left but dots becomes "upload"."""
-    name = "".join(ch for ch in name.replace("\\", "/").rsplit("/", 1)[-1] if ch.isprintable()).strip()
-    name = name.encode()[:200].decode(errors="ignore")
-    return name if name.strip(".") else "upload"
-
-
-def _save_uploads(folder: Path, uploads) -> None:
-    """Each file under its own name in `folder`; a name that repeats goes into a numbered subfolder, so that two
-    files called IM0001 from different series are both kept and both named."""
-    for number, upload in enumerate(uploads):
-        target = folder / upload_file_name(upload.name or "")
-        if target.exists():
-            target = folder / f"{number:05d}" / target.name
-            target.parent.mkdir()
-        with open(target, "wb") as handle:
-            for chunk in upload.chunks():
-                handle.write(chunk)
 
 
 @admin.register(ImportJob)

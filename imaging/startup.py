@@ -103,6 +103,8 @@ def _sweep_orphans() -> None:
         logger.warning("the orphan blob sweep could not reach the database")
     except BlobStoreError:
         logger.warning("the orphan blob sweep could not list or remove blobs")
+    except Exception:  # the daily loop must outlive one bad sweep
+        logger.exception("the orphan blob sweep failed")
     finally:
         connections.close_all()
 

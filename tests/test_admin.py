@@ -171,7 +171,7 @@ def test_uploaded_files_keep_their_names_and_failure_reasons_are_whole(admin_cli
 
 
 def test_upload_names_are_one_safe_path_component():
-    from imaging.admin import upload_file_name
+    from imaging.services.imports import upload_file_name
 
     assert upload_file_name("../../etc/passwd") == "passwd"
     assert upload_file_name("C:\\scans\\IM0001") == "IM0001"

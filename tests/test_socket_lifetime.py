@@ -159,3 +159,11 @@ def test_rendering_keeps_the_session_alive(viewer_data, settings):
     async_to_sync(scenario)()
     store = import_module(settings.SESSION_ENGINE).SessionStore(session.session_key)
     assert store.get_expiry_date() > expiry_before
+
+
+def test_several_web_processes_need_a_channel_layer_they_share():
+    """Logout and revocation reach sockets through the channel layer: the in-memory one reaches one process."""
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match="Redis channel layer"):
+        call_command("serve", "127.0.0.1:1", workers=2)

@@ -14,9 +14,10 @@ import os
 import shutil
 import socket
 import time
+import uuid
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from django.conf import settings
 from django.db import transaction
@@ -129,6 +130,38 @@ def import_job_start_local(*, datastore_id: str, paths: list[str], job_name: str
         input_paths=resolved,
     )
     return ImportJob.objects.get(pk=answer["jobId"])
+
+
+
+def import_job_start_upload(*, datastore_id: str, uploads: Iterable) -> ImportJob:
+    """A job over files uploaded through the browser (Django UploadedFiles), saved under the data directory's
+    uploads folder, which the job deletes once it has ended."""
+    folder = Path(settings.DATA_DIR) / "uploads" / uuid.uuid4().hex
+    folder.mkdir(parents=True)
+    _save_uploads(folder, uploads)
+    return import_job_start_local(datastore_id=datastore_id, paths=[str(folder)])
+
+
+def upload_file_name(name: str) -> str:
+    """The name a browser gave an uploaded file, as one safe path component: the manifests show it, so the sender
+    can tell which file failed. Folders the name claims are dropped (no path traversal), unprintable characters
+    too, and the name is cut to 200 bytes; a name with nothing left but dots becomes "upload"."""
+    name = "".join(ch for ch in name.replace("\\", "/").rsplit("/", 1)[-1] if ch.isprintable()).strip()
+    name = name.encode()[:200].decode(errors="ignore")
+    return name if name.strip(".") else "upload"
+
+
+def _save_uploads(folder: Path, uploads) -> None:
+    """Each file under its own name in `folder`; a name that repeats goes into a numbered subfolder, so that two
+    files called IM0001 from different series are both kept and both named."""
+    for number, upload in enumerate(uploads):
+        target = folder / upload_file_name(upload.name or "")
+        if target.exists():
+            target = folder / f"{number:05d}" / target.name
+            target.parent.mkdir()
+        with open(target, "wb") as handle:
+            for chunk in upload.chunks():
+                handle.write(chunk)
 
 
 def import_job_get(*, datastore_id: str, job_id: str) -> ImportJob:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 import uvicorn
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 # Viewer messages are JSON of at most 4 KiB; nothing larger is ever accepted on a websocket.
@@ -29,6 +30,11 @@ class Command(BaseCommand):
         if match is None or workers < 1:
             raise CommandError("usage: manage.py serve [ADDRESS:]PORT [--workers N]")
         host, port = match.group(1) or "127.0.0.1", int(match.group(2))
+        if workers > 1 and settings.CHANNEL_LAYERS["default"]["BACKEND"].endswith("InMemoryChannelLayer"):
+            # Logout and revocation reach open viewer sockets through the channel layer: an in-memory one reaches
+            # only the process it lives in.
+            raise CommandError("--workers above 1 needs the Redis channel layer (APERTURE_TASKS=celery or "
+                               "APERTURE_REDIS_CHANNELS=true)")
         uvicorn.run(
             "config.asgi:application",
             host=host,
