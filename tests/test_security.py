@@ -175,3 +175,15 @@ def test_metrics_need_the_token(settings, admin_client, viewer_data):
     assert samples[("aperture_imaging_call_count_total", refused)] >= 1
     tier = (("datastore_id", viewer_data.datastore.id), ("storage_tier", "FREQUENT_ACCESS"))
     assert samples[("aperture_imaging_image_sets", tier)] == 2
+
+
+def test_a_share_link_has_one_token_and_older_timestamped_tokens_still_open(viewer_data):
+    from django.core import signing
+
+    from imaging.services.sharing import ShareLinkInvalid, share_link_resolve, share_token
+
+    link = share_link_resolve(make_link(viewer_data))
+    assert share_token(link) == share_token(link)
+    assert share_link_resolve(signing.dumps(str(link.id), salt="aperture.share-link")).pk == link.pk
+    with pytest.raises(ShareLinkInvalid):
+        share_link_resolve(share_token(link)[:-2] + "xx")

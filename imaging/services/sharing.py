@@ -14,6 +14,9 @@ from imaging.errors import AccessDenied, NotFound, ValidationFailed
 from imaging.models import ImageSet, ImageSetState, ShareLink
 
 _SALT = "aperture.share-link"
+# Stable tokens are signed under their own salt: a timestamped token's signature also covers "payload:timestamp",
+# so under one salt each format would pass the other's signature check.
+_STABLE_SALT = "aperture.share-link.stable"
 
 # Sent with `link_ids` after links are revoked, so whatever they opened (the viewer's sockets) can close.
 share_link_revoked = Signal()
@@ -77,12 +80,21 @@ def share_link_create(*, created_by, datastore_id: str, study_uid: str = "", ima
 
 
 def share_token(link: ShareLink) -> str:
-    return signing.dumps(str(link.id), salt=_SALT)
+    """The link's token: the same every time it is shown (no timestamp in it; expiry lives in the row), so the
+    link an admin copied is the link the admin pages show."""
+    return signing.Signer(salt=_STABLE_SALT).sign_object(str(link.id))
+
+
+def _link_id(token: str) -> str:
+    try:
+        return signing.Signer(salt=_STABLE_SALT).unsign_object(token)
+    except signing.BadSignature:
+        return signing.loads(token, salt=_SALT)  # links issued before tokens were stable carried a timestamp
 
 
 def share_link_resolve(token: str, *, user=None) -> ShareLink:
     try:
-        link_id = signing.loads(token, salt=_SALT)
+        link_id = _link_id(token)
     except signing.BadSignature as e:
         raise ShareLinkInvalid("This link is not valid. It may have been altered or copied incompletely.") from e
     link = ShareLink.objects.filter(pk=link_id).select_related("datastore").first()
