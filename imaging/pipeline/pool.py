@@ -169,9 +169,20 @@ def process_all(
                     size = max(1, min(MAX_BATCH, len(queue) // (4 * concurrency)))
                 batch = [queue.pop() for _ in range(min(size, len(queue)))]
                 arguments = [(item.uri, item.display_name) for item in batch]
-                pending[executor.submit(worker, arguments, s3, storage_format, sink, limits=limits,
-                                        file_timeout=file_timeout)] = batch
+                try:
+                    future = executor.submit(worker, arguments, s3, storage_format, sink, limits=limits,
+                                             file_timeout=file_timeout)
+                except BrokenProcessPool:
+                    # A worker died since the last result was read: this batch never started, so it goes back
+                    # as it was; the batches in flight report the break below and are retried there.
+                    queue.extend(reversed(batch))
+                    if not pending:
+                        _reset()
+                    break
+                pending[future] = batch
             if not pending:
+                if queue:
+                    continue
                 return
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
