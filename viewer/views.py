@@ -101,7 +101,7 @@ def share(request: HttpRequest, token: str) -> HttpResponse:
     try:
         link = share_link_resolve(token, user=user)
     except ShareLinkInvalid as e:
-        if "Sign in" in e.reason and user is None:
+        if e.needs_login and user is None:
             return redirect_to_login(request.get_full_path())
         response = render(request, "viewer/share_error.html", {"reason": e.reason}, status=403)
         return _embeddable(response)

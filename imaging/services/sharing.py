@@ -3,6 +3,7 @@ without the database (tampering), and expired or revoked through it. Tokens are 
 redacts /share/ paths and share= query values)."""
 from __future__ import annotations
 
+import enum
 from datetime import timedelta
 
 from django.conf import settings
@@ -22,12 +23,30 @@ _STABLE_SALT = "aperture.share-link.stable"
 share_link_revoked = Signal()
 
 
-class ShareLinkInvalid(Exception):
-    """The link is tampered with, unknown, expired or revoked; `reason` says which, for the error page."""
+class ShareLinkProblem(enum.Enum):
+    """Why a share link does not open. The value is the sentence the error page shows; callers branch on the member,
+    never on the sentence."""
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+    ALTERED = "This link is not valid. It may have been altered or copied incompletely."
+    UNKNOWN = "This link is not valid."
+    REVOKED = "This link has been revoked."
+    EXPIRED = "This link has expired."
+    OTHER_USER = "This link is for a particular user. Sign in as that user to open it."
+
+
+class ShareLinkInvalid(Exception):
+    """The link is tampered with, unknown, expired, revoked or bound to another user: `problem` says which, `reason`
+    is the sentence for the error page."""
+
+    def __init__(self, problem: ShareLinkProblem) -> None:
+        super().__init__(problem.value)
+        self.problem = problem
+        self.reason = problem.value
+
+    @property
+    def needs_login(self) -> bool:
+        """Whether signing in, as the user the link is bound to, would open it."""
+        return self.problem is ShareLinkProblem.OTHER_USER
 
 
 class ShareLinkTargetError(Exception):
@@ -96,16 +115,16 @@ def share_link_resolve(token: str, *, user=None) -> ShareLink:
     try:
         link_id = _link_id(token)
     except signing.BadSignature as e:
-        raise ShareLinkInvalid("This link is not valid. It may have been altered or copied incompletely.") from e
+        raise ShareLinkInvalid(ShareLinkProblem.ALTERED) from e
     link = ShareLink.objects.filter(pk=link_id).select_related("datastore").first()
     if link is None:
-        raise ShareLinkInvalid("This link is not valid.")
+        raise ShareLinkInvalid(ShareLinkProblem.UNKNOWN)
     if link.revoked_at is not None:
-        raise ShareLinkInvalid("This link has been revoked.")
+        raise ShareLinkInvalid(ShareLinkProblem.REVOKED)
     if link.expires_at <= timezone.now():
-        raise ShareLinkInvalid("This link has expired.")
+        raise ShareLinkInvalid(ShareLinkProblem.EXPIRED)
     if link.bound_user_id is not None and (user is None or user.pk != link.bound_user_id):
-        raise ShareLinkInvalid("This link is for a particular user. Sign in as that user to open it.")
+        raise ShareLinkInvalid(ShareLinkProblem.OTHER_USER)
     return link
 
 
