@@ -3,9 +3,10 @@ module values the render service uses. Built from the stored metadata document a
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
+
+from cachetools import LRUCache, cached
 
 from imaging.dicom.document import decode_document
 from imaging.errors import NotFound
@@ -114,28 +115,18 @@ def build_view(image_set: ImageSet, document: dict[str, Any]) -> ImageSetView:
     return view
 
 
-class _ViewCache:
-    def __init__(self, size: int = 64) -> None:
-        self.size = size
-        self.items: OrderedDict[tuple[str, int], ImageSetView] = OrderedDict()
-        self.lock = threading.Lock()
-
-    def get(self, image_set: ImageSet) -> ImageSetView:
-        key = (image_set.id, image_set.content_version)
-        with self.lock:
-            if key in self.items:
-                self.items.move_to_end(key)
-                return self.items[key]
-        row = image_set.versions.get(version=image_set.content_version)
-        view = build_view(image_set, decode_document(blob_store().get(row.metadata_key) or b""))
-        with self.lock:
-            self.items[key] = view
-            while len(self.items) > self.size:
-                self.items.popitem(last=False)
-        return view
+# Per process, in cachetools rather than Django's cache framework: a view is a tree of Python objects that the
+# framework would pickle on every get and set, and rebuilding it in another process costs one metadata read. The key
+# holds the content version, so an update is a new entry and a stale one ages out; nothing is ever invalidated.
+_VIEWS_KEPT = 64
+_views: LRUCache[tuple[str, int], ImageSetView] = LRUCache(maxsize=_VIEWS_KEPT)
 
 
-_views = _ViewCache()
+@cached(_views, key=lambda image_set: (image_set.id, image_set.content_version), lock=threading.Lock())
+def _image_set_view(image_set: ImageSet) -> ImageSetView:
+    # The lock guards the cache only: two threads missing the same key both build it, and one result is kept.
+    row = image_set.versions.get(version=image_set.content_version)
+    return build_view(image_set, decode_document(blob_store().get(row.metadata_key) or b""))
 
 
 def image_set_view(*, datastore_id: str, image_set_id: str) -> ImageSetView:
@@ -143,4 +134,4 @@ def image_set_view(*, datastore_id: str, image_set_id: str) -> ImageSetView:
         state=ImageSetState.DELETED).first()
     if image_set is None or image_set.content_version == 0:
         raise NotFound("No such image set")
-    return _views.get(image_set)
+    return _image_set_view(image_set)
