@@ -36,7 +36,7 @@ def run(args) -> None:
 
     from imaging.models import Datastore, StudyIndex, StudyNameToken
     from imaging.services.studies import name_tokens
-    from viewer.services import studies_search
+    from viewer.selectors import studies_search
 
     datastore = Datastore.objects.create(name="bench", status="ACTIVE")
     admin = get_user_model().objects.create_superuser("bench", "", "x")

@@ -34,7 +34,7 @@ from django.utils import timezone
 
 from imaging.errors import ApertureError
 from imaging.services.audit import audit_record
-from viewer import services
+from viewer import frames, selectors
 from viewer.render import RenderError, Window
 from viewer.socket_sessions import authority_problem, session_touch, share_link_deadline, socket_authority
 
@@ -135,7 +135,7 @@ class RenderConsumer(AsyncWebsocketConsumer):
             await asyncio.sleep(delay)
             if not await self._still_allowed():
                 return
-            if self.view is not None and not await database_sync_to_async(services.can_still_view)(
+            if self.view is not None and not await database_sync_to_async(selectors.can_still_view)(
                     user=self.scope.get("user"), share_token=self.share_token, view=self.view):
                 await self._end("You no longer have access to these images.")
                 return
@@ -189,7 +189,7 @@ class RenderConsumer(AsyncWebsocketConsumer):
             raise BadMessage("series must be a UID")
         if not await self._still_allowed():
             return
-        view = await sync_to_async(services.viewable_image_set)(
+        view = await sync_to_async(selectors.viewable_image_set)(
             user=self.scope.get("user"), datastore_id=datastore_id, image_set_id=image_set_id,
             share_token=self.share_token)
         await sync_to_async(audit_record)(
@@ -221,7 +221,7 @@ class RenderConsumer(AsyncWebsocketConsumer):
                 continue
             view, series = self.view, self.series
             try:
-                body, header = await sync_to_async(services.render, thread_sensitive=False)(
+                body, header = await sync_to_async(frames.frame_render, thread_sensitive=False)(
                     view=view, index=request["frame"], series_uid=series, window=request["window"],
                     invert=request["invert"], max_size=request["size"], fmt=request["format"],
                     quality=request["quality"])
@@ -236,5 +236,5 @@ class RenderConsumer(AsyncWebsocketConsumer):
             await self.send(bytes_data=struct.pack(">I", len(header_bytes)) + header_bytes + body)
             neighbours = [request["frame"] + step for step in range(1, PREFETCH_AHEAD + 1)]
             neighbours += [request["frame"] - step for step in range(1, PREFETCH_AHEAD + 1)]
-            asyncio.ensure_future(sync_to_async(services.prefetch, thread_sensitive=False)(
+            asyncio.ensure_future(sync_to_async(frames.frames_prefetch, thread_sensitive=False)(
                 view=view, indices=neighbours, series_uid=series, max_size=request["size"]))

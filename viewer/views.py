@@ -1,5 +1,6 @@
 """Viewer pages: study list, study page, the viewer, series thumbnails and share links. Every page needs a
-logged-in user who may read the data store, or a valid share link; the work is done by viewer.services."""
+logged-in user who may read the data store, or a valid share link; the work is done by viewer.selectors (what to
+show) and viewer.frames (thumbnails)."""
 from __future__ import annotations
 
 from functools import wraps
@@ -16,7 +17,7 @@ from imaging.errors import AccessDenied, NotFound
 from imaging.models import ImageSet, ImageSetState
 from imaging.services.audit import audit_record, client_ip
 from imaging.services.sharing import ShareLinkInvalid, share_link_resolve
-from viewer import services
+from viewer import frames, selectors
 from viewer.access import readable_datastores
 
 FILTERS = ("q", "patient_id", "accession", "date_from", "date_to", "modality", "datastore", "sort")
@@ -39,7 +40,7 @@ def home(request: HttpRequest) -> HttpResponse:
         page = max(1, int(request.GET.get("page", "1")))
     except ValueError:
         page = 1
-    studies, has_next = services.studies_search(user=request.user, query=query, page=page)
+    studies, has_next = selectors.studies_search(user=request.user, query=query, page=page)
     page_view(request, "ViewStudyList")
     return render(request, "viewer/studies.html", {
         "studies": studies, "query": query, "page": page, "has_next": has_next,
@@ -52,7 +53,7 @@ def home(request: HttpRequest) -> HttpResponse:
 @require_GET
 def study(request: HttpRequest, datastore_id: str, study_uid: str) -> HttpResponse:
     try:
-        study_row, series = services.study_detail(user=request.user, datastore_id=datastore_id, study_uid=study_uid)
+        study_row, series = selectors.study_detail(user=request.user, datastore_id=datastore_id, study_uid=study_uid)
     except NotFound as e:
         raise Http404("No such study") from e
     page_view(request, "ViewStudy", datastore_id=datastore_id, study_uid=study_uid, patient_id=study_row.patient_id)
@@ -64,10 +65,11 @@ def _viewer_context(request, view, datastore_id: str, image_set_id: str, series_
     series_list = []
     if not hide_browser and view.study.get("StudyInstanceUID"):
         if share_token:
-            series_list = services.study_series(datastore_id=datastore_id, study_uid=str(view.study["StudyInstanceUID"]))
+            series_list = selectors.study_series(datastore_id=datastore_id,
+                                                 study_uid=str(view.study["StudyInstanceUID"]))
         else:
-            series_list = services.study_detail(user=request.user, datastore_id=datastore_id,
-                                                study_uid=str(view.study["StudyInstanceUID"]))[1]
+            series_list = selectors.study_detail(user=request.user, datastore_id=datastore_id,
+                                                 study_uid=str(view.study["StudyInstanceUID"]))[1]
     return {"view": view, "datastore_id": datastore_id, "image_set_id": image_set_id, "series_uid": series_uid,
             "series_list": series_list, "preset": preset, "share_token": share_token, "hide_browser": hide_browser}
 
@@ -76,7 +78,7 @@ def _viewer_context(request, view, datastore_id: str, image_set_id: str, series_
 @require_GET
 def viewer(request: HttpRequest, datastore_id: str, image_set_id: str) -> HttpResponse:
     try:
-        view = services.viewable_image_set(user=request.user, datastore_id=datastore_id, image_set_id=image_set_id)
+        view = selectors.viewable_image_set(user=request.user, datastore_id=datastore_id, image_set_id=image_set_id)
     except (NotFound, AccessDenied) as e:
         raise Http404("No such image set") from e
     series_uid = request.GET.get("series") or next(iter(view.series), "")
@@ -114,8 +116,8 @@ def share(request: HttpRequest, token: str) -> HttpResponse:
             return _embeddable(render(request, "viewer/share_error.html",
                                       {"reason": "The shared study is no longer available."}, status=404))
         image_set_id = chosen.id
-    view = services.viewable_image_set(user=user, datastore_id=link.datastore_id, image_set_id=image_set_id,
-                                       share_token=token)
+    view = selectors.viewable_image_set(user=user, datastore_id=link.datastore_id, image_set_id=image_set_id,
+                                        share_token=token)
     series_uid = request.GET.get("series") or link.initial_series or next(iter(view.series), "")
     hide = link.hide_browser if "browser" not in request.GET else request.GET.get("browser") == "0"
     page_view(request, "ViewSharedImageSet", datastore_id=link.datastore_id, image_set_id=image_set_id)
@@ -137,9 +139,9 @@ def _login_or_share(view_function):
 @require_GET
 def thumbnail(request: HttpRequest, datastore_id: str, image_set_id: str, series_uid: str) -> HttpResponse:
     try:
-        view = services.viewable_image_set(user=request.user, datastore_id=datastore_id, image_set_id=image_set_id,
-                                           share_token=request.GET.get("share"))
-        body = services.series_thumbnail(view=view, series_uid=series_uid)
+        view = selectors.viewable_image_set(user=request.user, datastore_id=datastore_id, image_set_id=image_set_id,
+                                            share_token=request.GET.get("share"))
+        body = frames.series_thumbnail(view=view, series_uid=series_uid)
     except (NotFound, AccessDenied) as e:
         raise Http404("No thumbnail") from e
     response = HttpResponse(body, content_type="image/jpeg")

@@ -1,43 +1,24 @@
-"""The viewer's use cases: find studies, describe a study, render a frame. Views and the consumer call these."""
+"""The viewer's read-side queries: find studies, list a study's series, open an image set for a user or a share link.
+
+Everything here reads; nothing writes, renders or caches pixels (that is viewer.frames). Who may read a data store is
+viewer.access's rule and what a share link covers is imaging.services.sharing's: this module only applies them.
+"""
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
 
-import numpy as np
-from django.conf import settings
 from django.db.models import Exists, OuterRef, Q
 
 from imaging.errors import AccessDenied, NotFound
-from imaging.models import ImageFrame, ImageSet, ImageSetState, StudyIndex, StudyNameToken
+from imaging.models import ImageSet, ImageSetState, StudyIndex, StudyNameToken
 from imaging.services.sharing import share_access
 from imaging.services.studies import name_tokens
-from imaging.storage import blob_store
 from viewer.access import can_read, readable_datastores
 from viewer.imagemeta import ImageSetView, InstanceView, image_set_view
-from viewer.render import (
-    DecodedFrameCache,
-    GrayscalePipeline,
-    PixelModule,
-    Window,
-    color_to_rgb8,
-    decode_frame,
-    encode_image,
-    skip_levels_for,
-    stored_codestream,
-)
 
 STUDY_SORTS = {"date": ("-study_date", "-id"), "-date": ("study_date", "id"), "name": ("patient_name", "id"),
                "-name": ("-patient_name", "-id"), "id": ("patient_id", "id")}
 PAGE_SIZE = 25
-
-_decoded = DecodedFrameCache(getattr(settings, "APERTURE_RENDER_CACHE_BYTES", 256 * 1024 * 1024))
-_pipelines: OrderedDict[tuple, GrayscalePipeline] = OrderedDict()
-_pipelines_lock = threading.Lock()
-
-
 RARE_NAME_MATCHES = 2000
 
 
@@ -89,6 +70,7 @@ class SeriesSummary:
 
 
 def study_detail(*, user, datastore_id: str, study_uid: str) -> tuple[StudyIndex, list[SeriesSummary]]:
+    """The study's index row and its series, if the user may read its data store; NotFound otherwise."""
     if not can_read(user, datastore_id):
         raise NotFound("No such study")
     study = StudyIndex.objects.filter(datastore_id=datastore_id, study_instance_uid=study_uid).first()
@@ -135,95 +117,3 @@ def can_still_view(*, user, share_token: str | None, view: ImageSetView) -> bool
     except AccessDenied:
         return False
     return True
-
-
-def _pipeline(view: ImageSetView, instance: InstanceView, module: PixelModule) -> GrayscalePipeline:
-    key = (view.image_set_id, view.version, instance.sop_uid)
-    with _pipelines_lock:
-        if key in _pipelines:
-            _pipelines.move_to_end(key)
-            return _pipelines[key]
-    pipeline = GrayscalePipeline(instance.dicom, instance.vrs, module)
-    with _pipelines_lock:
-        _pipelines[key] = pipeline
-        while len(_pipelines) > 512:
-            _pipelines.popitem(last=False)
-    return pipeline
-
-
-def decoded_frame(view: ImageSetView, module: PixelModule, frame_id: str, skip: int) -> np.ndarray:
-    cached = _decoded.get((frame_id, skip))
-    if cached is not None:
-        return cached
-    row = ImageFrame.objects.filter(image_set_id=view.image_set_id, frame_id=frame_id).first()
-    data = stored_codestream(blob_store(), row.blob_key, module, skip) if row else None
-    if data is None:
-        raise NotFound("No such frame")
-    frame = decode_frame(data, module, skip_levels=skip)
-    _decoded.put((frame_id, skip), frame)
-    return frame
-
-
-def render(*, view: ImageSetView, index: int, series_uid: str | None = None, window: Window | None = None,
-           invert: bool = False, max_size: tuple[int, int] | None = None, fmt: str = "jpeg",
-           quality: int = 85) -> tuple[bytes, dict[str, Any]]:
-    """Frame `index` (0-based, display order) of the image set, or of one series of it, as an image."""
-    frames = view.frames(series_uid)
-    if not 0 <= index < len(frames):
-        raise NotFound("No such frame")
-    instance, number, frame_id = frames[index]
-    module = PixelModule.from_dicom(instance.dicom, instance.stored_transfer_syntax)
-    skip = skip_levels_for(module, max_size)
-    stored = decoded_frame(view, module, frame_id, skip)
-    photometric = module.decoded_photometric
-    if photometric.startswith("MONOCHROME") and stored.ndim == 2:
-        pipeline = _pipeline(view, instance, module)
-        effective = window or pipeline.default_window()
-        pixels = pipeline.render(stored, effective, invert=(photometric == "MONOCHROME1") != invert)
-    else:
-        pixels = color_to_rgb8(stored, module, instance.dicom, instance.vrs)
-        effective = None
-        if invert:
-            pixels = 255 - pixels
-    body = encode_image(pixels, fmt=fmt, quality=quality, max_size=max_size)
-    return body, {
-        "frame": index, "count": len(frames), "sop": instance.sop_uid, "number": number,
-        "instanceNumber": instance.instance_number, "position": instance.position,
-        "rows": module.rows, "columns": module.columns, "spacing": instance.pixel_spacing(),
-        "window": [effective.center, effective.width] if effective else None,
-    }
-
-
-_thumbnails: OrderedDict[tuple, bytes] = OrderedDict()
-_thumbnails_lock = threading.Lock()
-
-
-def series_thumbnail(*, view: ImageSetView, series_uid: str) -> bytes:
-    """The middle frame of a series at most 128 px, from a reduced-resolution decode; cached per version."""
-    key = (view.image_set_id, view.version, series_uid)
-    with _thumbnails_lock:
-        body = _thumbnails.get(key)
-    if body is None:
-        frames = view.frames(series_uid)
-        if not frames:
-            raise NotFound("No frames")
-        body, _ = render(view=view, index=len(frames) // 2, series_uid=series_uid, max_size=(128, 128), quality=75)
-        with _thumbnails_lock:
-            _thumbnails[key] = body
-            while len(_thumbnails) > 2048:
-                _thumbnails.popitem(last=False)
-    return body
-
-
-def prefetch(*, view: ImageSetView, indices: list[int], series_uid: str | None = None,
-             max_size: tuple[int, int] | None = None) -> None:
-    """Decode neighbouring frames ahead, at the resolution a render for `max_size` will ask for."""
-    frames = view.frames(series_uid)
-    for index in indices:
-        if 0 <= index < len(frames):
-            instance, _, frame_id = frames[index]
-            try:
-                module = PixelModule.from_dicom(instance.dicom, instance.stored_transfer_syntax)
-                decoded_frame(view, module, frame_id, skip_levels_for(module, max_size))
-            except Exception:  # prefetching is best effort; a real request reports the problem
-                return

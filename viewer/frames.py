@@ -1,0 +1,121 @@
+"""Render orchestration for the viewer: which stored frame a request means, its bytes from the blob store, a cached
+decode, then viewer.render's pipeline to an 8-bit JPEG or PNG; series thumbnails; decoding neighbours ahead.
+
+Callers (the pages and the websocket consumer) check access first (viewer.selectors.viewable_image_set) and pass
+the ImageSetView they were allowed to open: nothing here checks who asks. The pixel work itself (decode, LUTs,
+colour, encode) is viewer.render's; this module must not grow pixel code, only decide what to render and keep.
+
+The caches are per process, in cachetools (with a lock, as the consumer renders on worker threads), not Django's
+cache framework: decoded frames and LUT pipelines are numpy arrays and objects that would be pickled on every get and
+set, and every key holds an image set's content version or a frame id, so no process can serve a stale entry.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+from cachetools import LRUCache, cached
+from django.conf import settings
+
+from imaging.errors import NotFound
+from imaging.models import ImageFrame
+from imaging.storage import blob_store
+from viewer.imagemeta import ImageSetView, InstanceView
+from viewer.render import (
+    DecodedFrameCache,
+    GrayscalePipeline,
+    PixelModule,
+    Window,
+    color_to_rgb8,
+    decode_frame,
+    encode_image,
+    skip_levels_for,
+    stored_codestream,
+)
+
+_decoded = DecodedFrameCache(getattr(settings, "APERTURE_RENDER_CACHE_BYTES", 256 * 1024 * 1024))
+
+# LUT pipelines by (image set, version, instance): each holds its own few tables, so a count bounds them.
+PIPELINES_KEPT = 512
+_pipelines: LRUCache[tuple[str, int, str], GrayscalePipeline] = LRUCache(maxsize=PIPELINES_KEPT)
+
+# Thumbnails by (image set, version, series), bounded by bytes: 2048 thumbnails (the count kept before) of up to
+# 16 KiB, more than a 128 px JPEG at quality 75 takes.
+THUMBNAIL_CACHE_BYTES = 2048 * 16 * 1024
+_thumbnails: LRUCache[tuple[str, int, str], bytes] = LRUCache(maxsize=THUMBNAIL_CACHE_BYTES, getsizeof=len)
+
+
+@cached(_pipelines, key=lambda view, instance, module: (view.image_set_id, view.version, instance.sop_uid),
+        lock=threading.Lock())
+def _pipeline(view: ImageSetView, instance: InstanceView, module: PixelModule) -> GrayscalePipeline:
+    return GrayscalePipeline(instance.dicom, instance.vrs, module)
+
+
+def decoded_frame(view: ImageSetView, module: PixelModule, frame_id: str, skip: int) -> np.ndarray:
+    """The frame's samples, `skip` resolution levels below full, from the cache or the blob store."""
+    cached_frame = _decoded.get((frame_id, skip))
+    if cached_frame is not None:
+        return cached_frame
+    row = ImageFrame.objects.filter(image_set_id=view.image_set_id, frame_id=frame_id).first()
+    data = stored_codestream(blob_store(), row.blob_key, module, skip) if row else None
+    if data is None:
+        raise NotFound("No such frame")
+    frame = decode_frame(data, module, skip_levels=skip)
+    _decoded.put((frame_id, skip), frame)
+    return frame
+
+
+def frame_render(*, view: ImageSetView, index: int, series_uid: str | None = None, window: Window | None = None,
+                 invert: bool = False, max_size: tuple[int, int] | None = None, fmt: str = "jpeg",
+                 quality: int = 85) -> tuple[bytes, dict[str, Any]]:
+    """Frame `index` (0-based, display order) of the image set, or of one series of it, as an image."""
+    frames = view.frames(series_uid)
+    if not 0 <= index < len(frames):
+        raise NotFound("No such frame")
+    instance, number, frame_id = frames[index]
+    module = PixelModule.from_dicom(instance.dicom, instance.stored_transfer_syntax)
+    skip = skip_levels_for(module, max_size)
+    stored = decoded_frame(view, module, frame_id, skip)
+    photometric = module.decoded_photometric
+    if photometric.startswith("MONOCHROME") and stored.ndim == 2:
+        pipeline = _pipeline(view, instance, module)
+        effective = window or pipeline.default_window()
+        pixels = pipeline.render(stored, effective, invert=(photometric == "MONOCHROME1") != invert)
+    else:
+        pixels = color_to_rgb8(stored, module, instance.dicom, instance.vrs)
+        effective = None
+        if invert:
+            pixels = 255 - pixels
+    body = encode_image(pixels, fmt=fmt, quality=quality, max_size=max_size)
+    return body, {
+        "frame": index, "count": len(frames), "sop": instance.sop_uid, "number": number,
+        "instanceNumber": instance.instance_number, "position": instance.position,
+        "rows": module.rows, "columns": module.columns, "spacing": instance.pixel_spacing(),
+        "window": [effective.center, effective.width] if effective else None,
+    }
+
+
+@cached(_thumbnails, key=lambda *, view, series_uid: (view.image_set_id, view.version, series_uid),
+        lock=threading.Lock())
+def series_thumbnail(*, view: ImageSetView, series_uid: str) -> bytes:
+    """The middle frame of a series at most 128 px, from a reduced-resolution decode; cached per version."""
+    frames = view.frames(series_uid)
+    if not frames:
+        raise NotFound("No frames")
+    body, _ = frame_render(view=view, index=len(frames) // 2, series_uid=series_uid, max_size=(128, 128), quality=75)
+    return body
+
+
+def frames_prefetch(*, view: ImageSetView, indices: list[int], series_uid: str | None = None,
+                    max_size: tuple[int, int] | None = None) -> None:
+    """Decode neighbouring frames ahead, at the resolution a render for `max_size` will ask for."""
+    frames = view.frames(series_uid)
+    for index in indices:
+        if 0 <= index < len(frames):
+            instance, _, frame_id = frames[index]
+            try:
+                module = PixelModule.from_dicom(instance.dicom, instance.stored_transfer_syntax)
+                decoded_frame(view, module, frame_id, skip_levels_for(module, max_size))
+            except Exception:  # prefetching is best effort; a real request reports the problem
+                return
