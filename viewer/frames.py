@@ -52,7 +52,7 @@ def _pipeline(view: ImageSetView, instance: InstanceView, module: PixelModule) -
     return GrayscalePipeline(instance.dicom, instance.vrs, module)
 
 
-def decoded_frame(view: ImageSetView, module: PixelModule, frame_id: str, skip: int) -> np.ndarray:
+def _decoded_frame(view: ImageSetView, module: PixelModule, frame_id: str, skip: int) -> np.ndarray:
     """The frame's samples, `skip` resolution levels below full, from the cache or the blob store."""
     cached_frame = _decoded.get((frame_id, skip))
     if cached_frame is not None:
@@ -76,7 +76,7 @@ def frame_render(*, view: ImageSetView, index: int, series_uid: str | None = Non
     instance, number, frame_id = frames[index]
     module = PixelModule.from_dicom(instance.dicom, instance.stored_transfer_syntax)
     skip = skip_levels_for(module, max_size)
-    stored = decoded_frame(view, module, frame_id, skip)
+    stored = _decoded_frame(view, module, frame_id, skip)
     photometric = module.decoded_photometric
     if photometric.startswith("MONOCHROME") and stored.ndim == 2:
         pipeline = _pipeline(view, instance, module)
@@ -116,6 +116,6 @@ def frames_prefetch(*, view: ImageSetView, indices: list[int], series_uid: str |
             instance, _, frame_id = frames[index]
             try:
                 module = PixelModule.from_dicom(instance.dicom, instance.stored_transfer_syntax)
-                decoded_frame(view, module, frame_id, skip_levels_for(module, max_size))
+                _decoded_frame(view, module, frame_id, skip_levels_for(module, max_size))
             except Exception:  # prefetching is best effort; a real request reports the problem
                 return

@@ -1,5 +1,7 @@
 """What the viewer needs to know about an image set: its instances in display order and, per instance, the pixel
-module values the render service uses. Built from the stored metadata document and cached per version."""
+module values the render service uses. Built from the stored metadata document and cached per version.
+
+It reads metadata only: it checks no access (viewer.selectors does, before handing a view out) and reads no pixels."""
 from __future__ import annotations
 
 import threading
@@ -130,6 +132,7 @@ def _image_set_view(image_set: ImageSet) -> ImageSetView:
 
 
 def image_set_view(*, datastore_id: str, image_set_id: str) -> ImageSetView:
+    """The current version of a live image set, as the viewer shows it; NotFound for a deleted or empty one."""
     image_set = ImageSet.objects.filter(pk=image_set_id, datastore_id=datastore_id).exclude(
         state=ImageSetState.DELETED).first()
     if image_set is None or image_set.content_version == 0:

@@ -6,6 +6,7 @@ viewer.access's rule and what a share link covers is imaging.services.sharing's:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from django.db.models import Exists, OuterRef, Q
 
@@ -15,6 +16,11 @@ from imaging.services.sharing import share_access
 from imaging.services.studies import name_tokens
 from viewer.access import can_read, readable_datastores
 from viewer.imagemeta import ImageSetView, InstanceView, image_set_view
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+
+    User = AbstractBaseUser | AnonymousUser | None
 
 STUDY_SORTS = {"date": ("-study_date", "-id"), "-date": ("study_date", "id"), "name": ("patient_name", "id"),
                "-name": ("-patient_name", "-id"), "id": ("patient_id", "id")}
@@ -36,7 +42,7 @@ def _name_part_prefix(token: str) -> Q:
     return Q(Exists(matching.filter(study=OuterRef("pk"))))
 
 
-def studies_search(*, user, query: dict[str, str], page: int = 1) -> tuple[list[StudyIndex], bool]:
+def studies_search(*, user: User, query: dict[str, str], page: int = 1) -> tuple[list[StudyIndex], bool]:
     """A page of studies the user may read, and whether there is a next page."""
     queryset = StudyIndex.objects.filter(datastore__in=readable_datastores(user))
     if query.get("datastore"):
@@ -69,7 +75,7 @@ class SeriesSummary:
     instances: list[InstanceView]
 
 
-def study_detail(*, user, datastore_id: str, study_uid: str) -> tuple[StudyIndex, list[SeriesSummary]]:
+def study_detail(*, user: User, datastore_id: str, study_uid: str) -> tuple[StudyIndex, list[SeriesSummary]]:
     """The study's index row and its series, if the user may read its data store; NotFound otherwise."""
     if not can_read(user, datastore_id):
         raise NotFound("No such study")
@@ -95,7 +101,7 @@ def study_series(*, datastore_id: str, study_uid: str) -> list[SeriesSummary]:
     return series
 
 
-def _require_view_access(*, user, datastore_id: str, image_set_id: str, share_token: str | None) -> None:
+def _require_view_access(*, user: User, datastore_id: str, image_set_id: str, share_token: str | None) -> None:
     if share_token:
         share_access(share_token, user=user if getattr(user, "is_authenticated", False) else None,
                      datastore_id=datastore_id, image_set_id=image_set_id)
@@ -103,13 +109,14 @@ def _require_view_access(*, user, datastore_id: str, image_set_id: str, share_to
         raise AccessDenied("You may not read this data store")
 
 
-def viewable_image_set(*, user, datastore_id: str, image_set_id: str, share_token: str | None = None) -> ImageSetView:
+def viewable_image_set(*, user: User, datastore_id: str, image_set_id: str,
+                       share_token: str | None = None) -> ImageSetView:
     """The image set, if the user may read its data store or holds a share link that covers it."""
     _require_view_access(user=user, datastore_id=datastore_id, image_set_id=image_set_id, share_token=share_token)
     return image_set_view(datastore_id=datastore_id, image_set_id=image_set_id)
 
 
-def can_still_view(*, user, share_token: str | None, view: ImageSetView) -> bool:
+def can_still_view(*, user: User, share_token: str | None, view: ImageSetView) -> bool:
     """Whether an open viewer may go on showing `view` (a grant or a data store can go away while it is open)."""
     try:
         _require_view_access(user=user, datastore_id=view.datastore_id, image_set_id=view.image_set_id,
