@@ -1,9 +1,11 @@
 """Read-side queries: SearchImageSets (SPEC 7) over the indexed columns of ImageSet, and which data stores a user
-may read (the one rule the API, DICOMweb and the viewer apply). Queries only: nothing here writes."""
+may read (the one rule the API, DICOMweb and the viewer apply), storage totals per tier. Queries only: nothing here
+writes."""
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -12,7 +14,7 @@ from django.db.models import Count, F, Q, QuerySet, Sum
 
 from imaging.dicom.document import study_datetime
 from imaging.errors import ValidationFailed
-from imaging.models import Datastore, DatastoreStatus, ImageSet, ImageSetState
+from imaging.models import Datastore, DatastoreStatus, ImageFrame, ImageSet, ImageSetState, StorageTier
 from imaging.services.common import paginate
 
 STRING_KEYS = {
@@ -149,3 +151,22 @@ def datastore_readable(*, user: Any, datastore_id: str, include_inactive: bool =
     if include_inactive and getattr(user, "is_superuser", False) and user.is_active:
         return True
     return datastores_readable(user=user, include_inactive=include_inactive).filter(pk=datastore_id).exists()
+
+
+@dataclass(frozen=True)
+class TierTotals:
+    """What one storage tier of a data store holds: image sets not deleted, and the bytes of their frames."""
+
+    storage_tier: str
+    image_sets: int
+    frame_bytes: int
+
+
+def datastore_storage_by_tier(*, datastore_id: str) -> list[TierTotals]:
+    """Totals for every storage tier of a data store, in the tiers' order, zeros included."""
+    live = ImageSet.objects.filter(datastore_id=datastore_id).exclude(state=ImageSetState.DELETED)
+    counts = dict(live.values_list("storage_tier").annotate(n=Count("id")).order_by())
+    sizes = dict(ImageFrame.objects.filter(image_set__in=live).values_list("image_set__storage_tier")
+                 .annotate(b=Sum("size")).order_by())
+    return [TierTotals(storage_tier=tier, image_sets=counts.get(tier, 0), frame_bytes=sizes.get(tier) or 0)
+            for tier in StorageTier.values]
