@@ -66,3 +66,33 @@ def test_one_rule_with_the_transport_choosing_non_active_stores():
     assert not datastore_readable(user=admin, datastore_id="0" * 32)
     clinician.is_active = False
     assert not datastores_readable(user=clinician, include_inactive=True).exists()
+
+
+FORGED = ("AWS4-HMAC-SHA256 Credential=AKIANOSUCHKEY0000000/20260101/us-east-1/medical-imaging/aws4_request, "
+          "SignedHeaders=host;x-amz-date, Signature=" + "0" * 64)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("method, path, operation, category", [
+    ("GET", f"/datastore/{'a' * 32}", "GetDatastore", "Management"),
+    ("GET", f"/datastore/{'a' * 32}/studies/1.2/series/1.2.3/instances/1.2.3.4", "GetDICOMInstance", "Data"),
+], ids=["api", "dicomweb"])
+def test_both_transports_refuse_alike_and_audit_alike(client, method, path, operation, category):
+    """One wrapper: the same envelope, request id header and audit row for a refused call on either transport."""
+    from imaging.models import AuditEvent
+
+    response = client.generic(method, path, HTTP_AUTHORIZATION=FORGED, HTTP_X_AMZ_DATE="20260101T000000Z")
+    assert response.status_code == 403
+    assert response["x-amzn-ErrorType"] == "UnrecognizedClientException"
+    assert response.json()["__type"] == "UnrecognizedClientException"
+    event = AuditEvent.objects.get(event_name=operation)
+    assert event.request_id == response["x-amzn-RequestId"]
+    assert (event.event_category, event.access_key_id, event.status_code) == (category, "AKIANOSUCHKEY0000000", 403)
+    assert event.error_code == "UnrecognizedClientException" and event.error_message
+
+
+@pytest.mark.django_db
+def test_an_unserved_method_on_a_dicomweb_route_is_an_unknown_operation(client):
+    response = client.post(f"/datastore/{'a' * 32}/studies/1.2/series/1.2.3/instances/1.2.3.4")
+    assert response.status_code == 404
+    assert response["x-amzn-ErrorType"] == "UnknownOperationException"
