@@ -12,5 +12,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("metrics", metrics_view),
     path("", include("viewer.urls")),
+    path("", include("imaging.dicomweb.urls")),
     path("", include("imaging.api.urls")),
 ]

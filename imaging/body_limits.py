@@ -32,7 +32,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from imaging import errors
-from imaging.api.errors import domain_error_response
+from imaging.aws.envelope import domain_error_response
 
 Scope = dict[str, Any]
 Message = dict[str, Any]

@@ -1,5 +1,5 @@
 """Domain exceptions of the store. They carry no HTTP: each protocol maps them to its own statuses in one table
-(imaging/api/errors.py for the HealthImaging API)."""
+(imaging/aws/envelope.py for the HealthImaging API and DICOMweb)."""
 from __future__ import annotations
 
 

@@ -1,8 +1,11 @@
-"""Read-side queries: SearchImageSets (SPEC 7) over the indexed columns of ImageSet."""
+"""Read-side queries: SearchImageSets (SPEC 7) over the indexed columns of ImageSet, and which data stores a user
+may read (the one rule the API, DICOMweb and the viewer apply), storage totals per tier. Queries only: nothing here
+writes."""
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -11,7 +14,7 @@ from django.db.models import Count, F, Q, QuerySet, Sum
 
 from imaging.dicom.document import study_datetime
 from imaging.errors import ValidationFailed
-from imaging.models import ImageSet, ImageSetState
+from imaging.models import Datastore, DatastoreStatus, ImageFrame, ImageSet, ImageSetState, StorageTier
 from imaging.services.common import paginate
 
 STRING_KEYS = {
@@ -122,3 +125,48 @@ def _summary(image_set: ImageSet, counts: tuple[int, int]) -> dict[str, Any]:
         "isPrimary": image_set.is_primary,
         "DICOMTags": tags,
     }
+
+
+def datastores_readable(*, user: Any, include_inactive: bool = False) -> QuerySet:
+    """The data stores `user` may read: every one for a superuser, the ones granted (DatastoreGrant) for anybody
+    else, none for an anonymous or deactivated user.
+
+    `include_inactive` is the transport's choice. The viewer shows patient data, which only an ACTIVE data store
+    serves, so by default the others are left out. The API passes True: as in HealthImaging, the caller must be
+    able to GetDatastore or DeleteDatastore a store that is still CREATING, or DELETING, and see it in
+    ListDatastores; the store's state is then the service's question (a NotFound or a Conflict), not an access one.
+    """
+    if not user or not user.is_authenticated or not user.is_active:
+        return Datastore.objects.none()
+    datastores = Datastore.objects.all() if include_inactive else Datastore.objects.filter(status=DatastoreStatus.ACTIVE)
+    if user.is_superuser:
+        return datastores
+    return datastores.filter(grants__user=user)
+
+
+def datastore_readable(*, user: Any, datastore_id: str, include_inactive: bool = False) -> bool:
+    """Whether `user` may read the data store `datastore_id` (see `datastores_readable`). With `include_inactive`
+    a superuser passes without a query: grants do not bind superusers, and whether the store exists is for the
+    operation to answer (ResourceNotFound), not for access control (AccessDenied)."""
+    if include_inactive and getattr(user, "is_superuser", False) and user.is_active:
+        return True
+    return datastores_readable(user=user, include_inactive=include_inactive).filter(pk=datastore_id).exists()
+
+
+@dataclass(frozen=True)
+class TierTotals:
+    """What one storage tier of a data store holds: image sets not deleted, and the bytes of their frames."""
+
+    storage_tier: str
+    image_sets: int
+    frame_bytes: int
+
+
+def datastore_storage_by_tier(*, datastore_id: str) -> list[TierTotals]:
+    """Totals for every storage tier of a data store, in the tiers' order, zeros included."""
+    live = ImageSet.objects.filter(datastore_id=datastore_id).exclude(state=ImageSetState.DELETED)
+    counts = dict(live.values_list("storage_tier").annotate(n=Count("id")).order_by())
+    sizes = dict(ImageFrame.objects.filter(image_set__in=live).values_list("image_set__storage_tier")
+                 .annotate(b=Sum("size")).order_by())
+    return [TierTotals(storage_tier=tier, image_sets=counts.get(tier, 0), frame_bytes=sizes.get(tier) or 0)
+            for tier in StorageTier.values]

@@ -1,20 +1,17 @@
-"""Who may read which data store in the viewer. Superusers read every active data store; other users read the
-data stores they were granted (DatastoreGrant)."""
+"""Who may read which data store in the viewer: the one rule in imaging.selectors, limited to ACTIVE data stores
+(patient data is shown only from those). Nothing else here: no rule of the viewer's own."""
 from __future__ import annotations
+
+from typing import Any
 
 from django.db.models import QuerySet
 
-from imaging.models import Datastore, DatastoreStatus
+from imaging.selectors import datastore_readable, datastores_readable
 
 
-def readable_datastores(user) -> QuerySet:
-    if not user or not user.is_authenticated or not user.is_active:
-        return Datastore.objects.none()
-    active = Datastore.objects.filter(status=DatastoreStatus.ACTIVE)
-    if user.is_superuser:
-        return active
-    return active.filter(grants__user=user)
+def readable_datastores(user: Any) -> QuerySet:
+    return datastores_readable(user=user)
 
 
-def can_read(user, datastore_id: str) -> bool:
-    return readable_datastores(user).filter(pk=datastore_id).exists()
+def can_read(user: Any, datastore_id: str) -> bool:
+    return datastore_readable(user=user, datastore_id=datastore_id)

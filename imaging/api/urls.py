@@ -1,14 +1,14 @@
 """Routes of the HealthImaging API on one host (SPEC 2.3). Labels are named as in the botocore model.
 
 The segment after /datastore/{id} (searchImageSets, imageSet, studies, series, instances) decides the family,
-so control plane, runtime and DICOMweb share one path space without collisions.
+so control plane, runtime and DICOMweb share one path space without collisions. DICOMweb's own routes are in
+imaging/dicomweb/urls.py, mounted before these: this module's last route answers every path nobody serves.
 """
 from __future__ import annotations
 
 from django.urls import path, re_path
 
 from imaging.api.views import not_found, route
-from imaging.dicomweb.views import get_instance
 
 urlpatterns = [
     path("datastore", route({"POST": "CreateDatastore", "GET": "ListDatastores"})),
@@ -37,10 +37,6 @@ urlpatterns = [
     ),
     path("datastore/<str:datastoreId>/imageSet/<str:imageSetId>/deleteImageSet", route({"POST": "DeleteImageSet"})),
     path("tags/<path:resourceArn>", route({"GET": "ListTagsForResource", "POST": "TagResource", "DELETE": "UntagResource"})),
-    path(
-        "datastore/<str:datastoreId>/studies/<str:study>/series/<str:series>/instances/<str:sop>",
-        get_instance,
-    ),
     # Anything else, including DICOMweb paths not served yet, is an unknown operation in the AWS envelope.
     re_path(r"^.*$", not_found),
 ]

@@ -7,15 +7,8 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from imaging.api.dispatch import (
-    ApiContext,
-    BlobResult,
-    authorize,
-    dispatch,
-    granted_datastores,
-    operation,
-    unknown_operation,
-)
+from imaging.api.dispatch import ApiContext, BlobResult, dispatch, operation
+from imaging.aws.signed import authorize, unknown_operation
 from imaging.models import Datastore, ImageSet, ImportJob, datastore_arn, image_set_arn
 from imaging.services import datastores as datastore_services
 from imaging.services import imageset_writes
@@ -23,6 +16,7 @@ from imaging.services import imagesets as imageset_services
 from imaging.services import imports as import_services
 from imaging.services import tags as tag_services
 from imaging import selectors
+from imaging.selectors import datastores_readable
 from imaging.services.common import paginate
 
 
@@ -85,10 +79,9 @@ def get_datastore(ctx: ApiContext, *, datastoreId: str) -> dict[str, Any]:
 def list_datastores(
     ctx: ApiContext, *, datastoreStatus: str | None = None, nextToken: str | None = None, maxResults: int | None = None
 ) -> dict[str, Any]:
-    queryset = datastore_services.datastore_list(status=datastoreStatus)
-    granted = granted_datastores(ctx.key)
-    if granted is not None:
-        queryset = queryset.filter(pk__in=granted)
+    # Grants bind listing as they bind every other operation; stores in any state, as HealthImaging lists them.
+    readable = datastores_readable(user=ctx.key.user, include_inactive=True)
+    queryset = datastore_services.datastore_list(status=datastoreStatus).filter(pk__in=readable.values("pk"))
     page, token = paginate(
         queryset, scope=f"ListDatastores:{datastoreStatus or ''}", next_token=nextToken, max_results=maxResults
     )

@@ -22,7 +22,7 @@ HIDDEN = "HIDDEN_DUE_TO_SECURITY_REASONS"
 SENSITIVE_MEMBERS = {"searchCriteria", "updateImageSetMetadataUpdates", "copiableAttributes", "DICOMCopies",
                      "studyInstanceUID", "seriesInstanceUID", "sopInstanceUID", "study", "series", "sop"}
 READ_PREFIXES = ("Get", "List", "Search")
-DATA_EVENTS = {"GetImageFrame"}
+DATA_EVENTS = {"GetImageFrame", "GetDICOMInstance"}
 
 
 def redact(value: Any) -> Any:

@@ -1,4 +1,4 @@
-"""Fuzz target: SigV4 header parsing and verification (imaging.api.sigv4).
+"""Fuzz target: SigV4 header parsing and verification (imaging.aws.sigv4).
 
 Property: whatever the Authorization, X-Amz-Date and other headers, path, query and body, parsing and verifying
 a request either succeeds or raises a SignatureError subclass (an AWS error envelope: 400 or 403), never any
@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Iterable
 
-from imaging.api import sigv4
+from imaging.aws import sigv4
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
 GOOD = ("AWS4-HMAC-SHA256 Credential=AKIAAAAAAAAAAAAAAAAA/20240501/us-east-1/medical-imaging/aws4_request, "

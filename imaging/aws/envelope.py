@@ -1,4 +1,6 @@
-"""The one table that turns domain exceptions into AWS rest-json error responses (SPEC 2.4)."""
+"""The one table that turns domain exceptions into AWS rest-json error responses (SPEC 2.4), for the API, the
+DICOMweb routes and the body-limit middleware. It builds responses only: which exceptions reach it, and what is
+logged, is imaging/aws/signed.py's business."""
 from __future__ import annotations
 
 import json

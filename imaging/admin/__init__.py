@@ -1,0 +1,12 @@
+"""Admin pages, one module per model: data stores (with their import and delete pages), import jobs, image sets,
+share links, the audit trail, users with their data store grants, and access keys. Importing this package
+registers them all.
+
+Pages only: every write goes through the same services as the API, every total through a selector. No business
+rule lives here.
+"""
+from __future__ import annotations
+
+from imaging.admin import accesskeys, audit, datastores, imagesets, imports, sharelinks, users
+
+__all__ = ["accesskeys", "audit", "datastores", "imagesets", "imports", "sharelinks", "users"]

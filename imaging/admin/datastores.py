@@ -1,0 +1,210 @@
+"""Admin pages for data stores: create (through imaging.services.datastores), a typed-name delete page, storage
+totals per tier (imaging.selectors), and the import page (server folder, S3 URIs or browser uploads, each started
+through imaging.services.imports)."""
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+from django import forms
+from django.conf import settings
+from django.contrib import admin, messages
+from django.http import HttpRequest, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, render
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+
+from imaging.errors import ApertureError
+from imaging.models import Datastore, LosslessStorageFormat
+from imaging.selectors import datastore_storage_by_tier
+from imaging.services.datastores import datastore_create, datastore_delete
+from imaging.services.imports import import_job_start, import_job_start_local, import_job_start_upload
+
+
+class DatastoreCreateForm(forms.ModelForm):
+    name = forms.RegexField(regex=r"^[A-Za-z0-9._/#-]{1,256}$", help_text="Letters, digits and . _ / # -")
+    lossless_storage_format = forms.ChoiceField(choices=LosslessStorageFormat.choices)
+    tags = forms.CharField(required=False, help_text="key=value per line. Tags must not contain patient data.",
+                           widget=forms.Textarea(attrs={"rows": 3}))
+
+    def clean_tags(self) -> dict[str, str]:
+        tags = {}
+        for line in self.cleaned_data["tags"].splitlines():
+            if line.strip():
+                key, sep, value = line.partition("=")
+                if not sep or not key.strip():
+                    raise forms.ValidationError("Write one key=value per line.")
+                tags[key.strip()] = value.strip()
+        return tags
+
+    class Meta:
+        model = Datastore
+        fields = ["name", "lossless_storage_format"]
+
+
+class DatastoreDeleteForm(forms.Form):
+    confirm_name = forms.CharField(label="Type the data store's name to confirm")
+
+
+class MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class MultipleFileField(forms.FileField):
+    """Several files in one field (Django's documented pattern)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("widget", MultipleFileInput())
+        super().__init__(*args, **kwargs)
+
+    def clean(self, data, initial=None):
+        if isinstance(data, (list, tuple)):
+            return [super(MultipleFileField, self).clean(item, initial) for item in data]
+        return super().clean(data, initial)
+
+
+class UploadImportForm(forms.Form):
+    files = MultipleFileField(help_text="DICOM files from this computer")
+
+
+class S3ImportForm(forms.Form):
+    input_s3_uri = forms.RegexField(regex=r"^s3://[a-z0-9][.\-a-z0-9]{1,61}[a-z0-9](/.*)?$", label="Input S3 URI")
+    output_s3_uri = forms.RegexField(regex=r"^s3://[a-z0-9][.\-a-z0-9]{1,61}[a-z0-9](/.*)?$", label="Output S3 URI")
+    data_access_role_arn = forms.RegexField(regex=r"^arn:aws(-[^:]+)?:iam::[0-9]{12}:role/.+$",
+                                            initial="arn:aws:iam::000000000000:role/aperture-import")
+
+
+class FolderImportForm(forms.Form):
+    folder = forms.CharField(label="Server folder", help_text="A folder under one of APERTURE_IMPORT_ROOTS")
+
+    def clean_folder(self) -> str:
+        folder = Path(self.cleaned_data["folder"]).resolve()
+        roots = [Path(root).resolve() for root in settings.APERTURE_IMPORT_ROOTS]
+        if not any(folder == root or folder.is_relative_to(root) for root in roots):
+            raise forms.ValidationError("That folder is not under an allowed import root (APERTURE_IMPORT_ROOTS).")
+        if not folder.is_dir():
+            raise forms.ValidationError("That folder does not exist.")
+        return str(folder)
+
+
+@admin.register(Datastore)
+class DatastoreAdmin(admin.ModelAdmin):
+    list_display = ["name", "id", "status", "lossless_storage_format", "created_at"]
+    list_filter = ["status", "lossless_storage_format"]
+    search_fields = ["name", "id"]
+    readonly_fields = ["id", "status", "lossless_storage_format", "kms_key_arn", "lambda_authorizer_arn",
+                       "created_at", "updated_at", "storage_by_tier", "delete_link"]
+    fields = readonly_fields
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            kwargs["form"] = DatastoreCreateForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        return ["name", "lossless_storage_format", "tags"] if obj is None else ["name", *self.readonly_fields]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else self.readonly_fields
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # deletion goes through the typed-name confirmation page below
+
+    def save_model(self, request, obj, form, change) -> None:
+        if change:
+            obj.save(update_fields=["name", "updated_at"])
+            return
+        result = datastore_create(
+            client_token=uuid.uuid4().hex,
+            name=form.cleaned_data["name"],
+            lossless_storage_format=form.cleaned_data["lossless_storage_format"],
+            tags=form.cleaned_data.get("tags") or None,
+        )
+        obj.pk = result["datastoreId"]
+        obj.refresh_from_db()
+
+    @admin.display(description="Image sets and bytes per storage tier")
+    def storage_by_tier(self, obj: Datastore) -> str:
+        # format_html escapes its arguments to strings first, so numbers are formatted before they go in.
+        rows = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{} bytes</td></tr>", (
+            (totals.storage_tier, f"{totals.image_sets:,}", f"{totals.frame_bytes:,}")
+            for totals in datastore_storage_by_tier(datastore_id=obj.pk)))
+        return format_html("<table><tr><th>Tier</th><th>Image sets</th><th>Frame bytes</th></tr>{}</table>", rows)
+
+    @admin.display(description="Actions")
+    def delete_link(self, obj: Datastore) -> str:
+        delete_url = reverse("admin:imaging_datastore_confirm_delete", args=[obj.pk])
+        import_url = reverse("admin:imaging_datastore_import_folder", args=[obj.pk])
+        return format_html('<a href="{}">Import a server folder…</a> · <a class="deletelink" href="{}">Delete this '
+                           'data store…</a>', import_url, delete_url)
+
+    def get_urls(self):
+        extra = [
+            path(
+                "<str:datastore_id>/confirm-delete/",
+                self.admin_site.admin_view(self.confirm_delete_view),
+                name="imaging_datastore_confirm_delete",
+            ),
+            path(
+                "<str:datastore_id>/import-folder/",
+                self.admin_site.admin_view(self.import_folder_view),
+                name="imaging_datastore_import_folder",
+            ),
+        ]
+        return extra + super().get_urls()
+
+    def confirm_delete_view(self, request: HttpRequest, datastore_id: str):
+        datastore = get_object_or_404(Datastore, pk=datastore_id)
+        form = DatastoreDeleteForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            if form.cleaned_data["confirm_name"] != datastore.name:
+                form.add_error("confirm_name", "The name does not match.")
+            else:
+                try:
+                    datastore_delete(datastore_id=datastore.id)
+                except ApertureError as e:
+                    form.add_error(None, e.message)
+                else:
+                    messages.success(request, f"Data store {datastore.name} is being deleted.")
+                    return HttpResponseRedirect(reverse("admin:imaging_datastore_changelist"))
+        context = {**self.admin_site.each_context(request), "datastore": datastore, "form": form,
+                   "opts": self.model._meta, "title": f"Delete data store {datastore.name}"}
+        return render(request, "admin/imaging/datastore_confirm_delete.html", context)
+
+    def import_folder_view(self, request: HttpRequest, datastore_id: str):
+        """Start an import from a server folder, from S3 URIs, or from files uploaded through the browser."""
+        datastore = get_object_or_404(Datastore, pk=datastore_id)
+        kind = request.POST.get("kind", "folder")
+        # Only the form that was submitted is bound: an unbound form shows no errors before any input.
+        posted = request.method == "POST"
+        forms_by_kind = {
+            "folder": FolderImportForm(request.POST if posted and kind == "folder" else None),
+            "s3": S3ImportForm(request.POST if posted and kind == "s3" else None),
+            "upload": UploadImportForm(request.POST if posted and kind == "upload" else None,
+                                       request.FILES if posted and kind == "upload" else None),
+        }
+        form = forms_by_kind.get(kind, forms_by_kind["folder"])
+        if request.method == "POST" and form.is_valid():
+            try:
+                if kind == "s3":
+                    answer = import_job_start(
+                        datastore_id=datastore.id, client_token=uuid.uuid4().hex,
+                        data_access_role_arn=form.cleaned_data["data_access_role_arn"],
+                        input_s3_uri=form.cleaned_data["input_s3_uri"], output_s3_uri=form.cleaned_data["output_s3_uri"])
+                    job_id = answer["jobId"]
+                elif kind == "upload":
+                    job_id = import_job_start_upload(datastore_id=datastore.id,
+                                                     uploads=request.FILES.getlist("files")).id
+                else:
+                    job_id = import_job_start_local(datastore_id=datastore.id, paths=[form.cleaned_data["folder"]]).id
+            except ApertureError as e:
+                form.add_error(None, e.message)
+            else:
+                messages.success(request, f"Import job {job_id} started.")
+                return HttpResponseRedirect(reverse("admin:imaging_importjob_change", args=[job_id]))
+        context = {**self.admin_site.each_context(request), "datastore": datastore, "form": form,
+                   "folder_form": forms_by_kind["folder"], "s3_form": forms_by_kind["s3"],
+                   "upload_form": forms_by_kind["upload"], "kind": kind,
+                   "roots": settings.APERTURE_IMPORT_ROOTS, "opts": self.model._meta,
+                   "title": f"Import into {datastore.name}"}
+        return render(request, "admin/imaging/datastore_import_folder.html", context)

@@ -1,0 +1,258 @@
+"""The one wrapper for a SigV4-signed route, shared by the HealthImaging API and the DICOMweb routes.
+
+`signed_call` runs one call, in this order: a request id; the body, read within the body limit (a body over it is a
+PayloadTooLarge); authentication (SigV4 against an active access key); throttling per operation; optionally the
+authorization of the resources the route names; then the route's own step, which is only the happy path. Every
+exception becomes a response in one place: a SignatureError its own AWS error, a domain error the row of
+`imaging.aws.envelope.ERROR_TABLE`, anything else a 500 that is logged once. Afterwards each call, answered or
+refused, is counted in the metrics and written to the audit trail.
+
+`signed_route` is the same as a view decorator for a route with one operation (GetDICOMInstance); the API's
+dispatcher, which picks the operation by method, calls `signed_call` itself.
+
+This module knows no route and no operation model: it must not import imaging.api or imaging.dicomweb.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable
+from urllib.parse import quote
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from imaging import errors, throttling
+from imaging.aws import sigv4
+from imaging.aws.envelope import domain_error_response, error_response
+from imaging.metrics import record_call
+from imaging.models import AccessKey
+from imaging.policies import is_allowed
+from imaging.selectors import datastore_readable
+from imaging.services.accesskeys import (
+    accesskey_for_signing,
+    accesskey_policy_document,
+    accesskey_touch,
+    principal_arn,
+)
+from imaging.services.audit import audit_record, client_ip
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SignedCall:
+    """One signed call as it goes. The wrapper fills in the key and principal; the route sets `parameters` (what
+    the audit trail records as requestParameters, and where it finds the data store, image set and study) and
+    `audit_response` (the responseElements; None for bodies that are data, not a reply)."""
+
+    request: HttpRequest
+    request_id: str
+    operation_name: str
+    body: bytes = b""
+    key: AccessKey | None = None
+    principal: str = ""
+    parameters: dict[str, Any] = field(default_factory=dict)
+    audit_response: Any = None
+
+    def authorize(self, resources: list[str], *, operation_name: str | None = None) -> str:
+        """Authorize this call's key for `operation_name` (this call's operation by default) on `resources`."""
+        assert self.key is not None, "authorize runs after authentication"
+        self.principal = authorize(self.key, operation_name=operation_name or self.operation_name, resources=resources)
+        return self.principal
+
+
+Step = Callable[[SignedCall], HttpResponse]
+Resources = Callable[[SignedCall], list[str]]
+
+
+def _lower_headers(request: HttpRequest) -> dict[str, str]:
+    return {name.lower(): value for name, value in request.headers.items()}
+
+
+def _raw_path(request: HttpRequest, path_template: str | None, labels: dict[str, str]) -> str:
+    """The path exactly as the client sent it, which is what the client signed."""
+    scope = getattr(request, "scope", None)
+    if scope and scope.get("raw_path"):
+        return scope["raw_path"].decode("latin-1").split("?", 1)[0]
+    for key in ("RAW_URI", "REQUEST_URI"):
+        if request.META.get(key):
+            return request.META[key].split("?", 1)[0]
+    if path_template is None:
+        return quote(request.path, safe="/~")
+    # No raw path from the server: rebuild it the way botocore encodes route labels.
+    return re.sub(r"\{(\w+)\}", lambda m: quote(labels.get(m.group(1), ""), safe="-_.~"), path_template)
+
+
+def authenticate(
+    request: HttpRequest, *, body: bytes, path_template: str | None = None, labels: dict[str, str] | None = None,
+    allow_unsigned_payload: bool = False,
+) -> AccessKey:
+    """The active access key that signed `request`, or a SignatureError. `path_template` (the operation's
+    requestUri) rebuilds the signed path where the server does not hand over the raw one."""
+    headers = _lower_headers(request)
+    auth = sigv4.parse_authorization(headers)
+    found = accesskey_for_signing(access_key_id=auth.access_key_id)
+    if found is None:
+        raise sigv4.UnrecognizedClient("The security token included in the request is invalid.")
+    key, secret = found
+    signed = sigv4.SignedRequest(
+        method=request.method or "GET",
+        raw_path=_raw_path(request, path_template, labels or {}),
+        query_string=request.META.get("QUERY_STRING", ""),
+        headers=headers,
+        body=body,
+    )
+    sigv4.verify(
+        signed,
+        auth,
+        secret,
+        regions=[settings.APERTURE_REGION, *settings.APERTURE_ACCEPTED_REGIONS],
+        max_skew=settings.APERTURE_SIGV4_MAX_SKEW,
+        allow_unsigned_payload=allow_unsigned_payload,
+    )
+    accesskey_touch(key=key)
+    return key
+
+
+_DATASTORE_IN_ARN = re.compile(r":datastore/([0-9a-z]{32})")
+
+
+def _grants_cover(key: AccessKey, *, operation_name: str, resource: str) -> bool:
+    """Grants bind the API as they bind the viewer: a data store named must be one the key's user may read (in any
+    state: see imaging.selectors.datastores_readable), and only a superuser may create one."""
+    match = _DATASTORE_IN_ARN.search(resource)
+    if match is None:
+        return operation_name != "CreateDatastore" or key.user.is_superuser
+    return datastore_readable(user=key.user, datastore_id=match.group(1), include_inactive=True)
+
+
+def authorize(key: AccessKey, *, operation_name: str, resources: list[str]) -> str:
+    """The key's policy must allow the action on every resource, and the key's user must be granted each data
+    store named. Returns the principal's ARN; raises AccessDenied naming the first resource refused."""
+    principal = principal_arn(key)
+    action = f"medical-imaging:{operation_name}"
+    document = accesskey_policy_document(key)
+    for resource in resources:
+        if not (is_allowed(document, action=action, resources=[resource])
+                and _grants_cover(key, operation_name=operation_name, resource=resource)):
+            raise errors.AccessDenied(f"User: {principal} is not authorized to perform: {action} on resource: {resource}")
+    return principal
+
+
+def _read_body(request: HttpRequest) -> bytes:
+    try:
+        return request.body
+    except RequestDataTooBig as e:
+        raise errors.PayloadTooLarge(
+            f"The request body exceeds the limit of {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes"
+        ) from e
+
+
+def _answer(call: SignedCall, step: Step, *, resources: Resources | None, path_template: str | None,
+            labels: dict[str, str], allow_unsigned_payload: bool) -> HttpResponse:
+    """The call's response: the step's on success, else the error table's. The only place a signed route's
+    exceptions become responses."""
+    try:
+        call.body = _read_body(call.request)
+        call.key = authenticate(call.request, body=call.body, path_template=path_template, labels=labels,
+                                allow_unsigned_payload=allow_unsigned_payload)
+        if not throttling.allow(call.operation_name):
+            raise errors.Throttled(f"Rate exceeded for {call.operation_name}")
+        if resources is not None:
+            call.authorize(resources(call))
+        response = step(call)
+    except sigv4.SignatureError as e:
+        return error_response(e.error_type, e.status, e.message, call.request_id)
+    except errors.ApertureError as e:
+        return domain_error_response(e, call.request_id)
+    except Exception:
+        logger.exception("unexpected failure in %s (request %s)", call.operation_name, call.request_id)
+        return error_response("InternalServerException", 500, f"Internal server error (request {call.request_id})",
+                              call.request_id)
+    response["x-amzn-RequestId"] = call.request_id
+    return response
+
+
+def signed_call(request: HttpRequest, *, operation_name: str, step: Step, parameters: dict[str, Any] | None = None,
+                labels: dict[str, str] | None = None, resources: Resources | None = None,
+                path_template: str | None = None, allow_unsigned_payload: bool = False) -> HttpResponse:
+    """Answer one signed call of `operation_name` (see the module docstring). `parameters` is what the audit trail
+    records if the call fails before the step sets its own; `resources`, if given, are authorized before the step."""
+    call = SignedCall(request=request, request_id=str(uuid.uuid4()), operation_name=operation_name,
+                      parameters=dict(parameters or {}))
+    started = time.perf_counter()
+    response = _answer(call, step, resources=resources, path_template=path_template, labels=labels or {},
+                       allow_unsigned_payload=allow_unsigned_payload)
+    record_call(operation=operation_name, datastore_id=str(call.parameters.get("datastoreId", ""))[:32],
+                status_code=response.status_code, error_type=response.get("x-amzn-ErrorType", ""),
+                seconds=time.perf_counter() - started)
+    _audit(call, response)
+    return response
+
+
+def signed_route(*, operation_name: str, method: str = "GET", parameters: Callable[..., dict[str, Any]],
+                 resources: Resources | None = None, allow_unsigned_payload: bool = False
+                 ) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+    """A view decorator for a signed route with one operation. The view is called as `view(call, **labels)` and
+    returns its success response; `parameters(request, **labels)` gives the audit parameters. Another method
+    than `method` is an unknown operation, neither counted nor audited."""
+
+    def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @csrf_exempt
+        @functools.wraps(view)
+        def wrapped(request: HttpRequest, **labels: str) -> HttpResponse:
+            if request.method != method:
+                return unknown_operation(request)
+            return signed_call(
+                request, operation_name=operation_name, step=lambda call: view(call, **labels),
+                parameters=parameters(request, **labels), labels=labels, resources=resources,
+                allow_unsigned_payload=allow_unsigned_payload,
+            )
+
+        return wrapped
+
+    return decorate
+
+
+def _audit(call: SignedCall, response: HttpResponse) -> None:
+    key, params = call.key, call.parameters
+    error = response.get("x-amzn-ErrorType", "") if response.status_code >= 300 else ""
+    message = ""
+    if error:
+        try:
+            message = json.loads(response.content).get("message", "")
+        except ValueError:
+            message = ""
+    audit_record(
+        event_name=call.operation_name, user=key.user if key else None, request_id=call.request_id,
+        principal_arn=principal_arn(key) if key else "",
+        access_key_id=key.access_key_id if key else _claimed_key_id(call.request),
+        source_ip=client_ip(call.request.META), user_agent=call.request.headers.get("User-Agent", ""),
+        datastore_id=str(params.get("datastoreId", "")),
+        image_set_id=str(params.get("imageSetId") or params.get("sourceImageSetId") or ""),
+        study_uid=str(params.get("study") or "")[:64],
+        parameters=params, response=call.audit_response,
+        status_code=response.status_code, error_code=error, error_message=message,
+    )
+
+
+def _claimed_key_id(request: HttpRequest) -> str:
+    match = re.search(r"Credential=([A-Z0-9]{1,20})/", request.headers.get("Authorization", ""))
+    return match.group(1) if match else ""
+
+
+def unknown_operation(request: HttpRequest, *, request_id: str | None = None) -> HttpResponse:
+    return error_response(
+        "UnknownOperationException",
+        404,
+        f"No operation matches {request.method} on this path",
+        request_id or str(uuid.uuid4()),
+    )

@@ -1,0 +1,11 @@
+"""DICOMweb routes (SPEC 11) under /datastore/{id}/studies/…, mounted by config/urls.py before the API's routes,
+which answer every path nobody else serves (DICOMweb paths not served yet included) in the AWS error envelope."""
+from __future__ import annotations
+
+from django.urls import path
+
+from imaging.dicomweb.views import get_instance
+
+urlpatterns = [
+    path("datastore/<str:datastoreId>/studies/<str:study>/series/<str:series>/instances/<str:sop>", get_instance),
+]
