@@ -12,8 +12,8 @@ worker does once when it starts, such as picking up work a crash left behind).
 
 Task functions take keyword arguments of plain JSON types and must be safe to run twice: a crash can replay them.
 Tasks register when their module is imported; ImagingConfig.ready() imports every service module, so every process
-(web, worker, command) knows the same tasks. This package never imports a backend, a service or the project's
-`config`: backends and services import it.
+(web, worker, command) knows the same tasks. This module imports no backend implementation (it loads the one
+settings name by its path), no service and never the project's `config`: backends and services import it.
 """
 from __future__ import annotations
 
