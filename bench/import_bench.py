@@ -105,7 +105,7 @@ def import_seconds(paths: list[Path]) -> tuple[float, int]:
     from imaging.services.datastores import datastore_create
     from imaging.services.imports import import_job_start_local
 
-    settings.APERTURE_TASKS = "eager"
+    settings.APERTURE_TASK_BACKEND = settings.APERTURE_TASK_BACKEND_ALIASES["eager"]
     datastore_id = datastore_create(client_token=os.urandom(8).hex(), name="bench")["datastoreId"]
     start = time.perf_counter()
     job = import_job_start_local(datastore_id=datastore_id, paths=[str(p) for p in paths])

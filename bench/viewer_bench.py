@@ -66,7 +66,8 @@ def browser_figures(slices: int) -> tuple[float, float]:
         folder = server.data_dir / "series"
         phantom_series(folder, slices)
         datastore_id = server.manage("shell", "-c", (
-            "from django.conf import settings; settings.APERTURE_TASKS='eager';"
+            "from django.conf import settings;"
+            "settings.APERTURE_TASK_BACKEND=settings.APERTURE_TASK_BACKEND_ALIASES['eager'];"
             "from imaging.services.datastores import datastore_create;"
             "print(datastore_create(client_token='bench', name='bench')['datastoreId'])")).stdout.split()[-1]
         server.manage("import_dicom", "--datastore", datastore_id, str(folder))

@@ -159,7 +159,14 @@ APERTURE_SIGV4_MAX_SKEW = env_int("APERTURE_SIGV4_MAX_SKEW", 300, minimum=1)
 
 # --- Storage and background work ---
 APERTURE_BLOB_STORE = env_str("APERTURE_BLOB_STORE", f"file://{DATA_DIR / 'blobs'}")
-APERTURE_TASKS = env_choice("APERTURE_TASKS", "thread", ("thread", "celery", "eager"))
+# Background tasks (imaging/tasks/): the backend is a dotted path, named here by the short APERTURE_TASKS alias.
+APERTURE_TASK_BACKEND_ALIASES = {
+    "thread": "imaging.tasks.backends.thread.ThreadBackend",
+    "celery": "imaging.tasks.backends.celery.CeleryBackend",
+    "eager": "imaging.tasks.backends.eager.EagerBackend",
+}
+_tasks_alias = env_choice("APERTURE_TASKS", "thread", tuple(APERTURE_TASK_BACKEND_ALIASES))
+APERTURE_TASK_BACKEND = APERTURE_TASK_BACKEND_ALIASES[_tasks_alias]
 APERTURE_TASK_THREADS = env_int("APERTURE_TASK_THREADS", 2, minimum=1)
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -168,7 +175,7 @@ APERTURE_MAX_ACTIVE_DATASTORES = env_int("APERTURE_MAX_ACTIVE_DATASTORES", 100, 
 APERTURE_MAX_TAGS_PER_RESOURCE = 50
 APERTURE_IDEMPOTENCY_HOURS = env_int("APERTURE_IDEMPOTENCY_HOURS", 24, minimum=1)
 
-if APERTURE_TASKS == "celery" or env_bool("APERTURE_REDIS_CHANNELS", False):
+if _tasks_alias == "celery" or env_bool("APERTURE_REDIS_CHANNELS", False):
     CHANNEL_LAYERS = {
         "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
     }

@@ -110,7 +110,7 @@ def pytest_configure(config):
 @pytest.fixture(autouse=True)
 def _eager_tasks_in_process(settings):
     """In-process (non-live) tests run background tasks in the calling thread after commit."""
-    settings.APERTURE_TASKS = "eager"
+    settings.APERTURE_TASK_BACKEND = settings.APERTURE_TASK_BACKEND_ALIASES["eager"]
 
 
 

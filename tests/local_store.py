@@ -35,7 +35,8 @@ def manage_in_own_process(data_dir: Path):
                               cwd=Path(__file__).resolve().parent.parent)
 
     assert run("migrate", "-v0").returncode == 0
-    created = run("shell", "-c", "from django.conf import settings; settings.APERTURE_TASKS='eager';"
+    created = run("shell", "-c", "from django.conf import settings;"
+                  "settings.APERTURE_TASK_BACKEND=settings.APERTURE_TASK_BACKEND_ALIASES['eager'];"
                   "from imaging.services.datastores import datastore_create;"
                   "print(datastore_create(client_token='cli', name='cli')['datastoreId'])")
     return run, created.stdout.strip().splitlines()[-1]

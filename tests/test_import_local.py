@@ -159,14 +159,14 @@ def test_server_start_sweeps_temporary_blob_files_left_by_a_crash(store_settings
     import os
     import time
 
-    from imaging.startup import recover_background_work
+    from imaging.services.recovery import background_work_recover
 
     temporary = tmp_path / "blobs" / ".tmp"
     temporary.mkdir(parents=True)
     (temporary / "999-1-cafe").write_bytes(b"cut off")
     os.utime(temporary / "999-1-cafe", (time.time() - 7200,) * 2)
-    with caplog.at_level(logging.INFO, logger="imaging.startup"):
-        recover_background_work()
+    with caplog.at_level(logging.INFO, logger="imaging.services.recovery"):
+        background_work_recover()
     assert list(temporary.iterdir()) == []
     assert "removed 1 temporary blob file(s)" in caplog.text
 

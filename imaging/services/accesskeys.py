@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
@@ -84,8 +85,6 @@ def accesskey_policy_document(key: AccessKey) -> dict[str, Any]:
 
 
 def principal_arn(key: AccessKey) -> str:
-    from django.conf import settings
-
     return f"arn:aws:iam::{settings.APERTURE_ACCOUNT_ID}:user/{key.user.get_username()}"
 
 

@@ -10,7 +10,8 @@ sees a half-applied version.
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+import logging
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -41,7 +42,9 @@ from imaging.pipeline.persist import metadata_blob_key
 from imaging.services.datastores import datastore_require_active
 from imaging.services.studies import study_index_refresh
 from imaging.storage import blob_store
-from imaging.tasks import enqueue, task
+from imaging.tasks import enqueue, periodic, task
+
+logger = logging.getLogger(__name__)
 
 MAX_UPDATE_BYTES = 10 * 1024
 MAX_COPY_FRAMES = 1000
@@ -336,12 +339,14 @@ def imageset_purge(*, image_set_id: str) -> None:
         store.delete(key)
 
 
+@periodic(every="APERTURE_TIERING_SWEEP_SECONDS")
 @task
 def imagesets_archive_sweep(*, now_iso: str | None = None) -> int:
     """Move image sets untouched for APERTURE_TIERING_DAYS to ARCHIVE_INSTANT_ACCESS (SPEC 9)."""
-    from datetime import datetime
-
     now = datetime.fromisoformat(now_iso) if now_iso else timezone.now()
     horizon = now - timedelta(days=settings.APERTURE_TIERING_DAYS)
-    return (ImageSet.objects.filter(storage_tier=StorageTier.FREQUENT_ACCESS, last_accessed_at__lt=horizon)
-            .exclude(state=ImageSetState.DELETED).update(storage_tier=StorageTier.ARCHIVE_INSTANT_ACCESS))
+    moved = (ImageSet.objects.filter(storage_tier=StorageTier.FREQUENT_ACCESS, last_accessed_at__lt=horizon)
+             .exclude(state=ImageSetState.DELETED).update(storage_tier=StorageTier.ARCHIVE_INSTANT_ACCESS))
+    if moved:
+        logger.info("moved %d image set(s) to ARCHIVE_INSTANT_ACCESS", moved)
+    return moved

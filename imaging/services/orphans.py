@@ -14,8 +14,8 @@ once no writer can still be about to commit a reference to them. A blob is kept 
 
 References: an ImageFrame row (copies share frame blobs), or the version row of an image set that is not DELETED
 (a deleted image set's blobs go with it; purging removes them after its commit, which a crash can cut off). Keys
-of any other shape are never touched. Runs at start-up and daily (imaging/startup.py, config/celery.py) and from
-`manage.py sweep_orphans`; what it finds is logged as counts, never as contents.
+of any other shape are never touched. Runs when workers start and then every APERTURE_ORPHAN_SWEEP_SECONDS (declared
+periodic below, scheduled by the task backend) and from `manage.py sweep_orphans`; what it finds is logged as counts, never as contents.
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from django.db.models import Min
 
 from imaging.models import ImageFrame, ImageSetState, ImageSetVersion, ImportJob, JobStatus
 from imaging.storage import BlobStore, blob_store
-from imaging.tasks import task
+from imaging.tasks import periodic, task
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +42,7 @@ STORE_CLOCK_ALLOWANCE_SECONDS = 3600
 BATCH = 500
 
 
+@periodic(every="APERTURE_ORPHAN_SWEEP_SECONDS", at_start=True)
 @task
 def orphan_blobs_sweep(*, grace_seconds: int | None = None, dry_run: bool = False) -> dict[str, int]:
     """Remove (or with `dry_run` only count) the unreferenced frame and metadata blobs old enough to be orphans.

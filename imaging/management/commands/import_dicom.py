@@ -22,7 +22,8 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:
         from django.conf import settings
 
-        settings.APERTURE_TASKS = "eager"  # run here, in this process, rather than in a server's worker
+        # Run here, in this process, rather than in a server's worker.
+        settings.APERTURE_TASK_BACKEND = settings.APERTURE_TASK_BACKEND_ALIASES["eager"]
         try:
             job = import_job_start_local(datastore_id=options["datastore"], paths=options["paths"],
                                          job_name=options["name"])
