@@ -3,8 +3,9 @@
 // It holds no state of its own and maps no input; adding a viewport or a tool happens here and in bindings.js.
 //
 // The page gives it: #viewer's data-datastore, data-image-set, data-series, data-initial-preset (a preset key),
-// data-share (a share link token) and data-socket-path (the render websocket's path, from {% url %}-style reverse);
-// the window presets as JSON in #window-presets (json_script, from imaging/dicom/window_presets.py).
+// data-share (a share link token) and data-socket-path (the render websocket's path, reversed from its named route
+// in viewer/routing.py); the window presets as JSON in #window-presets (json_script, from
+// imaging/dicom/window_presets.py).
 //
 // Test hook: window.apertureViewer, read-only, for the browser tests (tests/test_viewer_e2e.py,
 // tests/test_roles_live.py) and bench/viewer_bench.py. Keep these names working:
