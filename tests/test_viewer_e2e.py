@@ -277,3 +277,80 @@ def test_admin_share_link_message_copies_the_absolute_link(server, study, browse
     page.goto(link)
     page.wait_for_function("window.apertureViewer && window.apertureViewer.rendered > 0")
     context.close()
+
+
+def test_bindings_for_wheel_zoom_pan_and_drags(server, study, browser):
+    """The bindings the first tests do not press: the wheel, ctrl+wheel, +/-, fit, the right and middle buttons,
+    shift+drag and the toolbar's Invert and Fit; zoom stops at the viewport's one set of limits."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    errors = open_viewer(page, server, study)
+    viewer = "window.apertureViewer"
+    wheel = """([deltaY, ctrlKey]) => document.getElementById('viewport').dispatchEvent(
+        new WheelEvent('wheel', {deltaY, ctrlKey, bubbles: true, cancelable: true}))"""
+    page.evaluate(wheel, [100, False])
+    page.evaluate(wheel, [100, False])
+    page.evaluate(wheel, [-100, False])
+    assert page.evaluate(f"{viewer}.frame") == 1
+    page.evaluate(wheel, [-100, True])
+    assert page.evaluate(f"{viewer}.zoom") == pytest.approx(1.1)
+    for _ in range(30):
+        page.keyboard.press("+")
+    assert page.evaluate(f"{viewer}.zoom") == 20
+    page.keyboard.press("-")
+    assert page.evaluate(f"{viewer}.zoom") == pytest.approx(16)
+    for _ in range(30):
+        page.keyboard.press("-")
+    assert page.evaluate(f"{viewer}.zoom") == pytest.approx(0.2)
+    page.keyboard.press("f")
+    assert page.evaluate(f"{viewer}.zoom") == 1
+
+    page.wait_for_function(f"{viewer}.shownId === {viewer}.requestId")
+    before = page.evaluate(f"{viewer}.placement")
+    page.keyboard.down("Shift")
+    drag_on_canvas(page, 40, 20)
+    page.keyboard.up("Shift")
+    moved = page.evaluate(f"{viewer}.placement")
+    ratio = page.evaluate("window.devicePixelRatio")
+    assert (moved["x"] - before["x"], moved["y"] - before["y"]) == pytest.approx((40 * ratio, 20 * ratio), abs=1)
+    assert page.evaluate(f"{viewer}.window") is None  # shift+drag pans, it does not window
+    box = page.locator("#viewport").bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.down(button="middle")
+    page.mouse.move(x - 40, y - 20, steps=4)
+    page.mouse.up(button="middle")
+    assert page.evaluate(f"{viewer}.placement")["x"] == pytest.approx(before["x"], abs=1)
+    page.click(".toolbar button[data-action='fit']")
+    assert page.evaluate(f"{viewer}.placement") == before
+
+    page.mouse.move(x, y)
+    page.mouse.down(button="right")  # one frame per 8 pixels down
+    page.mouse.move(x, y + 40, steps=5)
+    page.mouse.up(button="right")
+    assert page.evaluate(f"{viewer}.frame") == 6
+    page.wait_for_function(f"{viewer}.lastHeader.frame === 6")
+    page.click(".toolbar button[data-action='invert']")
+    page.wait_for_function(f"{viewer}.invert === true && {viewer}.shownId === {viewer}.requestId")
+    assert "inverted" in page.inner_text("#overlay-window")
+    assert errors == []
+    context.close()
+
+
+def test_a_socket_the_server_ended_stays_closed(server, study, browser):
+    """Logging out ends the session's sockets ("ended", close code 4401): the viewer says so and does not
+    reconnect."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    open_viewer(page, server, study)
+    assert page.evaluate("window.apertureViewer.connection") == "open"
+    other = context.new_page()
+    other.goto(server.url + "/")
+    other.click("header form button[type=submit]")
+    other.wait_for_url("**/accounts/login/")
+    page.wait_for_function("window.apertureViewer.connection === 'ended'", timeout=15000)
+    page.wait_for_timeout(1500)  # longer than the first reconnect delay
+    assert page.evaluate("window.apertureViewer.connection") == "ended"
+    assert page.evaluate("window.apertureViewer.ws.readyState === WebSocket.CLOSED")
+    assert page.inner_text("#status") != ""
+    context.close()

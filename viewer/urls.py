@@ -10,7 +10,7 @@ app_name = "viewer"
 urlpatterns = [
     path("", views.home, name="home"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
-    path("accounts/logout/", auth_views.LogoutView.as_view(next_page="/accounts/login/"), name="logout"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(next_page="viewer:login"), name="logout"),
     path("studies/<str:datastore_id>/<str:study_uid>/", views.study, name="study"),
     path("view/<str:datastore_id>/<str:image_set_id>/", views.viewer, name="viewer"),
     path("share/<str:token>/", views.share, name="share"),

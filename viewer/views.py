@@ -10,9 +10,11 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.urls import reverse
 from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.http import require_GET
 
+from imaging.dicom.window_presets import window_presets_as_data
 from imaging.errors import AccessDenied, NotFound
 from imaging.models import ImageSet, ImageSetState
 from imaging.services.audit import audit_record, client_ip
@@ -71,7 +73,10 @@ def _viewer_context(request, view, datastore_id: str, image_set_id: str, series_
             series_list = selectors.study_detail(user=request.user, datastore_id=datastore_id,
                                                  study_uid=str(view.study["StudyInstanceUID"]))[1]
     return {"view": view, "datastore_id": datastore_id, "image_set_id": image_set_id, "series_uid": series_uid,
-            "series_list": series_list, "preset": preset, "share_token": share_token, "hide_browser": hide_browser}
+            "series_list": series_list, "preset": preset, "share_token": share_token, "hide_browser": hide_browser,
+            "presets": window_presets_as_data(),
+            # Websocket routes live outside the HTTP URLconf; the page hands the path to the JavaScript.
+            "render_socket_path": reverse("render-socket", urlconf="viewer.routing")}
 
 
 @login_required

@@ -11,6 +11,7 @@ from django.core import signing
 from django.dispatch import Signal
 from django.utils import timezone
 
+from imaging.dicom.window_presets import window_preset_get, window_presets_describe
 from imaging.errors import AccessDenied, NotFound, ValidationFailed
 from imaging.models import ImageSet, ImageSetState, ShareLink
 
@@ -67,8 +68,8 @@ def share_link_target(*, datastore_id: str, study_uid: str = "", image_set_id: s
     if expires_in <= timedelta(0) or expires_in > timedelta(days=settings.APERTURE_SHARE_LINK_MAX_DAYS):
         raise ShareLinkTargetError("expires_in", ValidationFailed(
             f"A share link expires within {settings.APERTURE_SHARE_LINK_MAX_DAYS} days"))
-    if window_preset and window_preset not in ("1", "2", "3", "4", "5", "6"):
-        raise ShareLinkTargetError("window_preset", ValidationFailed("window_preset is 1 to 6"))
+    if window_preset and window_preset_get(key=window_preset) is None:
+        raise ShareLinkTargetError("window_preset", ValidationFailed(f"window_preset is {window_presets_describe()}"))
     if image_set_id:
         image_set = ImageSet.objects.filter(pk=image_set_id, datastore_id=datastore_id).exclude(
             state=ImageSetState.DELETED).first()
