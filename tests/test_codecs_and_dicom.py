@@ -13,7 +13,7 @@ from pydicom.uid import generate_uid
 
 from imaging.codecs import htj2k
 from imaging.codecs.ifrc import canonical_bytes, frame_checksums
-from imaging.codecs.source import describe, iter_decoded_frames
+from imaging.codecs.dataset_pixels import describe, iter_decoded_frames
 from imaging.dicom.document import InstancePart, add_instances, new_document, summary
 from imaging.dicom.normalize import normalize_dataset
 from imaging.pipeline import transcode
@@ -164,7 +164,7 @@ def test_transcode_module_imports_no_django():
     import subprocess
     import sys
 
-    code = ("import sys; import imaging.pipeline.transcode, imaging.codecs.source, imaging.dicom.document;"
+    code = ("import sys; import imaging.pipeline.transcode, imaging.codecs.dataset_pixels, imaging.dicom.document;"
             "sys.exit(1 if any(m == 'django' or m.startswith('django.') for m in sys.modules) else 0)")
     assert subprocess.run([sys.executable, "-c", code], cwd=transcode.__file__.rsplit("/imaging/", 1)[0]).returncode == 0
 
@@ -200,7 +200,7 @@ def test_uncompressed_frames_read_without_pydicom_equal_pydicoms_pixels(name):
     """The view-based reader for uncompressed little-endian data must give exactly what pydicom's decoder gives."""
     from pydicom.pixels import iter_pixels
 
-    from imaging.codecs.source import _mask, _native_frames
+    from imaging.codecs.dataset_pixels import _mask, _native_frames
 
     ds = pydicom.dcmread(DICOM_DIR / name)
     description = describe(ds, str(ds.file_meta.TransferSyntaxUID))

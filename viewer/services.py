@@ -10,6 +10,7 @@ import numpy as np
 from django.conf import settings
 from django.db.models import Exists, OuterRef, Q
 
+from imaging.codecs.description import PixelDescription
 from imaging.errors import AccessDenied, NotFound
 from imaging.models import ImageFrame, ImageSet, ImageSetState, StudyIndex, StudyNameToken
 from imaging.services.sharing import share_access
@@ -20,7 +21,6 @@ from viewer.imagemeta import ImageSetView, InstanceView, image_set_view
 from viewer.render import (
     DecodedFrameCache,
     GrayscalePipeline,
-    PixelModule,
     Window,
     color_to_rgb8,
     decode_frame,
@@ -137,7 +137,7 @@ def can_still_view(*, user, share_token: str | None, view: ImageSetView) -> bool
     return True
 
 
-def _pipeline(view: ImageSetView, instance: InstanceView, module: PixelModule) -> GrayscalePipeline:
+def _pipeline(view: ImageSetView, instance: InstanceView, module: PixelDescription) -> GrayscalePipeline:
     key = (view.image_set_id, view.version, instance.sop_uid)
     with _pipelines_lock:
         if key in _pipelines:
@@ -151,7 +151,7 @@ def _pipeline(view: ImageSetView, instance: InstanceView, module: PixelModule) -
     return pipeline
 
 
-def decoded_frame(view: ImageSetView, module: PixelModule, frame_id: str, skip: int) -> np.ndarray:
+def decoded_frame(view: ImageSetView, module: PixelDescription, frame_id: str, skip: int) -> np.ndarray:
     cached = _decoded.get((frame_id, skip))
     if cached is not None:
         return cached
@@ -172,7 +172,7 @@ def render(*, view: ImageSetView, index: int, series_uid: str | None = None, win
     if not 0 <= index < len(frames):
         raise NotFound("No such frame")
     instance, number, frame_id = frames[index]
-    module = PixelModule.from_dicom(instance.dicom, instance.stored_transfer_syntax)
+    module = PixelDescription.from_dicom(instance.dicom, instance.stored_transfer_syntax)
     skip = skip_levels_for(module, max_size)
     stored = decoded_frame(view, module, frame_id, skip)
     photometric = module.decoded_photometric
@@ -223,7 +223,7 @@ def prefetch(*, view: ImageSetView, indices: list[int], series_uid: str | None =
         if 0 <= index < len(frames):
             instance, _, frame_id = frames[index]
             try:
-                module = PixelModule.from_dicom(instance.dicom, instance.stored_transfer_syntax)
+                module = PixelDescription.from_dicom(instance.dicom, instance.stored_transfer_syntax)
                 decoded_frame(view, module, frame_id, skip_levels_for(module, max_size))
             except Exception:  # prefetching is best effort; a real request reports the problem
                 return
