@@ -263,3 +263,31 @@ def test_the_s3_blob_store_reads_part_of_an_object(s3):
     assert store.get_range("a/b", 8, 10) == b"89"
     assert store.get_range("a/b", 20, 4) == b""
     assert store.get_range("a/missing", 0, 4) is None
+
+
+def test_decoded_frames_are_kept_least_recently_used_first_out_within_their_bytes():
+    from viewer.render import DecodedFrameCache
+
+    cache = DecodedFrameCache(limit_bytes=3 * 100)
+    frames = {name: np.full(100, index, np.uint8) for index, name in enumerate("abcd")}
+    for name in "abc":
+        cache.put((name, 0), frames[name])
+    assert cache.get(("a", 0)) is frames["a"]  # a is now the most recently used
+    cache.put(("d", 0), frames["d"])
+    assert cache.get(("b", 0)) is None and cache.size == 300
+    assert all(cache.get((name, 0)) is frames[name] for name in "acd")
+    cache.put(("a", 0), np.zeros(100, np.uint8))  # a key already held keeps its frame
+    assert cache.get(("a", 0)) is frames["a"]
+    cache.put(("huge", 0), np.zeros(301, np.uint8))  # larger than the whole cache: not kept, nothing dropped
+    assert cache.get(("huge", 0)) is None and cache.size == 300
+
+
+def test_lookup_tables_are_kept_for_the_sixteen_latest_windows():
+    pipeline = GrayscalePipeline({"BitsStored": 8}, {}, PixelDescription(
+        rows=1, columns=1, samples_per_pixel=1, bits_allocated=8, bits_stored=8, signed=False,
+        photometric="MONOCHROME2", transfer_syntax="1.2.840.10008.1.2.1"))
+    first, low = pipeline.table(Window(100.0, 50.0), False, (0.0, 0.0))
+    assert low == 0 and first.shape == (256,) and pipeline.table(Window(100.0, 50.0), False, (0.0, 0.0))[0] is first
+    for width in range(16):
+        pipeline.table(Window(10.0, width + 1.0), False, (0.0, 0.0))
+    assert pipeline.table(Window(100.0, 50.0), False, (0.0, 0.0))[0] is not first

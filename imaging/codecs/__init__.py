@@ -1,4 +1,4 @@
-"""Pixel codecs, looked up by transfer syntax UID. No Django here: plain functions and classes on bytes and numpy arrays.
+"""Pixel codecs, looked up by transfer syntax UID. No Django here: plain code on bytes and numpy arrays.
 
 - `description.PixelDescription`: what a frame's pixels are (size, depth, sign, photometric, transfer syntax).
 - `registry`: the codec for a transfer syntax (`codec_for`, `frame_decode`, `frame_encode`, `is_lossless`,
