@@ -95,9 +95,10 @@ def render_rows(side: int, canvas: int = 1000) -> list[tuple[str, str]]:
     from PIL import Image
 
     from imaging.codecs import htj2k
+    from imaging.codecs.description import PixelDescription
     from imaging.dicom import uids
     from imaging.storage.filesystem import FilesystemBlobStore
-    from viewer.render import (GrayscalePipeline, PixelModule, Window, decode_frame, encode_image,
+    from viewer.render import (GrayscalePipeline, Window, decode_frame, encode_image,
                                skip_levels_for, stored_codestream)
 
     frame = picture(side)
@@ -107,8 +108,8 @@ def render_rows(side: int, canvas: int = 1000) -> list[tuple[str, str]]:
     del frame
     store = FilesystemBlobStore(tempfile.mkdtemp(prefix="bomb-render-"))
     store.put("frame", codestream)
-    module = PixelModule(rows=side, columns=side, samples_per_pixel=1, bits_allocated=8, bits_stored=8,
-                         signed=False, photometric="MONOCHROME2", stored_transfer_syntax=uids.HTJ2K_LOSSLESS_RPCL)
+    module = PixelDescription(rows=side, columns=side, samples_per_pixel=1, bits_allocated=8, bits_stored=8,
+                              signed=False, photometric="MONOCHROME2", transfer_syntax=uids.HTJ2K_LOSSLESS_RPCL)
     pipeline = GrayscalePipeline({"WindowCenter": "128", "WindowWidth": "256"}, {}, module)
     window = Window(128.0, 256.0)
     size = (canvas, canvas)

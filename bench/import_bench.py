@@ -50,7 +50,7 @@ def phantom_series(folder: Path, slices: int) -> list:
 def codec_work_seconds(frames) -> float:
     """What the pipeline does to each decoded frame (`encode_verified`: encode, the independent verification decode,
     statistics and the checksums of every level), one frame after another on one core."""
-    from imaging.codecs.source import PixelDescription
+    from imaging.codecs.description import PixelDescription
     from imaging.dicom import uids
     from imaging.pipeline.transcode import encode_verified
 
@@ -82,7 +82,7 @@ def shared_frames(folder: Path) -> list:
 
     # pydicom logs each decoder it tries and fails with (Pillow and 12-bit JPEG) before one succeeds.
     logging.getLogger("pydicom").setLevel(logging.CRITICAL)
-    from imaging.codecs.source import describe, iter_decoded_frames
+    from imaging.codecs.dataset_pixels import describe, iter_decoded_frames
 
     frames = []
     warnings.simplefilter("ignore")

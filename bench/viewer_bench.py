@@ -30,7 +30,8 @@ def render_figures(frame_count: int = 50) -> tuple[float, float]:
     from bench.import_bench import phantom_series
     from imaging.codecs import htj2k
     from imaging.pipeline.transcode import FileResult, process_bytes
-    from viewer.render import GrayscalePipeline, PixelModule, decode_frame, encode_image
+    from imaging.codecs.description import PixelDescription
+    from viewer.render import GrayscalePipeline, decode_frame, encode_image
 
     folder = Path(tempfile.mkdtemp()) / "r"
     phantom_series(folder, frame_count)
@@ -39,7 +40,7 @@ def render_figures(frame_count: int = 50) -> tuple[float, float]:
         result = process_bytes(path.read_bytes(), FileResult(input_file=path.name))
         dicom = {**result.levels["Series"], **result.instance["DICOM"]}
         prepared.append((result.frames[0].data, dicom))
-    module = PixelModule.from_dicom(prepared[0][1], "1.2.840.10008.1.2.4.202")
+    module = PixelDescription.from_dicom(prepared[0][1], "1.2.840.10008.1.2.4.202")
     pipeline = GrayscalePipeline(prepared[0][1], {}, module)
     window = pipeline.default_window()
     pipeline.render(decode_frame(prepared[0][0], module), window, False)  # build the table once, as a session does

@@ -206,7 +206,8 @@ def test_a_frame_whose_codestream_declares_more_than_rows_and_columns_fails_befo
     or 64x64 (transcoded) instance fails the file with the reason, and the viewer refuses to decode it."""
     from imaging.codecs.dimensions import declared_size
     from imaging.dicom import uids
-    from viewer.render import PixelModule, RenderError, decode_frame
+    from imaging.codecs.description import PixelDescription
+    from viewer.render import RenderError, decode_frame
 
     bomb = _frame_header_bomb(name)
     source = pydicom.dcmread(io.BytesIO(bomb))
@@ -219,9 +220,9 @@ def test_a_frame_whose_codestream_declares_more_than_rows_and_columns_fails_befo
                               f"{source.Columns}x{source.Rows} of Columns x Rows")
     assert process_bytes((DICOM_DIR / name).read_bytes(), FileResult(input_file=name)).ok
     stored = syntax if syntax in uids.AS_RECEIVED else uids.J2K_LOSSLESS
-    module = PixelModule(rows=int(source.Rows), columns=int(source.Columns),
-                         samples_per_pixel=int(source.SamplesPerPixel), bits_allocated=int(source.BitsAllocated),
-                         bits_stored=int(source.BitsStored), signed=False, photometric="RGB",
-                         stored_transfer_syntax=stored)
+    module = PixelDescription(rows=int(source.Rows), columns=int(source.Columns),
+                              samples_per_pixel=int(source.SamplesPerPixel), bits_allocated=int(source.BitsAllocated),
+                              bits_stored=int(source.BitsStored), signed=False, photometric="RGB",
+                              transfer_syntax=stored)
     with pytest.raises(RenderError, match="declares 30000x30000 pixels"):
         decode_frame(frame, module)

@@ -15,14 +15,15 @@ from pydicom.pixels import apply_color_lut, pixel_array
 
 from tests.conftest import DICOM_DIR
 from imaging.pipeline.transcode import FileResult, process_bytes
-from viewer.render import GrayscalePipeline, PixelModule, Window, color_to_rgb8, decode_frame, encode_image
+from imaging.codecs.description import PixelDescription
+from viewer.render import GrayscalePipeline, Window, color_to_rgb8, decode_frame, encode_image
 
 
 def stored(name: str):
     result = process_bytes((DICOM_DIR / name).read_bytes(), FileResult(input_file=name))
     assert result.ok, result.message
     dicom = {**result.levels["Series"], **result.instance["DICOM"]}
-    module = PixelModule.from_dicom(dicom, result.instance["StoredTransferSyntaxUID"])
+    module = PixelDescription.from_dicom(dicom, result.instance["StoredTransferSyntaxUID"])
     frame = decode_frame(result.frames[0].data, module)
     return dicom, result.instance.get("DICOMVRs", {}), module, frame
 
@@ -131,9 +132,9 @@ def test_voi_lut_sequence_is_the_default_when_the_file_has_one():
 def _module(bits_allocated: int, bits_stored: int, signed: bool = False, rows: int = 301, columns: int = 203):
     from imaging.dicom import uids
 
-    return PixelModule(rows=rows, columns=columns, samples_per_pixel=1, bits_allocated=bits_allocated,
-                       bits_stored=bits_stored, signed=signed, photometric="MONOCHROME2",
-                       stored_transfer_syntax=uids.HTJ2K_LOSSLESS_RPCL)
+    return PixelDescription(rows=rows, columns=columns, samples_per_pixel=1, bits_allocated=bits_allocated,
+                            bits_stored=bits_stored, signed=signed, photometric="MONOCHROME2",
+                            transfer_syntax=uids.HTJ2K_LOSSLESS_RPCL)
 
 
 def test_reduced_resolution_renders_carry_no_wrapped_samples():
@@ -191,8 +192,8 @@ def test_a_large_frame_on_a_small_canvas_renders_from_the_level_that_fits_and_lo
     noise = np.random.default_rng(11).integers(-6, 7, (4096, 4096))
     frame = np.clip(128 + 90 * np.sin(x / 300) * np.cos(y / 420) + noise, 0, 255).astype(np.uint8)
     codestream = htj2k.encode_lossless(frame, rgb=False)
-    module = PixelModule(rows=4096, columns=4096, samples_per_pixel=1, bits_allocated=8, bits_stored=8,
-                         signed=False, photometric="MONOCHROME2", stored_transfer_syntax=uids.HTJ2K_LOSSLESS_RPCL)
+    module = PixelDescription(rows=4096, columns=4096, samples_per_pixel=1, bits_allocated=8, bits_stored=8,
+                              signed=False, photometric="MONOCHROME2", transfer_syntax=uids.HTJ2K_LOSSLESS_RPCL)
     skip = skip_levels_for(module, (1000, 1000))
     assert skip == 2
     reduced = decode_frame(codestream, module, skip_levels=skip)
@@ -226,9 +227,9 @@ def test_a_reduced_level_is_read_from_the_front_of_the_blob_alone(tmp_path, shap
 
     store = CountingStore(tmp_path)
     store.put("frame", codestream)
-    module = PixelModule(rows=shape[0], columns=shape[1], samples_per_pixel=3 if rgb else 1, bits_allocated=8,
-                         bits_stored=8, signed=False, photometric="RGB" if rgb else "MONOCHROME2",
-                         stored_transfer_syntax=uids.HTJ2K_LOSSLESS_RPCL)
+    module = PixelDescription(rows=shape[0], columns=shape[1], samples_per_pixel=3 if rgb else 1, bits_allocated=8,
+                              bits_stored=8, signed=False, photometric="RGB" if rgb else "MONOCHROME2",
+                              transfer_syntax=uids.HTJ2K_LOSSLESS_RPCL)
     for skip in range(1, htj2k.codestream_levels(codestream) + 1):
         reads.clear()
         prefix = stored_codestream(store, "frame", module, skip)
@@ -262,3 +263,31 @@ def test_the_s3_blob_store_reads_part_of_an_object(s3):
     assert store.get_range("a/b", 8, 10) == b"89"
     assert store.get_range("a/b", 20, 4) == b""
     assert store.get_range("a/missing", 0, 4) is None
+
+
+def test_decoded_frames_are_kept_least_recently_used_first_out_within_their_bytes():
+    from viewer.render import DecodedFrameCache
+
+    cache = DecodedFrameCache(limit_bytes=3 * 100)
+    frames = {name: np.full(100, index, np.uint8) for index, name in enumerate("abcd")}
+    for name in "abc":
+        cache.put((name, 0), frames[name])
+    assert cache.get(("a", 0)) is frames["a"]  # a is now the most recently used
+    cache.put(("d", 0), frames["d"])
+    assert cache.get(("b", 0)) is None and cache.size == 300
+    assert all(cache.get((name, 0)) is frames[name] for name in "acd")
+    cache.put(("a", 0), np.zeros(100, np.uint8))  # a key already held keeps its frame
+    assert cache.get(("a", 0)) is frames["a"]
+    cache.put(("huge", 0), np.zeros(301, np.uint8))  # larger than the whole cache: not kept, nothing dropped
+    assert cache.get(("huge", 0)) is None and cache.size == 300
+
+
+def test_lookup_tables_are_kept_for_the_sixteen_latest_windows():
+    pipeline = GrayscalePipeline({"BitsStored": 8}, {}, PixelDescription(
+        rows=1, columns=1, samples_per_pixel=1, bits_allocated=8, bits_stored=8, signed=False,
+        photometric="MONOCHROME2", transfer_syntax="1.2.840.10008.1.2.1"))
+    first, low = pipeline.table(Window(100.0, 50.0), False, (0.0, 0.0))
+    assert low == 0 and first.shape == (256,) and pipeline.table(Window(100.0, 50.0), False, (0.0, 0.0))[0] is first
+    for width in range(16):
+        pipeline.table(Window(10.0, width + 1.0), False, (0.0, 0.0))
+    assert pipeline.table(Window(100.0, 50.0), False, (0.0, 0.0))[0] is not first

@@ -18,6 +18,7 @@ import numpy as np
 from cachetools import LRUCache, cached
 from django.conf import settings
 
+from imaging.codecs.description import PixelDescription
 from imaging.errors import NotFound
 from imaging.models import ImageFrame
 from imaging.storage import blob_store
@@ -25,7 +26,6 @@ from viewer.imagemeta import ImageSetView, InstanceView
 from viewer.render import (
     DecodedFrameCache,
     GrayscalePipeline,
-    PixelModule,
     Window,
     color_to_rgb8,
     decode_frame,
@@ -48,11 +48,11 @@ _thumbnails: LRUCache[tuple[str, int, str], bytes] = LRUCache(maxsize=THUMBNAIL_
 
 @cached(_pipelines, key=lambda view, instance, module: (view.image_set_id, view.version, instance.sop_uid),
         lock=threading.Lock())
-def _pipeline(view: ImageSetView, instance: InstanceView, module: PixelModule) -> GrayscalePipeline:
+def _pipeline(view: ImageSetView, instance: InstanceView, module: PixelDescription) -> GrayscalePipeline:
     return GrayscalePipeline(instance.dicom, instance.vrs, module)
 
 
-def _decoded_frame(view: ImageSetView, module: PixelModule, frame_id: str, skip: int) -> np.ndarray:
+def _decoded_frame(view: ImageSetView, module: PixelDescription, frame_id: str, skip: int) -> np.ndarray:
     """The frame's samples, `skip` resolution levels below full, from the cache or the blob store."""
     cached_frame = _decoded.get((frame_id, skip))
     if cached_frame is not None:
@@ -74,7 +74,7 @@ def frame_render(*, view: ImageSetView, index: int, series_uid: str | None = Non
     if not 0 <= index < len(frames):
         raise NotFound("No such frame")
     instance, number, frame_id = frames[index]
-    module = PixelModule.from_dicom(instance.dicom, instance.stored_transfer_syntax)
+    module = PixelDescription.from_dicom(instance.dicom, instance.stored_transfer_syntax)
     skip = skip_levels_for(module, max_size)
     stored = _decoded_frame(view, module, frame_id, skip)
     photometric = module.decoded_photometric
@@ -115,7 +115,7 @@ def frames_prefetch(*, view: ImageSetView, indices: list[int], series_uid: str |
         if 0 <= index < len(frames):
             instance, _, frame_id = frames[index]
             try:
-                module = PixelModule.from_dicom(instance.dicom, instance.stored_transfer_syntax)
+                module = PixelDescription.from_dicom(instance.dicom, instance.stored_transfer_syntax)
                 _decoded_frame(view, module, frame_id, skip_levels_for(module, max_size))
             except Exception:  # prefetching is best effort; a real request reports the problem
                 return

@@ -1,131 +1,55 @@
 """The render service: a stored frame to an 8-bit JPEG or PNG, on the server.
 
-decode (HTJ2K through imagecodecs; reduced resolutions, through OpenJPEG, whenever the frame is at least twice the
-size asked for: thumbnails, the first paint, large frames on any canvas) -> Modality LUT
+decode (through the codec registry, imaging.codecs.registry; reduced resolutions of HTJ2K frames whenever the frame
+is at least twice the size asked for: thumbnails, the first paint, large frames on any canvas) -> Modality LUT
 (RescaleSlope/RescaleIntercept, or a Modality LUT Sequence) -> VOI LUT (window from the file by default, linear
 function of PS3.3 C.11.2.1.2, LINEAR_EXACT, SIGMOID, or a VOI LUT Sequence) -> MONOCHROME1 inverted -> 8 bits.
 For integer samples of up to 16 bits the whole chain is folded into one lookup table over the stored value range,
 so a render is one table lookup per pixel whatever the LUT functions are. Colour frames are converted to RGB
-(YBR, palette colour). Decoded frames are kept in a bounded LRU.
+(YBR, palette colour). Decoded frames are kept in a bounded LRU (cachetools, sized by bytes).
 """
 from __future__ import annotations
 
 import io
 import math
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-import imagecodecs
 import numpy as np
+from cachetools import LRUCache
 from PIL import Image
+from pydicom.dataset import FileMetaDataset
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, convert_color_space
 
-from imaging.codecs import htj2k, openjpeg_check
+from imaging.codecs import htj2k, openjpeg_check, registry
+from imaging.codecs.base import CodecError, UnsupportedTransferSyntax
+from imaging.codecs.description import PixelDescription
 from imaging.codecs.dimensions import FrameSizeMismatch, check_declared_size
 from imaging.codecs.ifrc import sample_range
 from imaging.dicom import uids
-from pydicom.dataset import FileMetaDataset
-
 from imaging.dicom.rebuild import dict_to_dataset
 from imaging.storage.base import BlobStore
-
-# What the stored frames hold once decoded (the codec already undid the colour transform).
-DECODED_PHOTOMETRIC = {"YBR_FULL_422": "YBR_FULL", "YBR_RCT": "RGB", "YBR_ICT": "RGB", "YBR_PARTIAL_420": "RGB"}
-HTJ2K_SYNTAXES = {uids.HTJ2K_LOSSLESS_RPCL, uids.HTJ2K_LOSSLESS, uids.HTJ2K}
 
 
 class RenderError(ValueError):
     """The frame cannot be rendered (unsupported encoding, corrupt data)."""
 
 
-@dataclass(frozen=True)
-class PixelModule:
-    rows: int
-    columns: int
-    samples_per_pixel: int
-    bits_allocated: int
-    bits_stored: int
-    signed: bool
-    photometric: str
-    stored_transfer_syntax: str
-
-    @classmethod
-    def from_dicom(cls, dicom: dict[str, Any], stored_transfer_syntax: str | None) -> "PixelModule":
-        bits_allocated = int(dicom.get("BitsAllocated") or 8)
-        return cls(
-            rows=int(dicom.get("Rows") or 0), columns=int(dicom.get("Columns") or 0),
-            samples_per_pixel=int(dicom.get("SamplesPerPixel") or 1), bits_allocated=bits_allocated,
-            bits_stored=int(dicom.get("BitsStored") or bits_allocated),
-            signed=int(dicom.get("PixelRepresentation") or 0) == 1,
-            photometric=str(dicom.get("PhotometricInterpretation") or "MONOCHROME2").strip(),
-            stored_transfer_syntax=stored_transfer_syntax or uids.HTJ2K_LOSSLESS_RPCL,
-        )
-
-    @property
-    def decoded_photometric(self) -> str:
-        if self.stored_transfer_syntax in (uids.JPEG_BASELINE, uids.J2K):
-            return "RGB" if self.samples_per_pixel == 3 else self.photometric
-        return DECODED_PHOTOMETRIC.get(self.photometric, self.photometric)
-
-
-def decode_frame(data: bytes, module: PixelModule, *, skip_levels: int = 0) -> np.ndarray:
-    """The stored frame as samples: (rows, cols) or (rows, cols, samples); HTJ2K frames `skip_levels` resolution
-    levels below full where asked (at most the levels the codestream has)."""
-    syntax = module.stored_transfer_syntax
+def decode_frame(data: bytes, description: PixelDescription, *, skip_levels: int = 0) -> np.ndarray:
+    """The stored frame as samples: (rows, cols) or (rows, cols, samples), `skip_levels` resolution levels below
+    full where its codec can drop them exactly (at most the levels the codestream has). The frame's own header is
+    checked against Rows x Columns first (a decompression bomb inside a frame kept as received)."""
     try:
-        check_declared_size(data, syntax, module.rows, module.columns)
+        check_declared_size(data, description.transfer_syntax, description.rows, description.columns)
     except FrameSizeMismatch as e:
         raise RenderError(str(e)) from e
     try:
-        if syntax in HTJ2K_SYNTAXES:
-            skip_levels = min(skip_levels, htj2k.codestream_levels(data)) if skip_levels else 0
-            if skip_levels and openjpeg_check.available():
-                return _reduced_clamped(openjpeg_check.decode_reduced(data, skip_levels), module)
-            if skip_levels and _wrap_can_be_undone(module):
-                return _reduced(htj2k.decode(data, skip_levels=skip_levels), module)
-            return htj2k.decode(data)
-        if syntax in (uids.J2K, uids.J2K_LOSSLESS):
-            return imagecodecs.jpeg2k_decode(data)
-        if syntax == uids.JPEG_BASELINE:
-            return imagecodecs.jpeg8_decode(data)
-        if syntax == uids.EXPLICIT_LE:
-            return _native(data, module)
-    except (imagecodecs.DelayedImportError, RuntimeError, ValueError, openjpeg_check.OpenJpegError) as e:
-        raise RenderError(f"the frame cannot be decoded: {type(e).__name__}") from e
-    raise RenderError(f"frames stored as {syntax} cannot be rendered")
-
-
-def _reduced_clamped(band: np.ndarray, module: PixelModule) -> np.ndarray:
-    """A reduced resolution from OpenJPEG (int32, never wrapped) as stored samples: clamped to the sample range,
-    as a full-resolution decode would be, in the type a full decode gives."""
-    low, high = sample_range(module.bits_stored, module.signed)
-    dtype = np.dtype(f"{'i' if module.signed else 'u'}{1 if module.bits_allocated <= 8 else 2}")
-    return np.clip(band, low, high).astype(dtype)
-
-
-def _wrap_can_be_undone(module: PixelModule) -> bool:
-    return module.bits_allocated == 16 and module.bits_stored <= 14
-
-
-def _reduced(decoded: np.ndarray, module: PixelModule) -> np.ndarray:
-    """A reduced resolution from OpenJPH (used only where OpenJPEG's C API is missing) as stored samples. OpenJPH
-    writes the wavelet band into the 16-bit container and wraps where the band overshoots it (just below 0 next
-    to a bright edge comes back near 65,535); with at least two spare bits above BitsStored (`_wrap_can_be_undone`)
-    reading the container as signed undoes that, and the band is clamped to the sample range as a
-    full-resolution decode would be. Elsewhere such frames are decoded in full."""
-    low, high = sample_range(module.bits_stored, module.signed)
-    return np.clip(decoded.view(np.int16), low, high).astype(decoded.dtype)
-
-
-def _native(data: bytes, module: PixelModule) -> np.ndarray:
-    shape = (module.rows, module.columns) + ((module.samples_per_pixel,) if module.samples_per_pixel > 1 else ())
-    if module.bits_allocated == 1:
-        bits = np.unpackbits(np.frombuffer(data, np.uint8), bitorder="little")[: module.rows * module.columns]
-        return bits.reshape(shape).astype(np.uint8)
-    dtype = np.dtype(f"<{'i' if module.signed else 'u'}{module.bits_allocated // 8}")
-    return np.frombuffer(data, dtype).reshape(shape)
+        return registry.frame_decode(data, description, skip_levels=skip_levels)
+    except UnsupportedTransferSyntax as e:
+        raise RenderError(f"frames stored as {description.transfer_syntax} cannot be rendered") from e
+    except CodecError as e:
+        raise RenderError(str(e)) from e
 
 
 def voi_window(values: np.ndarray, center: float, width: float, function: str = "LINEAR") -> np.ndarray:
@@ -157,15 +81,15 @@ class Window:
 class GrayscalePipeline:
     """Modality and VOI LUTs of one instance, folded into cached 8-bit tables."""
 
-    def __init__(self, dicom: dict[str, Any], vrs: dict[str, str], module: PixelModule) -> None:
-        self.module = module
+    def __init__(self, dicom: dict[str, Any], vrs: dict[str, str], description: PixelDescription) -> None:
+        self.description = description
         self.dicom = dicom
         relevant = {k: v for k, v in dicom.items() if k in (
             "RescaleSlope", "RescaleIntercept", "RescaleType", "ModalityLUTSequence", "VOILUTSequence",
             "WindowCenter", "WindowWidth", "VOILUTFunction", "PixelRepresentation", "BitsStored", "BitsAllocated",
             "PhotometricInterpretation")}
-        self.dataset = lut_dataset({**relevant, "DICOMVRs": vrs}, signed=module.signed)
-        self.tables: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self.dataset = lut_dataset({**relevant, "DICOMVRs": vrs}, signed=description.signed)
+        self.tables: LRUCache[tuple, np.ndarray] = LRUCache(maxsize=16)
         self.lock = threading.Lock()
 
     def default_window(self) -> Window | None:
@@ -201,24 +125,23 @@ class GrayscalePipeline:
         return voi_window(values, window.center, window.width, window.function)
 
     def table(self, window: Window | None, invert: bool, frame_range: tuple[float, float]) -> tuple[np.ndarray, int]:
-        low, high = _stored_range(self.module)
+        # Tables cover integer samples of at most 16 bits (render() computes wider data directly).
+        low, high = sample_range(min(self.description.bits_stored, 16), self.description.signed)
         key = (window, invert, frame_range if window is None else None)
         with self.lock:
-            if key in self.tables:
-                self.tables.move_to_end(key)
-                return self.tables[key], low
+            cached = self.tables.get(key)
+        if cached is not None:
+            return cached, low
         domain = np.arange(low, high + 1, dtype=np.int64)
         table = to_uint8(self.voi(self.modality(domain), window, frame_range))
         if invert:
             table = 255 - table
         with self.lock:
             self.tables[key] = table
-            while len(self.tables) > 16:
-                self.tables.popitem(last=False)
         return table, low
 
     def render(self, stored: np.ndarray, window: Window | None, invert: bool) -> np.ndarray:
-        if stored.dtype.kind in "iu" and self.module.bits_allocated <= 16:
+        if stored.dtype.kind in "iu" and self.description.bits_allocated <= 16:
             frame_range = (0.0, 0.0)
             if window is None and "VOILUTSequence" not in self.dataset:
                 values = self.modality(np.array([stored.min(), stored.max()]))
@@ -238,15 +161,9 @@ def lut_dataset(values: dict[str, Any], *, signed: bool = False):
     return dataset
 
 
-def _stored_range(module: PixelModule) -> tuple[int, int]:
-    bits = min(module.bits_stored, 16)
-    if module.signed:
-        return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-    return 0, (1 << bits) - 1
-
-
-def color_to_rgb8(frame: np.ndarray, module: PixelModule, dicom: dict[str, Any], vrs: dict[str, str]) -> np.ndarray:
-    photometric = module.decoded_photometric
+def color_to_rgb8(frame: np.ndarray, description: PixelDescription, dicom: dict[str, Any],
+                  vrs: dict[str, str]) -> np.ndarray:
+    photometric = description.decoded_photometric
     if photometric == "PALETTE COLOR":
         dataset = lut_dataset({k: v for k, v in dicom.items() if "Palette" in k or k in (
             "BitsStored", "BitsAllocated", "PhotometricInterpretation", "PixelRepresentation")} | {"DICOMVRs": vrs})
@@ -256,7 +173,7 @@ def color_to_rgb8(frame: np.ndarray, module: PixelModule, dicom: dict[str, Any],
     if photometric in ("YBR_FULL", "YBR_FULL_422") and frame.ndim == 3:
         frame = convert_color_space(frame, "YBR_FULL", "RGB")
     if frame.dtype != np.uint8:
-        shift = max(module.bits_stored - 8, 0)
+        shift = max(description.bits_stored - 8, 0)
         frame = (frame >> shift).astype(np.uint8) if frame.dtype.kind in "iu" else to_uint8(frame)
     return frame
 
@@ -273,17 +190,18 @@ def encode_image(pixels: np.ndarray, *, fmt: str, quality: int, max_size: tuple[
     return buffer.getvalue()
 
 
-def skip_levels_for(module: PixelModule, max_size: tuple[int, int] | None) -> int:
-    """How many resolution levels can be dropped and still cover `max_size` (HTJ2K frames only): a 32768x32768
-    frame on a 1,000-pixel canvas is decoded at 1024x1024, never in full."""
-    if not max_size or module.stored_transfer_syntax not in HTJ2K_SYNTAXES:
+def skip_levels_for(description: PixelDescription, max_size: tuple[int, int] | None) -> int:
+    """How many resolution levels can be dropped and still cover `max_size` (where the codec can drop them
+    exactly: HTJ2K): a 32768x32768 frame on a 1,000-pixel canvas is decoded at 1024x1024, never in full. 0 where
+    there is no exact reduced decode: the frame is decoded in full (and cached as such)."""
+    if not max_size:
         return 0
-    if not openjpeg_check.available() and not _wrap_can_be_undone(module):
-        return 0  # no exact reduced decode here: the frame is decoded in full (and cached as such)
-    ratio = min(module.columns / max(max_size[0], 1), module.rows / max(max_size[1], 1))
+    levels = registry.frame_reducible_levels(description)
+    if not levels:
+        return 0
+    ratio = min(description.columns / max(max_size[0], 1), description.rows / max(max_size[1], 1))
     if ratio < 2:
         return 0
-    levels = htj2k.decomposition_levels(module.columns, module.rows) or 1
     return max(0, min(int(math.log2(ratio)), levels))
 
 
@@ -291,11 +209,12 @@ def skip_levels_for(module: PixelModule, max_size: tuple[int, int] | None) -> in
 CODESTREAM_HEAD_BYTES = 64 * 1024
 
 
-def stored_codestream(store: BlobStore, blob_key: str, module: PixelModule, skip_levels: int) -> bytes | None:
+def stored_codestream(store: BlobStore, blob_key: str, description: PixelDescription,
+                      skip_levels: int) -> bytes | None:
     """The frame's stored bytes, or for a reduced resolution of one of our HTJ2K codestreams only the tile-parts
     that hold it (one per resolution, lengths in the TLM marker: SPEC 6.1), so that a 32768x32768 frame drawn at
     1024x1024 reads a few hundred KB, not the whole blob. None when the blob is missing."""
-    if (not skip_levels or module.stored_transfer_syntax != uids.HTJ2K_LOSSLESS_RPCL
+    if (not skip_levels or description.transfer_syntax != uids.HTJ2K_LOSSLESS_RPCL
             or not openjpeg_check.available()):
         return store.get(blob_key)
     head = store.get_range(blob_key, 0, CODESTREAM_HEAD_BYTES)
@@ -311,27 +230,28 @@ def stored_codestream(store: BlobStore, blob_key: str, module: PixelModule, skip
 
 
 class DecodedFrameCache:
-    """Decoded frames by (frame id, skipped levels), bounded by bytes."""
+    """Decoded frames by (frame id, skipped levels), least recently used first out, bounded by their bytes."""
 
     def __init__(self, limit_bytes: int) -> None:
         self.limit = limit_bytes
-        self.size = 0
-        self.items: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
+        self.items: LRUCache[tuple[str, int], np.ndarray] = LRUCache(maxsize=limit_bytes, getsizeof=_frame_bytes)
         self.lock = threading.Lock()
+
+    @property
+    def size(self) -> int:
+        return int(self.items.currsize)
 
     def get(self, key: tuple[str, int]) -> np.ndarray | None:
         with self.lock:
-            frame = self.items.get(key)
-            if frame is not None:
-                self.items.move_to_end(key)
-            return frame
+            return self.items.get(key)
 
     def put(self, key: tuple[str, int], frame: np.ndarray) -> None:
+        if frame.nbytes > self.limit:
+            return  # it would push every other frame out and then itself
         with self.lock:
-            if key in self.items:
-                return
-            self.items[key] = frame
-            self.size += frame.nbytes
-            while self.size > self.limit and self.items:
-                _, dropped = self.items.popitem(last=False)
-                self.size -= dropped.nbytes
+            if key not in self.items:
+                self.items[key] = frame
+
+
+def _frame_bytes(frame: np.ndarray) -> int:
+    return frame.nbytes

@@ -3,6 +3,9 @@
 RPCL progression, reversible 5/3 wavelet, one quality layer, TLM markers and one tile-part per resolution, so a
 byte prefix of the codestream decodes to a lower resolution. The reversible colour transform is used only for
 RGB input. Precision follows the container (8, 16 or 32 bits): OpenJPH's encoder takes it from the array's dtype.
+
+`Htj2kCodec` is the registry's plugin for the three HTJ2K syntaxes (`imaging.codecs.registry`); the functions
+above it are the codestream layout the store writes and reads ranges of.
 """
 from __future__ import annotations
 
@@ -10,6 +13,12 @@ import math
 
 import imagecodecs
 import numpy as np
+
+from imaging.codecs import openjpeg_check
+from imaging.codecs.base import Codec, SyntaxFacts
+from imaging.codecs.description import PixelDescription
+from imaging.codecs.ifrc import sample_range
+from imaging.dicom import uids
 
 MAX_LEVELS = 5
 MIN_BASE_SIZE = 64
@@ -117,3 +126,60 @@ def reduced_prefix_length(head: bytes, skip_levels: int) -> int | None:
 def reduced_codestream(prefix: bytes) -> bytes:
     """A prefix cut at a tile-part boundary, made a complete codestream again (an EOC marker after it)."""
     return prefix + _EOC
+
+
+class Htj2kCodec(Codec):
+    """HTJ2K through imagecodecs (OpenJPH); reduced resolutions through OpenJPEG where its C API is available.
+
+    OpenJPH writes a reduced level's wavelet band into the container type and wraps where the band overshoots it
+    (just below 0 next to a bright edge comes back near 65,535); OpenJPEG clamps. So a reduced level is exact
+    through OpenJPEG, and through OpenJPH only where two spare bits above BitsStored let the wrap be undone.
+    """
+
+    name = "imagecodecs (OpenJPH)"
+    syntaxes = {
+        uids.HTJ2K_LOSSLESS_RPCL: SyntaxFacts(lossless=True, media_type="image/jph", encodes=True),
+        uids.HTJ2K_LOSSLESS: SyntaxFacts(lossless=True, media_type="image/jph"),
+        uids.HTJ2K: SyntaxFacts(lossless=False, media_type="image/jphc"),
+    }
+
+    def is_available(self) -> bool:
+        return bool(imagecodecs.HTJ2K.available)
+
+    def decode(self, frame_bytes: bytes, description: PixelDescription, *, skip_levels: int = 0) -> np.ndarray:
+        skip_levels = min(skip_levels, codestream_levels(frame_bytes)) if skip_levels else 0
+        if skip_levels and openjpeg_check.available():
+            return _reduced_clamped(openjpeg_check.decode_reduced(frame_bytes, skip_levels), description)
+        if skip_levels and _wrap_can_be_undone(description):
+            return _reduced_unwrapped(decode(frame_bytes, skip_levels=skip_levels), description)
+        return decode(frame_bytes)
+
+    def reducible_levels(self, description: PixelDescription) -> int:
+        if not openjpeg_check.available() and not _wrap_can_be_undone(description):
+            return 0
+        return decomposition_levels(description.columns, description.rows) or 1
+
+    def encode(self, samples: np.ndarray, *, transfer_syntax: str, rgb: bool) -> bytes:
+        if transfer_syntax != uids.HTJ2K_LOSSLESS_RPCL:
+            return super().encode(samples, transfer_syntax=transfer_syntax, rgb=rgb)
+        return encode_lossless(samples, rgb=rgb)
+
+
+def _reduced_clamped(band: np.ndarray, description: PixelDescription) -> np.ndarray:
+    """A reduced resolution from OpenJPEG (int32, never wrapped) as stored samples: clamped to the sample range,
+    as a full-resolution decode would be, in the type a full decode gives."""
+    low, high = sample_range(description.bits_stored, description.signed)
+    dtype = np.dtype(f"{'i' if description.signed else 'u'}{1 if description.bits_allocated <= 8 else 2}")
+    return np.clip(band, low, high).astype(dtype)
+
+
+def _wrap_can_be_undone(description: PixelDescription) -> bool:
+    return description.bits_allocated == 16 and description.bits_stored <= 14
+
+
+def _reduced_unwrapped(decoded: np.ndarray, description: PixelDescription) -> np.ndarray:
+    """A reduced resolution from OpenJPH (used only where OpenJPEG's C API is missing) as stored samples: with at
+    least two spare bits above BitsStored (`_wrap_can_be_undone`) reading the container as signed undoes the wrap,
+    and the band is clamped to the sample range as a full-resolution decode would be."""
+    low, high = sample_range(description.bits_stored, description.signed)
+    return np.clip(decoded.view(np.int16), low, high).astype(decoded.dtype)

@@ -19,11 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from imaging.codecs import htj2k, openjpeg_check
-from imaging.codecs.ifrc import frame_checksums
-from imaging.codecs.source import (
+from imaging.codecs import htj2k, openjpeg_check, registry
+from imaging.codecs.dataset_pixels import (
     PixelDataError,
-    PixelDescription,
     check_frame_count,
     check_frame_headers,
     check_native_length,
@@ -32,6 +30,8 @@ from imaging.codecs.source import (
     iter_decoded_frames,
     native_frame_bytes,
 )
+from imaging.codecs.description import PixelDescription
+from imaging.codecs.ifrc import frame_checksums
 from imaging.dicom import uids
 from imaging.dicom.levels import grouping_of
 from imaging.dicom.normalize import normalize_dataset
@@ -253,10 +253,8 @@ def encode_verified(source: np.ndarray, description: PixelDescription, storage_f
                     frame_id: str = ""):
     """Encode one frame, prove it decodes to the same samples with OpenJPEG, and describe it."""
     rgb = description.samples_per_pixel == 3 and description.photometric in ("RGB", "YBR_RCT", "YBR_ICT")
-    if storage_format == "JPEG_2000_LOSSLESS":
-        codestream = _encode_j2k(source, rgb=rgb)
-    else:
-        codestream = htj2k.encode_lossless(source, rgb=rgb)
+    stored = uids.J2K_LOSSLESS if storage_format == "JPEG_2000_LOSSLESS" else uids.HTJ2K_LOSSLESS_RPCL
+    codestream = registry.frame_encode(source, transfer_syntax=stored, rgb=rgb)
     try:
         identical = openjpeg_check.decodes_to(codestream, source)
     except openjpeg_check.OpenJpegError as e:
@@ -283,19 +281,3 @@ def encode_verified(source: np.ndarray, description: PixelDescription, storage_f
         "PixelDataChecksumFromBaseToFullResolution": checksums,
     }
     return frame, info
-
-
-def _encode_j2k(source: np.ndarray, *, rgb: bool) -> bytes:
-    import imagecodecs
-
-    height, width = source.shape[:2]
-    return bytes(
-        imagecodecs.jpeg2k_encode(
-            np.ascontiguousarray(source),
-            level=0,
-            codecformat="J2K",
-            reversible=True,
-            mct=rgb,
-            resolutions=htj2k.decomposition_levels(width, height) + 1,
-        )
-    )

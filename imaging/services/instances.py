@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from typing import Iterator
 
-import numpy as np
-
-from imaging.codecs import htj2k
+from imaging.codecs import registry
+from imaging.codecs.description import PixelDescription, decoded_photometric
 from imaging.dicom import uids
 from imaging.dicom.document import decode_document
 from imaging.dicom.rebuild import StreamedP10, instance_dataset, p10_parts, write_p10
@@ -19,9 +18,6 @@ from imaging.models import ImageFrame, ImageSet, ImageSetState
 from imaging.services.datastores import datastore_require_active
 from imaging.services.imagesets import imageset_touch
 from imaging.storage import BlobStoreError, blob_store
-
-# Photometric interpretation of what the store keeps after decoding (interleaved, colour-converted by the codec).
-STORED_PHOTOMETRIC = {"YBR_FULL_422": "YBR_FULL", "YBR_RCT": "RGB", "YBR_ICT": "RGB"}
 
 
 def instance_image_set(*, datastore_id: str, study_uid: str, series_uid: str, image_set_id: str | None) -> ImageSet:
@@ -88,7 +84,7 @@ def instance_p10(*, image_set: ImageSet, study_uid: str, series_uid: str, sop_ui
         sizes = [size or len(_get(store, key)) for key, size in blobs]
     photometric = str(dataset.get("PhotometricInterpretation", ""))
     if stored in (uids.HTJ2K_LOSSLESS_RPCL, uids.J2K_LOSSLESS):  # transcoded: samples as the codec returns them
-        dataset.PhotometricInterpretation = STORED_PHOTOMETRIC.get(photometric, photometric)
+        dataset.PhotometricInterpretation = decoded_photometric(photometric)
         if int(dataset.get("SamplesPerPixel", 1)) > 1:
             dataset.PlanarConfiguration = 0
     imageset_touch(image_set=image_set)
@@ -114,9 +110,10 @@ def _get(store, key: str) -> bytes:
 
 
 def _frames(store, keys: list[str], decode_from: str | None, dataset) -> Iterator[bytes]:
+    description = _stored_description(dataset, decode_from) if decode_from else None
     for key in keys:
         data = _get(store, key)
-        yield _native(data, decode_from, dataset) if decode_from else data
+        yield _native(data, description) if description else data
 
 
 def _native_frame_size(dataset) -> int:
@@ -125,13 +122,19 @@ def _native_frame_size(dataset) -> int:
     return int(dataset.Rows) * int(dataset.Columns) * int(dataset.get("SamplesPerPixel", 1) or 1) * size
 
 
-def _native(codestream: bytes, stored: str, dataset) -> bytes:
-    if stored == uids.J2K_LOSSLESS:
-        import imagecodecs
+def _stored_description(dataset, stored: str) -> PixelDescription:
+    bits_allocated = int(dataset.get("BitsAllocated", 16))
+    return PixelDescription(
+        rows=int(dataset.Rows), columns=int(dataset.Columns),
+        samples_per_pixel=int(dataset.get("SamplesPerPixel", 1) or 1), bits_allocated=bits_allocated,
+        bits_stored=bits_allocated, signed=int(dataset.get("PixelRepresentation", 0)) == 1,
+        photometric=str(dataset.get("PhotometricInterpretation", "")), transfer_syntax=stored,
+    )
 
-        decoded = imagecodecs.jpeg2k_decode(codestream)
-    else:
-        decoded = htj2k.decode(codestream)
-    size = 1 if int(dataset.get("BitsAllocated", 16)) <= 8 else 2
-    kind = "i" if int(dataset.get("PixelRepresentation", 0)) == 1 else "u"
-    return np.ascontiguousarray(decoded).astype(f"<{kind}{size}", copy=False).tobytes()
+
+def _native(codestream: bytes, description: PixelDescription) -> bytes:
+    """One stored frame decoded and written as Explicit VR Little Endian samples of 1 or 2 bytes."""
+    decoded = registry.frame_decode(codestream, description)
+    samples = decoded.astype(f"{'i' if description.signed else 'u'}{1 if description.bits_allocated <= 8 else 2}",
+                             copy=False)
+    return registry.frame_encode(samples, transfer_syntax=uids.EXPLICIT_LE)

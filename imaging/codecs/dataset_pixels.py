@@ -1,9 +1,13 @@
-"""Getting frames out of a received DICOM dataset: decoded arrays for transcoding, or the encoded fragments of
-lossy syntaxes that are kept as received. Uses pydicom's decoders (pylibjpeg plugins); no Django."""
+"""The pixel data of a received DICOM dataset: its description, the checks it must pass before any decoder sees it,
+and its frames, as decoded arrays for transcoding or as the encoded fragments of lossy syntaxes kept as received.
+
+A whole received dataset is decoded with pydicom's own decoder plugins (pylibjpeg and friends, any syntax pydicom
+reads: native, deflated and big endian included), uncompressed little-endian frames without a copy; frames already
+split out and stored are decoded through `imaging.codecs.registry`. No Django here, and nothing is written.
+"""
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
@@ -11,6 +15,7 @@ from pydicom.dataset import Dataset
 from pydicom.encaps import generate_frames
 from pydicom.pixels import iter_pixels
 
+from imaging.codecs.description import PixelDescription
 from imaging.codecs.dimensions import J2K_SYNTAXES, FrameSizeMismatch, check_declared_size
 from imaging.codecs.ifrc import sample_range
 from imaging.dicom import uids
@@ -19,39 +24,6 @@ from imaging.dicom.reader import short_reason
 
 class PixelDataError(ValueError):
     """The pixel data cannot be read as declared (too short, undecodable)."""
-
-
-@dataclass(frozen=True)
-class PixelDescription:
-    rows: int
-    columns: int
-    samples_per_pixel: int
-    bits_allocated: int
-    bits_stored: int
-    signed: bool
-    photometric: str
-    number_of_frames: int
-    transfer_syntax: str
-    is_float: bool
-
-    @property
-    def frame_size_in_bytes(self) -> int:
-        bits = self.rows * self.columns * self.samples_per_pixel * self.bits_allocated
-        return (bits + 7) // 8
-
-    @property
-    def stored_as_received(self) -> bool:
-        """Lossy syntaxes, float data, 1-bit segmentations and samples wider than 16 bits are kept as they are.
-
-        HTJ2K above 16 bits is beyond what the independent verifier (OpenJPEG) decodes, so such frames stay
-        uncompressed rather than unverified.
-        """
-        return (
-            self.transfer_syntax in uids.AS_RECEIVED
-            or self.is_float
-            or self.bits_allocated == 1
-            or self.bits_allocated > 16
-        )
 
 
 def describe(dataset: Dataset, transfer_syntax: str) -> PixelDescription | None:
