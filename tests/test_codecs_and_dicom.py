@@ -18,7 +18,7 @@ from imaging.dicom.document import InstancePart, add_instances, new_document, su
 from imaging.dicom.normalize import normalize_dataset
 from imaging.pipeline import transcode
 from imaging.pipeline.transcode import FileResult, process_bytes
-from tests.conftest import DICOM_DIR
+from tests.paths import DICOM_DIR
 from tests.dicomgen import ct_bytes, ct_dataset, to_bytes
 
 
