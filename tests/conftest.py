@@ -1,29 +1,17 @@
-"""Shared fixtures: a live Aperture server with personas' access keys, and boto3 clients for it."""
+"""Shared fixtures: a live Aperture server with personas' access keys, boto3 clients for it, and the viewer's
+imported study in process.
+
+This module only registers fixtures and pytest hooks. What they are built from lives in plain modules that never
+import a conftest: tests/paths.py, tests/clients.py, tests/personas.py, tests/servers.py, tests/viewer_study.py."""
 from __future__ import annotations
 
-import time
-from pathlib import Path
-
-import boto3
 import pytest
-from botocore.config import Config
 
+from tests import personas
+from tests.clients import imaging_client, wait_for
 from tests.s3 import SeaweedS3
 from tests.servers import ApertureServer
-
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
-DICOM_DIR = SHARED / "dicom"
-
-
-def imaging_client(url: str, key: dict[str, str], *, validate: bool = True):
-    return boto3.client(
-        "medical-imaging",
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id=key["AccessKeyId"],
-        aws_secret_access_key=key["SecretAccessKey"],
-        config=Config(inject_host_prefix=False, parameter_validation=validate, retries={"max_attempts": 1}),
-    )
+from tests.viewer_study import ViewerData, viewer_study_create
 
 
 @pytest.fixture(scope="session")
@@ -41,8 +29,8 @@ def s3(seaweed):
 @pytest.fixture(scope="session")
 def server(seaweed):
     instance = ApertureServer(extra_env=seaweed.env()).start()
-    instance.admin_key = instance.create_key()
-    instance.readonly_key = instance.create_key(policy="AWSHealthImagingReadOnlyAccess")
+    instance.admin_key = personas.live_key(instance)
+    instance.readonly_key = personas.live_key(instance, policy=personas.READ_ONLY)
     yield instance
     instance.stop()
 
@@ -62,17 +50,6 @@ def mi_raw(server):
 @pytest.fixture(scope="session")
 def mi_readonly(server):
     return imaging_client(server.url, server.readonly_key)
-
-
-def wait_for(predicate, *, timeout: float = 20.0, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(interval)
 
 
 @pytest.fixture
@@ -113,6 +90,7 @@ def _eager_tasks_in_process(settings):
     settings.APERTURE_TASK_BACKEND = settings.APERTURE_TASK_BACKEND_ALIASES["eager"]
 
 
-
-# The viewer's in-process fixture (an imported study and personas), shared by the viewer and security tests.
-from tests.viewer_fixtures import viewer_data  # noqa: E402,F401
+@pytest.fixture
+def viewer_data(settings, tmp_path) -> ViewerData:
+    """A small imported study with its clinician and an outsider (tests/viewer_study.py)."""
+    return viewer_study_create(settings=settings, tmp_path=tmp_path)

@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.conftest import wait_for
+from tests.clients import wait_for
 
 ROLE = "arn:aws:iam::123456789012:role/ImportRole"
 

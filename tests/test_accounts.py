@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from imaging.models import AccessKey, AuditEvent
 from imaging.services.accesskeys import accesskey_create, accesskey_for_signing
+from tests import personas
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -23,7 +24,7 @@ ATTACKER, ADMIN_DESK, PROXY = "203.0.113.66", "198.51.100.10", "10.0.0.254"
 
 @pytest.fixture
 def admin_user():
-    return get_user_model().objects.create_superuser("chief", password=PASSWORD)
+    return personas.admin("chief", password=PASSWORD)
 
 
 def sign_in(username: str, password: str, *, path: str = "/accounts/login/", **client_kwargs):
@@ -47,7 +48,7 @@ class TestLoginThrottle:
         owner, accepted = sign_in("chief", PASSWORD, REMOTE_ADDR=ADMIN_DESK)
         assert accepted.status_code == 302 and signed_in(owner)
         # Other names from the attacker's address are not locked by the failures on this one.
-        get_user_model().objects.create_user("colleague", password=PASSWORD)
+        personas.user("colleague", password=PASSWORD)
         colleague, response = sign_in("colleague", PASSWORD, REMOTE_ADDR=ATTACKER)
         assert response.status_code == 302 and signed_in(colleague)
 
@@ -98,7 +99,7 @@ class TestLoginThrottle:
 class TestUsersWithAuditHistory:
     @pytest.fixture
     def clinician(self):
-        user = get_user_model().objects.create_user("leaving-clinician", password=PASSWORD)
+        user = personas.clinician(username="leaving-clinician", password=PASSWORD)
         AuditEvent.objects.create(event_name="ViewStudy", event_type="ViewerEvent", user=user, username=user.username,
                                   principal_arn="arn:aws:iam::000000000000:user/leaving-clinician")
         return user

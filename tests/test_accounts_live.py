@@ -10,6 +10,7 @@ import urllib.request
 
 import pytest
 
+from tests import personas
 from tests.servers import ApertureServer
 
 pytestmark = pytest.mark.live
@@ -21,9 +22,7 @@ STRANGER, ADMIN_DESK = "203.0.113.66", "198.51.100.10"
 @pytest.fixture(scope="module")
 def server():
     instance = ApertureServer(extra_env={"APERTURE_TRUSTED_PROXIES": "127.0.0.1"}).start()
-    instance.manage("shell", "-c", (
-        "from django.contrib.auth import get_user_model;"
-        f"get_user_model().objects.create_superuser('chief', password='{PASSWORD}')"))
+    personas.live_admin(instance, "chief", password=PASSWORD)
     yield instance
     instance.stop()
 

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth import get_user_model
 
 from imaging.models import AccessKey, Datastore
+from tests import personas
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -27,7 +27,7 @@ def test_create_datastore_and_delete_only_after_typing_its_name(admin_client):
 
 
 def test_access_key_secret_is_shown_once_and_keys_can_be_deactivated(admin_client):
-    owner = get_user_model().objects.create_user("api-user")
+    owner = personas.user("api-user")
     created = admin_client.post("/admin/imaging/accesskey/add/", {
         "user": owner.pk, "name": "pacs", "policy": "AWSHealthImagingReadOnlyAccess", "policy_document": "null"})
     assert created.status_code == 200, created.content[:500]
@@ -79,7 +79,7 @@ def test_browser_upload_import(admin_client, upload_datastore, tmp_path):
 
 
 def test_clinicians_and_outsiders_have_no_admin(client):
-    user = get_user_model().objects.create_user("clinician-2", password="x" * 20)
+    user = personas.clinician(username="clinician-2", password="x" * 20)
     client.force_login(user)
     for url in ("/admin/", "/admin/imaging/datastore/", "/admin/imaging/auditevent/", "/admin/imaging/accesskey/"):
         assert client.get(url).status_code == 302  # to the admin login: not staff
@@ -149,7 +149,7 @@ def test_uploaded_files_keep_their_names_and_failure_reasons_are_whole(admin_cli
 
     from imaging.models import ImportJob
     from imaging.services.imports import manifest_summary
-    from tests.conftest import DICOM_DIR
+    from tests.paths import DICOM_DIR
     from tests.dicomgen import ct_bytes
 
     study = generate_uid()

@@ -14,7 +14,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from tests.conftest import imaging_client
+from tests.clients import imaging_client
 
 pytestmark = pytest.mark.live
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.conftest import wait_for
+from tests.clients import wait_for
 
 pytestmark = pytest.mark.live
 

@@ -14,7 +14,7 @@ import pytest
 from botocore.exceptions import ClientError
 from pydicom.uid import generate_uid
 
-from tests.conftest import wait_for
+from tests.clients import wait_for
 from tests.dicomgen import ct_bytes
 from tests.importing import metadata, run_import
 

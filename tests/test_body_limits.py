@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from tests import personas
 from tests.servers import ApertureServer
-from tests.websessions import Browserless, create_user
+from tests.websessions import Browserless
 
 pytestmark = pytest.mark.live
 
@@ -21,7 +22,7 @@ MIB = 1024 * 1024
 @pytest.fixture(scope="module")
 def limited():
     server = ApertureServer(extra_env={"APERTURE_MAX_UPLOAD_BYTES": str(8 * MIB)}).start()
-    create_user(server, "archivist", "limits-Pass-1", staff=True, superuser=True)
+    personas.live_admin(server, "archivist", password="limits-Pass-1")
     yield server
     server.stop()
 

@@ -18,7 +18,7 @@ from imaging.codecs.dataset_pixels import describe, iter_decoded_frames
 from imaging.codecs.description import PixelDescription, decoded_photometric
 from imaging.codecs.ifrc import canonical_bytes, frame_checksums
 from imaging.dicom import uids
-from tests.conftest import DICOM_DIR
+from tests.paths import DICOM_DIR
 from tests.dicomgen import ct_bytes, ct_dataset, to_bytes
 
 MANIFEST = list(csv.DictReader(open(DICOM_DIR / "MANIFEST.tsv"), delimiter="\t"))

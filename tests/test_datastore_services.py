@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth import get_user_model
 
 from imaging.crypto import decrypt_secret
 from imaging.errors import Conflict, QuotaExceeded
 from imaging.models import AccessKey, Datastore, DatastoreStatus, ImageSet, ImportJob
 from imaging.services.accesskeys import accesskey_create, accesskey_for_signing
 from imaging.services.datastores import datastore_create, datastore_delete
+from tests import personas
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -48,7 +48,7 @@ def test_active_datastore_quota(settings):
 
 
 def test_secrets_are_encrypted_at_rest():
-    user = get_user_model().objects.create_user("keyowner")
+    user = personas.user("keyowner")
     issued = accesskey_create(user=user)
     stored = AccessKey.objects.get(pk=issued.access_key_id)
     assert issued.secret_access_key not in stored.encrypted_secret

@@ -12,7 +12,7 @@ from pydicom.sequence import Sequence
 
 from imaging.dicom.document import InstancePart, add_instances, new_document, summary
 from imaging.dicom.normalize import normalize_dataset
-from tests.conftest import DICOM_DIR
+from tests.paths import DICOM_DIR
 from tests.dicomgen import ct_dataset, to_bytes
 
 

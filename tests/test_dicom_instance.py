@@ -12,7 +12,8 @@ import pydicom
 import pytest
 from pydicom.pixels import pixel_array
 
-from tests.conftest import DICOM_DIR, wait_for
+from tests.clients import wait_for
+from tests.paths import DICOM_DIR
 from tests.dicomweb import instance_url, signed_get
 from tests.importing import run_import
 

@@ -17,7 +17,8 @@ from pydicom.uid import generate_uid
 from imaging.dicom import uids
 from imaging.dicom.rebuild import FrameSizeError, dict_to_dataset, p10_parts, write_p10
 from imaging.pipeline.transcode import FileResult, process_bytes
-from tests.conftest import DICOM_DIR, wait_for
+from tests.clients import wait_for
+from tests.paths import DICOM_DIR
 from tests.dicomgen import ct_dataset, to_bytes
 from tests.importing import run_import
 

@@ -11,7 +11,7 @@ import pytest
 from botocore.exceptions import ClientError
 from pydicom.uid import generate_uid
 
-from tests.conftest import imaging_client, wait_for
+from tests.clients import imaging_client, wait_for
 from tests.dicomgen import ct_bytes
 from tests.dicomweb import instance_url, signed_get
 from tests.importing import run_import

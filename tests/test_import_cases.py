@@ -175,7 +175,7 @@ def test_unlistable_input_fails_the_job(mi, s3, active_datastore):
     input_uri, output_uri = "s3://no-such-bucket-here/x/", "s3://imports/out/"
     started = mi.start_dicom_import_job(datastoreId=active_datastore, dataAccessRoleArn=ROLE, inputS3Uri=input_uri,
                                         outputS3Uri=output_uri)
-    from tests.conftest import wait_for
+    from tests.clients import wait_for
 
     job = wait_for(lambda: (p := mi.get_dicom_import_job(datastoreId=active_datastore, jobId=started["jobId"])[
         "jobProperties"])["jobStatus"] in ("COMPLETED", "FAILED") and p)
@@ -213,7 +213,7 @@ def test_start_errors(mi, mi_raw, mi_readonly, active_datastore):
 
 def test_import_into_datastore_with_image_sets_blocks_delete(mi, s3):
     datastore_id = mi.create_datastore(datastoreName="busy")["datastoreId"]
-    from tests.conftest import wait_for
+    from tests.clients import wait_for
 
     wait_for(lambda: mi.get_datastore(datastoreId=datastore_id)["datastoreProperties"]["datastoreStatus"] == "ACTIVE")
     run_import(mi, s3, datastore_id, {"a.dcm": ct_bytes(study_uid=generate_uid(), series_uid=generate_uid())})
@@ -270,7 +270,7 @@ def test_search_key_limits_apply_to_the_values_as_stored(mi, s3, active_datastor
     other over-long value is kept with warning 0xB202."""
     import json
 
-    from tests.conftest import DICOM_DIR
+    from tests.paths import DICOM_DIR
 
     hashed_study, mapped_study = generate_uid(), generate_uid()
     hashed = ct_dataset(study_uid=hashed_study, series_uid=generate_uid())
@@ -337,7 +337,7 @@ def test_a_jpeg_2000_lossless_data_store_stores_verified_j2k_frames(mi, s3):
     import numpy as np
 
     datastore_id = mi.create_datastore(datastoreName="j2k", losslessStorageFormat="JPEG_2000_LOSSLESS")["datastoreId"]
-    from tests.conftest import wait_for
+    from tests.clients import wait_for
 
     wait_for(lambda: mi.get_datastore(datastoreId=datastore_id)["datastoreProperties"]["datastoreStatus"] == "ACTIVE")
     study, series, sop = generate_uid(), generate_uid(), generate_uid()

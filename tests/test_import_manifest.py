@@ -13,7 +13,8 @@ from pydicom.encaps import generate_frames
 from pydicom.pixels import iter_pixels
 
 from imaging.codecs.ifrc import canonical_bytes
-from tests.conftest import DICOM_DIR, wait_for
+from tests.clients import wait_for
+from tests.paths import DICOM_DIR
 from tests.importing import find_instance, metadata, run_import
 
 pytestmark = [pytest.mark.live, pytest.mark.slow]

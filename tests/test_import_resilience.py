@@ -10,7 +10,7 @@ import pytest
 from pydicom.uid import generate_uid
 
 from imaging.storage.s3 import S3BlobStore, s3_client
-from tests.conftest import imaging_client, wait_for
+from tests.clients import imaging_client, wait_for
 from tests.dicomgen import ct_bytes
 from tests.importing import ROLE, ensure_bucket, metadata, read_ndjson, run_import
 from tests.servers import ApertureServer, start_celery_worker

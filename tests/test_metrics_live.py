@@ -11,7 +11,7 @@ import uuid
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import imaging_client, wait_for
+from tests.clients import imaging_client, wait_for
 from tests.servers import ApertureServer
 
 pytestmark = pytest.mark.live

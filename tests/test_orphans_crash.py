@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from pydicom.uid import generate_uid
 
-from tests.conftest import imaging_client, wait_for
+from tests.clients import imaging_client, wait_for
 from tests.dicomgen import ct_bytes
 from tests.importing import ROLE, ensure_bucket, metadata, read_ndjson, run_import
 from tests.servers import ApertureServer, start_celery_worker

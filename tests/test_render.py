@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 from pydicom.pixels import apply_color_lut, pixel_array
 
-from tests.conftest import DICOM_DIR
+from tests.paths import DICOM_DIR
 from imaging.pipeline.transcode import FileResult, process_bytes
 from imaging.codecs.description import PixelDescription
 from viewer.render import GrayscalePipeline, Window, color_to_rgb8, decode_frame, encode_image

@@ -9,7 +9,8 @@ import pytest
 from botocore.exceptions import ClientError
 from pydicom.uid import generate_uid
 
-from tests.conftest import imaging_client, wait_for
+from tests import personas
+from tests.clients import imaging_client, wait_for
 from tests.dicomgen import ct_bytes
 from tests.importing import run_import
 from tests.servers import ApertureServer, free_port
@@ -18,14 +19,9 @@ pytestmark = pytest.mark.live
 
 
 def user_key(server, username: str, *, grant: str | None = None, policy_file=None) -> dict:
-    server.manage("shell", "-c", (
-        "from django.contrib.auth import get_user_model; from imaging.models import DatastoreGrant;"
-        f"u, _ = get_user_model().objects.get_or_create(username='{username}');"
-        + (f"DatastoreGrant.objects.get_or_create(user=u, datastore_id='{grant}')" if grant else "")))
-    args = ["accesskey", "create", "--json", "--user", username]
-    if policy_file:
-        args += ["--policy-file", str(policy_file)]
-    return json.loads(server.manage(*args).stdout.strip().splitlines()[-1])
+    """A full-access key (or one under `policy_file`) for a new API user granted `grant`, or no data store at all."""
+    personas.live_user(server, username, grants=[grant] if grant else [])
+    return personas.live_key(server, username=username, policy_file=policy_file)
 
 
 @pytest.fixture(scope="module")

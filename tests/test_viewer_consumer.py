@@ -12,7 +12,7 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser
 from PIL import Image
 
-from tests.viewer_fixtures import ct_slice
+from tests.viewer_study import ct_slice
 from viewer.consumers import RenderConsumer
 from viewer.render import voi_window
 

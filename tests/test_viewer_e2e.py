@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from pydicom.uid import generate_uid
 
-from tests.conftest import wait_for
+from tests import personas
+from tests.clients import wait_for
 from tests.dicomgen import ct_bytes
 from tests.importing import run_import
 from viewer.render import to_uint8, voi_window
@@ -36,10 +37,7 @@ def study(server, mi, s3):
                                      patient_name="DOE^E2E", rows=128, columns=128, pixels=slice_pixels(n))
              for n in range(SLICES)}
     run_import(mi, s3, datastore_id, files)
-    server.manage("shell", "-c", (
-        "from django.contrib.auth import get_user_model; from imaging.models import DatastoreGrant;"
-        f"u = get_user_model().objects.create_user('clin', password='{PASSWORD}');"
-        f"DatastoreGrant.objects.create(user=u, datastore_id='{datastore_id}')"))
+    personas.live_clinician(server, datastore_id, username="clin", password=PASSWORD)
     return {"datastore": datastore_id, "study": study_uid, "series": series_uid}
 
 
@@ -159,7 +157,7 @@ def test_phone_touch_swipe_and_pinch(server, study, browser):
 
 
 def _image_set(server, study) -> str:
-    from tests.conftest import imaging_client
+    from tests.clients import imaging_client
 
     client = imaging_client(server.url, server.admin_key)
     found = client.search_image_sets(datastoreId=study["datastore"], searchCriteria={"filters": [
@@ -249,9 +247,7 @@ def test_the_viewer_fits_the_window_and_overlays_clear_the_toolbar(server, study
 def test_admin_share_link_message_copies_the_absolute_link(server, study, browser):
     from playwright.sync_api import expect
 
-    server.manage("shell", "-c", (
-        "from django.contrib.auth import get_user_model;"
-        f"get_user_model().objects.create_superuser('share-admin', password='{PASSWORD}')"))
+    personas.live_admin(server, "share-admin", password=PASSWORD)
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url)
     page = context.new_page()

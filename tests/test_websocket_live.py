@@ -10,9 +10,11 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from tests.conftest import DICOM_DIR, imaging_client, wait_for
+from tests import personas
+from tests.clients import imaging_client, wait_for
+from tests.paths import DICOM_DIR
 from tests.servers import ApertureServer
-from tests.websessions import Browserless, create_user
+from tests.websessions import Browserless
 
 pytestmark = pytest.mark.live
 
@@ -28,10 +30,7 @@ def start_viewer_server(**env: str) -> tuple[ApertureServer, dict]:
     server.manage("import_dicom", "--datastore", datastore_id, str(DICOM_DIR / "ELE__CT_small.dcm"))
     image_set_id = mi.search_image_sets(datastoreId=datastore_id, searchCriteria={})[
         "imageSetsMetadataSummaries"][0]["imageSetId"]
-    create_user(server, "reader", PASSWORD)
-    server.manage("shell", "-c", (
-        "from django.contrib.auth import get_user_model; from imaging.models import DatastoreGrant;"
-        f"DatastoreGrant.objects.create(user=get_user_model().objects.get(username='reader'), datastore_id='{datastore_id}')"))
+    personas.live_clinician(server, datastore_id, username="reader", password=PASSWORD)
     return server, {"datastore": datastore_id, "imageSet": image_set_id}
 
 

@@ -16,13 +16,6 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-def create_user(server, username: str, password: str, *, staff: bool = False, superuser: bool = False) -> None:
-    server.manage("shell", "-c", (
-        "from django.contrib.auth import get_user_model;"
-        f"u = get_user_model().objects.create_user({username!r}, password={password!r},"
-        f" is_staff={staff or superuser}, is_superuser={superuser})"))
-
-
 class Browserless:
     """A cookie-keeping HTTP client for one live server."""
 

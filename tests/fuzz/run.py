@@ -53,9 +53,10 @@ def main(argv: list[str]) -> None:
     one_input = target.one_input
     if name == "websocket":
         from asgiref.sync import async_to_sync
-        from django.contrib.auth.models import User
 
-        user = User.objects.create_user("fuzz", password=None)
+        from tests import personas  # (after _django(): personas needs the models)
+
+        user = personas.user("fuzz")
 
         def one_input(data: bytes) -> None:
             async_to_sync(target.feed)(user, target.one_input_texts(data))

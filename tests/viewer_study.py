@@ -1,18 +1,25 @@
-"""A small imported study for viewer tests in process: three CT slices and one RGB series, plus personas."""
+"""A small imported study for viewer tests in process: three CT slices and one RGB series, a clinician granted its
+data store and an outsider (tests/personas.py); and share links to it.
+
+Builders only: tests/conftest.py registers the `viewer_data` fixture from `viewer_study_create`. It must not import
+a conftest."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 import numpy as np
-import pytest
-from django.contrib.auth import get_user_model
 from pydicom.uid import generate_uid
 
-from imaging.models import Datastore, DatastoreGrant, ImageSet
+from imaging.models import Datastore, ImageSet
 from imaging.services.datastores import datastore_create
 from imaging.services.imports import import_job_start_local
-from tests.conftest import DICOM_DIR
+from imaging.services.sharing import share_link_create
+from tests import personas
 from tests.dicomgen import ct_bytes
+from tests.paths import DICOM_DIR
 
 
 @dataclass
@@ -21,8 +28,8 @@ class ViewerData:
     study_uid: str
     ct_series: str
     ct_image_set: ImageSet
-    clinician: object
-    outsider: object
+    clinician: Any
+    outsider: Any
 
 
 def ct_slice(n: int) -> np.ndarray:
@@ -30,8 +37,9 @@ def ct_slice(n: int) -> np.ndarray:
     return ((x * 40 + y * 8 + n * 300) % 4096).astype(np.uint16)
 
 
-@pytest.fixture
-def viewer_data(settings, tmp_path) -> ViewerData:
+def viewer_study_create(*, settings: Any, tmp_path: Path) -> ViewerData:
+    """Import the study into a fresh data store under `tmp_path` (blobs and data there, imports in the calling
+    thread) and make its clinician and an outsider."""
     settings.APERTURE_BLOB_STORE = f"file://{tmp_path / 'blobs'}"
     settings.DATA_DIR = tmp_path
     settings.APERTURE_IMPORT_CONCURRENCY = 0
@@ -44,12 +52,13 @@ def viewer_data(settings, tmp_path) -> ViewerData:
                                                     patient_name="DOE^JANE^MARIE", pixels=ct_slice(n)))
     (folder / "rgb.dcm").write_bytes((DICOM_DIR / "ELE__SC_rgb.dcm").read_bytes())
     import_job_start_local(datastore_id=datastore.id, paths=[str(folder)])
-    User = get_user_model()
-    clinician = User.objects.create_user("clinician", password="correct horse battery")
-    DatastoreGrant.objects.create(user=clinician, datastore=datastore)
-    outsider = User.objects.create_user("outsider", password="correct horse battery")
     return ViewerData(datastore=datastore, study_uid=study_uid, ct_series=series,
                       ct_image_set=ImageSet.objects.get(datastore=datastore, series_instance_uid=series),
-                      clinician=clinician, outsider=outsider)
+                      clinician=personas.clinician(datastore), outsider=personas.outsider())
 
 
+def share_link_token(data: ViewerData, *, expires_in: timedelta = timedelta(hours=1), **options: Any) -> str:
+    """A share link to the study in `data`, made by nobody in particular; returns its token."""
+    _, token = share_link_create(created_by=None, datastore_id=data.datastore.id, study_uid=data.study_uid,
+                                 expires_in=expires_in, **options)
+    return token

@@ -1,0 +1,9 @@
+"""Where the tests find their sample files: plain constants, importable from any test or helper.
+
+It must not import pytest, Django or a conftest; fixtures live in tests/conftest.py, which imports this module."""
+from __future__ import annotations
+
+from pathlib import Path
+
+SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
+DICOM_DIR = SHARED / "dicom"
