@@ -17,7 +17,8 @@ from imaging.codecs.source import describe, iter_decoded_frames
 from imaging.dicom.document import InstancePart, add_instances, new_document, summary
 from imaging.dicom.normalize import normalize_dataset
 from imaging.pipeline import transcode
-from imaging.pipeline.transcode import FileResult, process_bytes
+from imaging.pipeline.process import process_bytes
+from imaging.pipeline.results import FileResult
 from tests.conftest import DICOM_DIR
 from tests.dicomgen import ct_bytes, ct_dataset, to_bytes
 
@@ -164,7 +165,8 @@ def test_transcode_module_imports_no_django():
     import subprocess
     import sys
 
-    code = ("import sys; import imaging.pipeline.transcode, imaging.codecs.source, imaging.dicom.document;"
+    code = ("import sys; import imaging.pipeline.process, imaging.pipeline.discover, imaging.codecs.source,"
+            " imaging.dicom.document;"
             "sys.exit(1 if any(m == 'django' or m.startswith('django.') for m in sys.modules) else 0)")
     assert subprocess.run([sys.executable, "-c", code], cwd=transcode.__file__.rsplit("/imaging/", 1)[0]).returncode == 0
 

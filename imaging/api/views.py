@@ -23,7 +23,7 @@ from imaging.services import imagesets as imageset_services
 from imaging.services import imports as import_services
 from imaging.services import tags as tag_services
 from imaging import selectors
-from imaging.services.common import paginate
+from imaging.pagination import paginate
 
 
 def _datastore_resource(params: dict[str, Any]) -> list[str]:

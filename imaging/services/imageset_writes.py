@@ -37,10 +37,10 @@ from imaging.models import (
     StorageTier,
     WorkflowStatus,
 )
-from imaging.pipeline.persist import metadata_blob_key
 from imaging.services.datastores import datastore_require_active
 from imaging.services.studies import study_index_refresh
 from imaging.storage import blob_store
+from imaging.storage.keys import metadata_blob_key
 from imaging.tasks import enqueue, task
 
 MAX_UPDATE_BYTES = 10 * 1024
