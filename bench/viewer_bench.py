@@ -29,8 +29,9 @@ def render_figures(frame_count: int = 50) -> tuple[float, float]:
 
     from bench.import_bench import phantom_series
     from imaging.codecs import htj2k
-    from imaging.pipeline.transcode import FileResult, process_bytes
     from imaging.codecs.description import PixelDescription
+    from imaging.pipeline.process import process_bytes
+    from imaging.pipeline.results import FileResult
     from viewer.render import GrayscalePipeline, decode_frame, encode_image
 
     folder = Path(tempfile.mkdtemp()) / "r"
@@ -39,7 +40,7 @@ def render_figures(frame_count: int = 50) -> tuple[float, float]:
     for path in sorted(folder.glob("*.dcm")):
         result = process_bytes(path.read_bytes(), FileResult(input_file=path.name))
         dicom = {**result.levels["Series"], **result.instance["DICOM"]}
-        prepared.append((result.frames[0].data, dicom))
+        prepared.append((result.frames[0].frame_bytes, dicom))
     module = PixelDescription.from_dicom(prepared[0][1], "1.2.840.10008.1.2.4.202")
     pipeline = GrayscalePipeline(prepared[0][1], {}, module)
     window = pipeline.default_window()

@@ -15,7 +15,7 @@ from django.db.models import Count, F, Q, QuerySet, Sum
 from imaging.dicom.document import study_datetime
 from imaging.errors import ValidationFailed
 from imaging.models import Datastore, DatastoreStatus, ImageFrame, ImageSet, ImageSetState, StorageTier
-from imaging.services.common import paginate
+from imaging.pagination import paginate
 
 STRING_KEYS = {
     "DICOMPatientId": "patient_id",

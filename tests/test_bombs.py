@@ -19,7 +19,8 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, 
 from imaging.dicom.reader import DecodeLimits, DicomInputError, read_p10
 from imaging.pipeline.pool import process_all
 from imaging.pipeline.sources import S3Settings, SourceObject
-from imaging.pipeline.transcode import FileResult, process_bytes
+from imaging.pipeline.process import process_bytes
+from imaging.pipeline.results import FileResult
 from tests.bombs import MIB, bomb_header, deflated_bomb, inflated_size, pixel_bomb, private_ob_bomb
 from tests.dicomgen import ct_bytes, ct_dataset, to_bytes
 from tests.pipeline_workers import report_peak_memory

@@ -16,7 +16,8 @@ from pydicom.uid import generate_uid
 
 from imaging.dicom import uids
 from imaging.dicom.rebuild import FrameSizeError, dict_to_dataset, p10_parts, write_p10
-from imaging.pipeline.transcode import FileResult, process_bytes
+from imaging.pipeline.process import process_bytes
+from imaging.pipeline.results import FileResult
 from tests.clients import wait_for
 from tests.paths import DICOM_DIR
 from tests.dicomgen import ct_dataset, to_bytes
@@ -49,7 +50,7 @@ def test_streamed_file_is_byte_identical_to_the_whole_one(path):
     result = _imported(path)
     if result is None:
         pytest.skip("no pixel data, or not imported")
-    frames = [frame.data for frame in result.frames]
+    frames = [frame.frame_bytes for frame in result.frames]
     stored = result.instance["StoredTransferSyntaxUID"]
     for syntax, native in ((stored, stored == uids.EXPLICIT_LE), (uids.EXPLICIT_LE, True)):
         whole = write_p10(_dataset(result), transfer_syntax=syntax, pixel_frames=frames, native=native)
@@ -69,7 +70,7 @@ def test_streamed_file_is_byte_identical_to_the_whole_one(path):
 
 def test_a_frame_of_another_size_than_announced_stops_the_stream():
     result = _imported(DICOM_DIR / "ELE__CT_small.dcm")
-    frame = result.frames[0].data
+    frame = result.frames[0].frame_bytes
     streamed = p10_parts(_dataset(result), transfer_syntax=uids.HTJ2K_LOSSLESS_RPCL, frame_sizes=[len(frame) + 2],
                          frames=iter([frame]), native=False)
     with pytest.raises(FrameSizeError):

@@ -109,7 +109,8 @@ def test_admin_folder_import_is_limited_to_import_roots(admin_client, datastore,
 
 
 def test_a_job_interrupted_too_often_fails_instead_of_looping(datastore, tmp_path):
-    from imaging.services.imports import MAX_ATTEMPTS, import_job_run
+    from imaging.pipeline.job import MAX_ATTEMPTS
+    from imaging.services.imports import import_job_run
 
     write_series(tmp_path / "in", 1)
     job = ImportJob.objects.create(datastore=datastore, data_access_role_arn="arn:aws:iam::123456789012:role/r",

@@ -13,7 +13,7 @@ from pydicom.uid import generate_uid
 
 from imaging.models import ImageSet, ImportJob
 from imaging.pipeline.sources import S3Settings, SourceError, list_objects, read_object
-from imaging.pipeline.transcode import process_source
+from imaging.pipeline.process import process_source
 from imaging.services.imports import import_job_run, import_job_start_local
 from tests.dicomgen import ct_bytes
 from tests.local_store import datastore, manage_in_own_process, store_settings  # noqa: F401  (fixtures)

@@ -217,7 +217,8 @@ class FailingOnSecondWrite(MemoryBlobStore):
 
 def test_a_persist_that_fails_removes_the_documents_it_stored(datastore):
     from imaging.pipeline.persist import persist_instances, stored_instance
-    from imaging.pipeline.transcode import FileResult, process_bytes
+    from imaging.pipeline.process import process_bytes
+    from imaging.pipeline.results import FileResult
     from imaging.storage import BlobStoreError
 
     study = generate_uid()
@@ -225,6 +226,6 @@ def test_a_persist_that_fails_removes_the_documents_it_stored(datastore):
                                                FileResult(input_file=f"{n}.dcm")), datastore.id) for n in range(2)]
     store = FailingOnSecondWrite()
     with pytest.raises(BlobStoreError):
-        persist_instances(datastore=datastore, instances=instances, blobs=store)
+        persist_instances(datastore=datastore, instances=instances, blob_store=store)
     assert list(store.list_blobs("")) == []  # the first image set's document went with the rolled-back rows
     assert not ImageSet.objects.exists()

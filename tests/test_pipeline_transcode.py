@@ -6,7 +6,8 @@ from pydicom.uid import generate_uid
 
 from imaging.codecs import htj2k
 from imaging.pipeline import transcode
-from imaging.pipeline.transcode import FileResult, process_bytes
+from imaging.pipeline.process import process_bytes
+from imaging.pipeline.results import FileResult
 from tests.dicomgen import ct_bytes
 
 
@@ -24,6 +25,7 @@ def test_transcode_module_imports_no_django():
     import subprocess
     import sys
 
-    code = ("import sys; import imaging.pipeline.transcode, imaging.codecs.registry, imaging.dicom.document;"
+    code = ("import sys; import imaging.pipeline.process, imaging.pipeline.discover, imaging.codecs.registry,"
+            " imaging.dicom.document;"
             "sys.exit(1 if any(m == 'django' or m.startswith('django.') for m in sys.modules) else 0)")
     assert subprocess.run([sys.executable, "-c", code], cwd=transcode.__file__.rsplit("/imaging/", 1)[0]).returncode == 0

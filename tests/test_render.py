@@ -13,9 +13,10 @@ import pytest
 from PIL import Image
 from pydicom.pixels import apply_color_lut, pixel_array
 
-from tests.paths import DICOM_DIR
-from imaging.pipeline.transcode import FileResult, process_bytes
 from imaging.codecs.description import PixelDescription
+from imaging.pipeline.process import process_bytes
+from imaging.pipeline.results import FileResult
+from tests.paths import DICOM_DIR
 from viewer.render import GrayscalePipeline, Window, color_to_rgb8, decode_frame, encode_image
 
 
@@ -24,7 +25,7 @@ def stored(name: str):
     assert result.ok, result.message
     dicom = {**result.levels["Series"], **result.instance["DICOM"]}
     module = PixelDescription.from_dicom(dicom, result.instance["StoredTransferSyntaxUID"])
-    frame = decode_frame(result.frames[0].data, module)
+    frame = decode_frame(result.frames[0].frame_bytes, module)
     return dicom, result.instance.get("DICOMVRs", {}), module, frame
 
 

@@ -16,8 +16,8 @@ from imaging.services import imagesets as imageset_services
 from imaging.services import imports as import_services
 from imaging.services import tags as tag_services
 from imaging import selectors
+from imaging.pagination import paginate
 from imaging.selectors import datastores_readable
-from imaging.services.common import paginate
 
 
 def _datastore_resource(params: dict[str, Any]) -> list[str]:

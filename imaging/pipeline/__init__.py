@@ -1,5 +1,19 @@
-"""The import pipeline: discover -> read -> normalize -> transcode -> verify -> persist.
+"""The import pipeline: discover -> read -> normalize -> transcode -> verify -> persist, one module per step.
 
-`transcode` and `sources` run in worker processes and import no Django; `run` (the job driver) and `persist`
-run in the task worker with the database.
+In the task worker, with the database:
+  job.py            the job driver: claim, quotas, the worker pool loop, persisting, recovery; returns a JobOutcome
+  discover.py       list the input, read each file once, enforce the file quotas
+  json_metadata.py  the job's JSON metadata mappings (SPEC 4.10)
+  persist.py        group instances into image sets and write them in one transaction
+  manifests.py      the job's four output manifests
+  pool.py           the worker processes
+In the worker processes, without Django:
+  process.py        one file through the steps below, never raising for the file's own problems
+  sources.py        read input objects (and write manifests) on S3 or local folders
+  normalize.py      a read instance's metadata and warnings
+  transcode.py      transcode and verify every frame
+  frame_store.py    write a processed file's frames to the blob store
+  results.py        what the per-file steps hand back
+
+The pipeline may import models, storage, dicom and codecs; never services (they call it, imaging/services/imports.py).
 """

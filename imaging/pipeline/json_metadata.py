@@ -16,7 +16,7 @@ from imaging.dicom.dicomjson import DicomJsonError, levels_from_dicom_json
 from imaging.dicom.levels import grouping_of
 from imaging.dicom.reader import search_key_violation
 from imaging.pipeline.sources import S3Settings, SourceError, SourceObject, read_object
-from imaging.pipeline.transcode import EncodedFrame, FileResult
+from imaging.pipeline.results import EncodedFrame, FileResult
 
 MAX_METADATA_FILE_BYTES = 10 * 1024 * 1024
 

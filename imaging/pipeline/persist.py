@@ -4,14 +4,16 @@ Everything a job adds becomes visible at once or not at all: a job cut off by a 
 image set and can simply run again. Primary image sets are locked (select_for_update) while a merge reads and
 replaces their metadata, and the database's unique constraint keeps one primary per series even when two jobs
 race to create it.
+
+Persisting knows the models, the study index and the blob store, never the services; what it wrote it returns,
+and what a failed attempt wrote it removes itself.
 """
 from __future__ import annotations
 
 import time
-import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -33,9 +35,10 @@ from imaging.models import (
     ImageSetVersion,
     WorkflowStatus,
 )
-from imaging.pipeline.transcode import FileResult, frame_blob_key
-from imaging.services.studies import study_index_refresh
-from imaging.storage import BlobStore, BlobStoreError
+from imaging.pipeline.results import FileResult
+from imaging.storage import BlobStore, discard_blobs
+from imaging.storage.keys import frame_blob_key, metadata_blob_key
+from imaging.study_index import study_index_refresh
 
 STUDY_LEVEL_KEYS = len(PATIENT_KEYS) + len(STUDY_KEYS)
 MERGE_WAIT_SECONDS = 15 * 60  # SPEC 4.4 rule 7
@@ -49,6 +52,16 @@ class ImageSetBusy(Exception):
         self.group = group
 
 
+@dataclass(frozen=True)
+class StoredFrame:
+    """One frame of an instance, already in the blob store."""
+
+    frame_id: str
+    blob_key: str
+    stored_transfer_syntax: str
+    size: int
+
+
 @dataclass
 class StoredInstance:
     """What persisting needs of a processed file once its frames are in the blob store."""
@@ -58,16 +71,12 @@ class StoredInstance:
     series_uid: str
     grouping: tuple[str, ...]
     part: InstancePart
-    frames: list[tuple[str, str, str, int]]  # frame id, blob key, stored transfer syntax, size
+    frames: list[StoredFrame]
     warnings: list[dict[str, Any]] = field(default_factory=list)
     image_set_id: str = ""
     version: int = 0
     is_primary: bool = False
     conflict: str = ""  # why the instance could not be merged (SPEC 4.4 rule 7); it is then not stored
-
-
-def metadata_blob_key(datastore_id: str, image_set_id: str, version: int) -> str:
-    return f"datastores/{datastore_id}/imagesets/{image_set_id}/metadata-v{version}-{uuid.uuid4().hex[:8]}.json.gz"
 
 
 def stored_instance(result: FileResult, datastore_id: str) -> StoredInstance:
@@ -85,27 +94,44 @@ def stored_instance(result: FileResult, datastore_id: str) -> StoredInstance:
             level_vrs=result.level_vrs,
             instance=result.instance,
         ),
-        frames=[(f.frame_id, frame_blob_key(datastore_id, f.frame_id), stored_syntax, f.size or len(f.data))
-                for f in result.frames],
+        frames=[StoredFrame(frame_id=frame.frame_id, blob_key=frame_blob_key(datastore_id, frame.frame_id),
+                            stored_transfer_syntax=stored_syntax, size=frame.size or len(frame.frame_bytes))
+                for frame in result.frames],
         warnings=result.warnings,
     )
 
 
 def _write_version(
-    *, blobs: BlobStore, image_set: ImageSet, document: dict[str, Any], version: int, workflow: str,
-    members: list[StoredInstance], written_keys: list[str],
-) -> None:
+    *, blob_store: BlobStore, image_set: ImageSet, document: dict[str, Any], version: int, workflow: str,
+    members: list[StoredInstance],
+) -> str:
+    """Store the version's metadata document and write its rows; returns the document's blob key (removed again
+    when the rows cannot be written)."""
     key = metadata_blob_key(image_set.datastore_id, image_set.id, version)
-    blobs.put(key, encode_document(document))
-    written_keys.append(key)
+    blob_store.put(key, encode_document(document))
+    try:
+        _write_version_rows(image_set=image_set, document=document, version=version, workflow=workflow,
+                            members=members, metadata_key=key)
+    except BaseException:
+        discard_blobs(blob_store, [key])
+        raise
+    return key
+
+
+def _write_version_rows(
+    *, image_set: ImageSet, document: dict[str, Any], version: int, workflow: str, members: list[StoredInstance],
+    metadata_key: str,
+) -> None:
     ImageSetVersion.objects.create(
-        image_set=image_set, version=version, workflow_status=workflow, is_primary=image_set.is_primary, metadata_key=key
+        image_set=image_set, version=version, workflow_status=workflow, is_primary=image_set.is_primary,
+        metadata_key=metadata_key,
     )
     ImageFrame.objects.bulk_create(
         [
-            ImageFrame(image_set=image_set, frame_id=frame_id, blob_key=blob_key, stored_transfer_syntax=syntax, size=size)
+            ImageFrame(image_set=image_set, frame_id=frame.frame_id, blob_key=frame.blob_key,
+                       stored_transfer_syntax=frame.stored_transfer_syntax, size=frame.size)
             for member in members
-            for frame_id, blob_key, syntax, size in member.frames
+            for frame in member.frames
         ],
         ignore_conflicts=True,
     )
@@ -132,8 +158,9 @@ def _study_conflicts(datastore: Datastore, study_uid: str, series_uid: str, grou
 
 
 def persist_instances(
-    *, datastore: Datastore, instances: list[StoredInstance], blobs: BlobStore, after_write=None,
-    merge_wait_seconds: float = MERGE_WAIT_SECONDS, while_waiting=None,
+    *, datastore: Datastore, instances: list[StoredInstance], blob_store: BlobStore,
+    after_write: Callable[[list[dict[str, Any]]], None] | None = None,
+    merge_wait_seconds: float = MERGE_WAIT_SECONDS, while_waiting: Callable[[], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Group and write; returns the imageSetsSummary. `after_write(summary)` runs inside the transaction.
 
@@ -146,21 +173,22 @@ def persist_instances(
     given_up: set[tuple] = set()
     while True:
         attempt += 1
+        # What this attempt stored, once _persist has returned (a _persist that raises removes its own).
         written: list[str] = []
         try:
             with transaction.atomic():
-                summaries = _persist(datastore=datastore, instances=instances, blobs=blobs, written_keys=written,
-                                     skip=given_up)
+                summaries, written = _persist(datastore=datastore, instances=instances, blob_store=blob_store,
+                                              skip=given_up)
                 if after_write is not None:
                     after_write(summaries)
                 return summaries
         except IntegrityError:
             # Another job created the primary image set of one of these series first: group again against it.
-            discard_blobs(blobs, written)
+            discard_blobs(blob_store, written)
             if attempt >= 3:
                 raise
         except ImageSetBusy as busy:
-            discard_blobs(blobs, written)
+            discard_blobs(blob_store, written)
             if time.monotonic() > deadline:
                 given_up.add(busy.group)
                 for item in instances:
@@ -174,17 +202,8 @@ def persist_instances(
         except Exception:
             # The transaction rolled back: the documents it stored are named by no row (a crash instead leaves
             # them to the orphan sweep, imaging/services/orphans.py).
-            discard_blobs(blobs, written)
+            discard_blobs(blob_store, written)
             raise
-
-
-def discard_blobs(blobs: BlobStore, keys: list[str]) -> None:
-    """Remove what a failed file or write left; a store that fails here leaves the rest to the orphan sweep."""
-    for key in keys:
-        try:
-            blobs.delete(key)
-        except BlobStoreError:
-            pass  # the store is failing already; the orphan sweep removes what is left
 
 
 def _group_of(item: StoredInstance) -> tuple:
@@ -192,46 +211,63 @@ def _group_of(item: StoredInstance) -> tuple:
 
 
 def _persist(
-    *, datastore: Datastore, instances: list[StoredInstance], blobs: BlobStore, written_keys: list[str],
-    skip: set[tuple] = frozenset(),
-) -> list[dict[str, Any]]:
+    *, datastore: Datastore, instances: list[StoredInstance], blob_store: BlobStore, skip: set[tuple] = frozenset(),
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """(the imageSetsSummary, the metadata blob keys stored); on failure it removes what it stored and raises."""
     groups: OrderedDict[tuple[str, str, tuple[str, ...]], list[StoredInstance]] = OrderedDict()
     for item in instances:
         if _group_of(item) not in skip:
             groups.setdefault(_group_of(item), []).append(item)
-    summaries = []
-    for (study_uid, series_uid, grouping), members in groups.items():
-        primary = (
-            ImageSet.objects.select_for_update()
-            .filter(datastore=datastore, study_instance_uid=study_uid, series_instance_uid=series_uid, is_primary=True)
-            .exclude(state=ImageSetState.DELETED)
-            .first()
+    summaries: list[dict[str, Any]] = []
+    written: list[str] = []
+    try:
+        for group, members in groups.items():
+            summary, key = _persist_group(datastore=datastore, group=group, members=members, blob_store=blob_store)
+            summaries.append(summary)
+            written.append(key)
+        if groups:
+            study_index_refresh(datastore_id=datastore.id, study_uids=[key[0] for key in groups])
+    except BaseException:
+        discard_blobs(blob_store, written)
+        raise
+    return summaries, written
+
+
+def _persist_group(
+    *, datastore: Datastore, group: tuple[str, str, tuple[str, ...]], members: list[StoredInstance],
+    blob_store: BlobStore,
+) -> tuple[dict[str, Any], str]:
+    """Write one group into its primary image set, or a new one; (its summary, the metadata blob key stored)."""
+    study_uid, series_uid, grouping = group
+    primary = (
+        ImageSet.objects.select_for_update()
+        .filter(datastore=datastore, study_instance_uid=study_uid, series_instance_uid=series_uid, is_primary=True)
+        .exclude(state=ImageSetState.DELETED)
+        .first()
+    )
+    parts = [member.part for member in members]
+    if primary is not None and list(primary.grouping_keys) == list(grouping):
+        if primary.state == ImageSetState.LOCKED:
+            raise ImageSetBusy(primary.id, (study_uid, series_uid, grouping))
+        current = primary.versions.get(version=primary.content_version)
+        document = add_instances(decode_document(blob_store.get(current.metadata_key) or b""), parts)
+        key = _write_version(blob_store=blob_store, image_set=primary, document=document,
+                             version=primary.latest_version + 1, workflow=WorkflowStatus.IMPORTED, members=members)
+        image_set = primary
+    else:
+        is_primary = primary is None and not _study_conflicts(datastore, study_uid, series_uid, grouping)
+        image_set = ImageSet(
+            datastore=datastore, is_primary=is_primary, study_instance_uid=study_uid,
+            series_instance_uid=series_uid, grouping_keys=list(grouping),
         )
-        parts = [member.part for member in members]
-        if primary is not None and list(primary.grouping_keys) == list(grouping):
-            if primary.state == ImageSetState.LOCKED:
-                raise ImageSetBusy(primary.id, (study_uid, series_uid, grouping))
-            current = primary.versions.get(version=primary.content_version)
-            document = add_instances(decode_document(blobs.get(current.metadata_key) or b""), parts)
-            _write_version(blobs=blobs, image_set=primary, document=document, version=primary.latest_version + 1,
-                           workflow=WorkflowStatus.IMPORTED, members=members, written_keys=written_keys)
-            image_set = primary
-        else:
-            is_primary = primary is None and not _study_conflicts(datastore, study_uid, series_uid, grouping)
-            image_set = ImageSet(
-                datastore=datastore, is_primary=is_primary, study_instance_uid=study_uid,
-                series_instance_uid=series_uid, grouping_keys=list(grouping),
-            )
-            document = add_instances(new_document(datastore_id=datastore.id, image_set_id=image_set.id), parts)
-            image_set.save()
-            _write_version(blobs=blobs, image_set=image_set, document=document, version=1,
-                           workflow=WorkflowStatus.CREATED, members=members, written_keys=written_keys)
-        summaries.append({
-            "imageSetId": image_set.id,
-            "imageSetVersion": image_set.latest_version,
-            "isPrimary": image_set.is_primary,
-            "numberOfMatchedSOPInstances": len({m.part.sop_uid for m in members}),
-        })
-    if groups:
-        study_index_refresh(datastore_id=datastore.id, study_uids=[key[0] for key in groups])
-    return summaries
+        document = add_instances(new_document(datastore_id=datastore.id, image_set_id=image_set.id), parts)
+        image_set.save()
+        key = _write_version(blob_store=blob_store, image_set=image_set, document=document, version=1,
+                             workflow=WorkflowStatus.CREATED, members=members)
+    summary = {
+        "imageSetId": image_set.id,
+        "imageSetVersion": image_set.latest_version,
+        "isPrimary": image_set.is_primary,
+        "numberOfMatchedSOPInstances": len({m.part.sop_uid for m in members}),
+    }
+    return summary, key

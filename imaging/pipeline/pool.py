@@ -19,7 +19,9 @@ from typing import Callable, Iterator
 
 from imaging.pipeline.sources import S3Settings, SourceObject
 from imaging.dicom.reader import DEFAULT_LIMITS, DecodeLimits
-from imaging.pipeline.transcode import FileResult, FrameSink, process_source
+from imaging.pipeline.frame_store import FrameSink
+from imaging.pipeline.process import process_source
+from imaging.pipeline.results import FileResult
 
 _pool: ProcessPoolExecutor | None = None
 _pool_size = 0
@@ -77,7 +79,7 @@ def _executor(size: int) -> ProcessPoolExecutor:
             if _pool is not None:
                 _pool.shutdown(wait=False)  # another size was asked for: its workers finish and leave
             context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(["imaging.pipeline.transcode"])
+            context.set_forkserver_preload(["imaging.pipeline.process"])
             _pool = ProcessPoolExecutor(max_workers=size, mp_context=context, initializer=_worker_start)
             _pool_size = size
         return _pool

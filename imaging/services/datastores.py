@@ -14,9 +14,10 @@ from imaging.models import (
     LosslessStorageFormat,
     ResourceTag,
 )
-from imaging.services.common import idempotent
+from imaging.services.idempotency import idempotent
 from imaging.services.tags import tags_set, tags_validate
 from imaging.storage import blob_store
+from imaging.storage.keys import datastore_prefix
 from imaging.tasks import enqueue, task
 
 _LIVE_STATUSES = (DatastoreStatus.CREATING, DatastoreStatus.ACTIVE)
@@ -66,7 +67,7 @@ def datastore_provision(*, datastore_id: str) -> None:
     if datastore is None:
         return
     try:
-        blob_store().prepare(prefix=f"datastores/{datastore_id}/")
+        blob_store().prepare(prefix=datastore_prefix(datastore_id))
     except Exception:
         Datastore.objects.filter(pk=datastore_id).update(status=DatastoreStatus.CREATE_FAILED)
         raise
@@ -121,7 +122,7 @@ def datastore_purge(*, datastore_id: str) -> None:
     datastore = Datastore.objects.filter(pk=datastore_id, status=DatastoreStatus.DELETING).first()
     if datastore is None:
         return
-    blob_store().delete_prefix(prefix=f"datastores/{datastore_id}/")
+    blob_store().delete_prefix(prefix=datastore_prefix(datastore_id))
     ResourceTag.objects.filter(resource_arn__startswith=datastore.arn).delete()
     datastore.status = DatastoreStatus.DELETED
     datastore.save(update_fields=["status", "updated_at"])

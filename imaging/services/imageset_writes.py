@@ -38,10 +38,10 @@ from imaging.models import (
     StorageTier,
     WorkflowStatus,
 )
-from imaging.pipeline.persist import metadata_blob_key
 from imaging.services.datastores import datastore_require_active
 from imaging.services.studies import study_index_refresh
 from imaging.storage import blob_store
+from imaging.storage.keys import metadata_blob_key
 from imaging.tasks import enqueue, periodic, task
 
 logger = logging.getLogger(__name__)

@@ -20,7 +20,6 @@ periodic below, scheduled by the task backend) and from `manage.py sweep_orphans
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections import Counter
 from typing import Iterable
@@ -30,13 +29,11 @@ from django.db.models import Min
 
 from imaging.models import ImageFrame, ImageSetState, ImageSetVersion, ImportJob, JobStatus
 from imaging.storage import BlobStore, blob_store
+from imaging.storage.keys import DATASTORES_PREFIX as PREFIX, FRAME_KEY, METADATA_KEY
 from imaging.tasks import periodic, task
 
 logger = logging.getLogger(__name__)
 
-PREFIX = "datastores/"
-FRAME_KEY = re.compile(r"^datastores/[^/]+/frames/[^/]+/[^/]+$")
-METADATA_KEY = re.compile(r"^datastores/[^/]+/imagesets/(?P<image_set>[^/]+)/metadata-v\d+-[^/]+\.json\.gz$")
 # Job submission times come from this process's clock, blob times from the store's (an S3 server's, say).
 STORE_CLOCK_ALLOWANCE_SECONDS = 3600
 BATCH = 500

@@ -1,16 +1,17 @@
 """Blob storage chosen by APERTURE_BLOB_STORE: file:///path (default), s3://bucket/prefix or memory://.
 
 `open_blob_store` needs no Django, so import worker processes can write frames themselves; `blob_store` is the
-configured store of this process.
+configured store of this process. Key layout: imaging/storage/keys.py.
 """
 from __future__ import annotations
 
 import threading
+from typing import Iterable
 from urllib.parse import urlparse
 
 from imaging.storage.base import BlobStore, BlobStoreError
 
-__all__ = ["BlobStore", "BlobStoreError", "blob_store", "open_blob_store"]
+__all__ = ["BlobStore", "BlobStoreError", "blob_store", "discard_blobs", "open_blob_store"]
 
 _stores: dict[tuple, BlobStore] = {}
 _lock = threading.Lock()
@@ -58,3 +59,13 @@ def blob_store_address() -> tuple[str, tuple[str, str, str, str]]:
 def blob_store() -> BlobStore:
     """The configured store of this process."""
     return open_blob_store(*blob_store_address())
+
+
+def discard_blobs(store: BlobStore, keys: Iterable[str]) -> None:
+    """Remove what a failed file, write or job left: the one place that cleans up after a failure. A store that
+    fails here leaves the rest to the orphan sweep (imaging/services/orphans.py)."""
+    for key in keys:
+        try:
+            store.delete(key)
+        except BlobStoreError:
+            pass  # the store is failing already; the orphan sweep removes what is left

@@ -1,4 +1,4 @@
-"""Fuzz target: the per-file import pipeline (imaging.pipeline.transcode.process_bytes, what the pool workers run
+"""Fuzz target: the per-file import pipeline (imaging.pipeline.process.process_bytes, what the pool workers run
 for every object: read, check, normalize, decode, encode HTJ2K, verify with OpenJPEG).
 
 Property: a file is imported, or it fails as a ValidationException with a reason. A malformed file never ends
@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Iterable
 
 from imaging.dicom.document import InstancePart, add_instances, encode_document, new_document
-from imaging.pipeline.transcode import FileResult, process_bytes
+from imaging.pipeline.process import process_bytes
+from imaging.pipeline.results import FileResult
 from tests.fuzz import seeds
 
 

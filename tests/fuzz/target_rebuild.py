@@ -49,7 +49,7 @@ def check_rebuild(data: bytes, *, compare_values: bool = True) -> bool:
     if not result.ok:
         return False
     document = decode_document(encode_document(document_of(result)))
-    p10 = rebuild(document, result.series_uid, result.sop_uid, [frame.data for frame in result.frames])
+    p10 = rebuild(document, result.series_uid, result.sop_uid, [frame.frame_bytes for frame in result.frames])
     reread = pydicom.dcmread(io.BytesIO(p10))
     assert str(reread.file_meta.TransferSyntaxUID) in (uids.EXPLICIT_LE, result.instance.get("StoredTransferSyntaxUID"))
     if not compare_values:

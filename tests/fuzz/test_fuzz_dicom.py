@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 
 from imaging.pipeline.sources import S3Settings
-from imaging.pipeline.transcode import process_source
+from imaging.pipeline.process import process_source
 from tests.fuzz import seeds, target_dicom, target_pipeline, target_rebuild
 from tests.fuzz.strategies import bounded, mutated_files, require_seeds
 

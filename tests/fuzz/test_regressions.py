@@ -15,7 +15,8 @@ from pydicom.uid import generate_uid
 from imaging.dicom.document import decode_document, encode_document
 from imaging.dicom.rebuild import dict_to_dataset, instance_dataset, write_p10
 from imaging.dicom.uids import EXPLICIT_LE
-from imaging.pipeline.transcode import FileResult, process_bytes
+from imaging.pipeline.process import process_bytes
+from imaging.pipeline.results import FileResult
 from tests.dicomgen import ct_dataset, to_bytes
 from tests.fuzz.seeds import REGRESSIONS
 from tests.fuzz.target_pipeline import document_of
@@ -115,7 +116,7 @@ def test_a_rust_decoder_panic_is_the_file_failure():
 def _rebuilt(result: FileResult) -> pydicom.Dataset:
     document = decode_document(encode_document(document_of(result)))
     dataset, instance = instance_dataset(document, result.series_uid, result.sop_uid)
-    frames = [frame.data for frame in result.frames]
+    frames = [frame.frame_bytes for frame in result.frames]
     p10 = write_p10(dataset, transfer_syntax=instance["StoredTransferSyntaxUID"], pixel_frames=frames,
                     native=instance["StoredTransferSyntaxUID"] == EXPLICIT_LE)
     return pydicom.dcmread(io.BytesIO(p10))

@@ -1,4 +1,5 @@
-"""Helpers shared by the write-side services: idempotency and opaque page tokens."""
+"""Idempotency of create operations on clientToken: one answer per (operation, token), kept for
+APERTURE_IDEMPOTENCY_HOURS. Services call `idempotent` around what they create; it knows nothing of what that is."""
 from __future__ import annotations
 
 import hashlib
@@ -7,15 +8,11 @@ from datetime import timedelta
 from typing import Any, Callable
 
 from django.conf import settings
-from django.core import signing
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from imaging.errors import Conflict, ValidationFailed
+from imaging.errors import Conflict
 from imaging.models import IdempotencyRecord
-
-_PAGE_TOKEN_SALT = "aperture.page-token"
-_PAGE_TOKEN_MAX_AGE = 24 * 3600
 
 
 def canonical_hash(params: dict[str, Any]) -> str:
@@ -54,31 +51,3 @@ def idempotent(
         if existing is None:
             raise
         return replay(existing)
-
-
-def page_token_encode(*, scope: str, offset: int) -> str:
-    return signing.dumps({"s": scope, "o": offset}, salt=_PAGE_TOKEN_SALT, compress=True)
-
-
-def page_token_decode(token: str | None, *, scope: str) -> int:
-    """The offset a nextToken stands for; tokens are HMAC-signed, tied to one listing and expire after 24 h."""
-    if token is None:
-        return 0
-    try:
-        payload = signing.loads(token, salt=_PAGE_TOKEN_SALT, max_age=_PAGE_TOKEN_MAX_AGE)
-    except signing.SignatureExpired as e:
-        raise ValidationFailed("The nextToken has expired") from e
-    except signing.BadSignature as e:
-        raise ValidationFailed("The nextToken is not valid") from e
-    if not isinstance(payload, dict) or payload.get("s") != scope or not isinstance(payload.get("o"), int):
-        raise ValidationFailed("The nextToken does not belong to this request")
-    return payload["o"]
-
-
-def paginate(queryset, *, scope: str, next_token: str | None, max_results: int | None, default: int = 50):
-    """One page of `queryset` and the token for the next page (None on the last page)."""
-    offset = page_token_decode(next_token, scope=scope)
-    limit = max_results or default
-    rows = list(queryset[offset : offset + limit + 1])
-    token = page_token_encode(scope=scope, offset=offset + limit) if len(rows) > limit else None
-    return rows[:limit], token

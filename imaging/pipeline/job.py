@@ -1,0 +1,309 @@
+"""The import job driver (SPEC 4): claim a job, discover its input, stream every file through the worker pool,
+persist the image sets with the job's outcome, write the manifests; and find the jobs a crashed worker left.
+
+A job runs as one background task. The claim is a compare-and-set on the job row (SUBMITTED, or IN_PROGRESS with
+a stale heartbeat, becomes IN_PROGRESS), so two workers never run one job; while it runs, the heartbeat says it
+is alive. Frames go to the blob store as the workers finish their files; the image sets and the job's outcome are
+committed in one transaction (imaging/pipeline/persist.py), so a job cut off anywhere before that commit leaves
+nothing visible and is run again, and one cut off after it only writes its manifests again.
+
+The driver returns a JobOutcome (COMPLETED or FAILED, with the message) and does not record it: the import
+service (imaging/services/imports.py) does, and then discards the uploads. This module must not import services.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db.models import F, Q
+from django.utils import timezone
+
+from imaging.dicom.reader import DecodeLimits
+from imaging.models import ImportJob, JobStatus
+from imaging.pipeline.discover import discover
+from imaging.pipeline.frame_store import FrameSink
+from imaging.pipeline.json_metadata import MetadataImportError, finish_instance, load_overrides, metadata_mappings
+from imaging.pipeline.manifests import manifests_write, output_probe_write, with_slash
+from imaging.pipeline.persist import StoredInstance, persist_instances, stored_instance
+from imaging.pipeline.pool import process_all
+from imaging.pipeline.sources import S3Settings, SourceError, SourceObject, split_s3_uri
+from imaging.storage import BlobStore, blob_store_address, discard_blobs
+from imaging.storage.keys import frame_blob_key
+
+logger = logging.getLogger(__name__)
+
+RUNNING = (JobStatus.SUBMITTED, JobStatus.IN_PROGRESS)
+HEARTBEAT_EVERY = timedelta(seconds=2)
+# A job cut off this many times (say, a file that crashes the worker process every time) ends FAILED instead of
+# looping for ever.
+MAX_ATTEMPTS = 3
+
+
+class JobFailure(Exception):
+    """A job-level problem: the job ends FAILED with this message."""
+
+
+@dataclass(frozen=True)
+class JobLimits:
+    """The job's quotas and tuning, as the settings give them when the job starts."""
+
+    max_files: int
+    max_bytes: int
+    max_file_bytes: int
+    max_decoded_bytes: int
+    max_frame_pixels: int
+    concurrency: int
+    file_timeout_seconds: float | None
+    merge_wait_seconds: float
+
+    @classmethod
+    def from_settings(cls) -> JobLimits:
+        return cls(
+            max_files=settings.APERTURE_IMPORT_MAX_FILES,
+            max_bytes=settings.APERTURE_IMPORT_MAX_BYTES,
+            max_file_bytes=settings.APERTURE_IMPORT_MAX_FILE_BYTES,
+            max_decoded_bytes=settings.APERTURE_IMPORT_MAX_DECODED_BYTES,
+            max_frame_pixels=settings.APERTURE_MAX_FRAME_PIXELS,
+            concurrency=settings.APERTURE_IMPORT_CONCURRENCY,
+            file_timeout_seconds=settings.APERTURE_IMPORT_FILE_TIMEOUT_SECONDS,
+            merge_wait_seconds=settings.APERTURE_IMPORT_MERGE_WAIT_SECONDS,
+        )
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """How a claimed job ended, for the service to record: COMPLETED, or FAILED with the message to show."""
+
+    job_id: str
+    status: str
+    message: str = ""
+
+    @classmethod
+    def completed(cls, job: ImportJob) -> JobOutcome:
+        return cls(job_id=job.id, status=JobStatus.COMPLETED)
+
+    @classmethod
+    def failed(cls, job: ImportJob, message: str) -> JobOutcome:
+        return cls(job_id=job.id, status=JobStatus.FAILED, message=message[:2048])
+
+
+def s3_settings() -> S3Settings:
+    return S3Settings(
+        endpoint_url=settings.APERTURE_S3_ENDPOINT_URL,
+        access_key_id=settings.APERTURE_S3_ACCESS_KEY_ID,
+        secret_access_key=settings.APERTURE_S3_SECRET_ACCESS_KEY,
+        region=settings.APERTURE_REGION,
+    )
+
+
+def _stale_before(now: datetime) -> datetime:
+    return now - timedelta(seconds=settings.APERTURE_IMPORT_STALE_SECONDS)
+
+
+def claim_job(job_id: str) -> ImportJob | None:
+    """Move the job to IN_PROGRESS unless a live worker already has it; None when this worker must not run it.
+    A job cut off MAX_ATTEMPTS times ends FAILED here, and its uploads are discarded."""
+    now = timezone.now()
+    # Both updates are compare-and-set on the row: of two workers that find the same stale job, one wins.
+    given_up = ImportJob.objects.filter(pk=job_id, status=JobStatus.IN_PROGRESS, attempts__gte=MAX_ATTEMPTS,
+                                        outcome__isnull=True).filter(
+        Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=_stale_before(now))
+    ).update(status=JobStatus.FAILED, ended_at=now,
+             message=f"DICOM import job has failed: it was interrupted {MAX_ATTEMPTS} times")
+    if given_up:
+        discard_uploads(ImportJob.objects.get(pk=job_id))
+    stale = _stale_before(now)
+    claimable = Q(status=JobStatus.SUBMITTED) | Q(status=JobStatus.IN_PROGRESS, heartbeat_at__lt=stale) | Q(
+        status=JobStatus.IN_PROGRESS, heartbeat_at__isnull=True
+    )
+    updated = ImportJob.objects.filter(claimable, pk=job_id).update(
+        status=JobStatus.IN_PROGRESS, heartbeat_at=now, started_at=now, attempts=F("attempts") + 1
+    )
+    return ImportJob.objects.select_related("datastore").get(pk=job_id) if updated else None
+
+
+def jobs_to_recover(*, assume_dead: bool = False) -> list[str]:
+    """The ids of the jobs a crashed worker left behind, to be queued again; `assume_dead` when the calling
+    process is the only worker, so that no running job can be alive (their heartbeats are cleared)."""
+    queryset = ImportJob.objects.filter(status__in=RUNNING)
+    if not assume_dead:
+        queryset = queryset.filter(Q(heartbeat_at__lt=_stale_before(timezone.now()))
+                                   | Q(heartbeat_at__isnull=True, status=JobStatus.SUBMITTED))
+    job_ids = list(queryset.values_list("id", flat=True))
+    if assume_dead:
+        ImportJob.objects.filter(pk__in=job_ids, status=JobStatus.IN_PROGRESS).update(heartbeat_at=None)
+    return job_ids
+
+
+def discard_uploads(job: ImportJob) -> None:
+    """Files uploaded through the admin exist only for their job: once it has ended they are deleted, so that
+    patient data does not pile up in the data directory (the job's manifests keep what became of each file)."""
+    uploads = (Path(settings.DATA_DIR) / "uploads").resolve()
+    for path in job.input_paths or []:
+        folder = Path(path).resolve()
+        if uploads in folder.parents:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+class Progress:
+    """The job's file counts, and its heartbeat: written to the row at most every HEARTBEAT_EVERY."""
+
+    def __init__(self, job: ImportJob) -> None:
+        self.job = job
+        self.last = timezone.now()
+        self.scanned = self.imported = self.failed = 0
+
+    def add(self, ok: bool) -> None:
+        self.scanned += 1
+        if ok:
+            self.imported += 1
+        else:
+            self.failed += 1
+        now = timezone.now()
+        if now - self.last >= HEARTBEAT_EVERY:
+            self.flush(now)
+
+    def flush(self, now: datetime | None = None) -> None:
+        self.last = now or timezone.now()
+        ImportJob.objects.filter(pk=self.job.pk).update(
+            heartbeat_at=self.last, scanned_files=self.scanned, imported_files=self.imported, failed_files=self.failed
+        )
+
+
+def run_job(
+    job: ImportJob, *, s3: S3Settings, blob_store: BlobStore, limits: JobLimits | None = None
+) -> JobOutcome:
+    """Run a claimed job to its end and say how it ended; never raises for the job's own problems."""
+    limits = limits or JobLimits.from_settings()
+    try:
+        if job.outcome is None:
+            _import(job, s3, blob_store, limits)
+        manifests_write(job, s3)
+    except (JobFailure, SourceError) as e:
+        return JobOutcome.failed(job, str(e))
+    except Exception:
+        logger.exception("import job %s failed", job.id)
+        return JobOutcome.failed(job, "DICOM import job has failed: internal error")
+    return JobOutcome.completed(job)
+
+
+def _check_input_owner(job: ImportJob) -> None:
+    """inputOwnerAccountId is the account the caller expects to own the input bucket (SPEC 4.1)."""
+    if not job.input_owner_account_id or job.input_paths:
+        return
+    bucket, _ = split_s3_uri(job.input_s3_uri)
+    owner = settings.APERTURE_S3_BUCKET_OWNERS.get(bucket, settings.APERTURE_ACCOUNT_ID)
+    if owner != job.input_owner_account_id:
+        raise JobFailure(
+            f"DICOM import job has failed: the input bucket {bucket} is not owned by account "
+            f"{job.input_owner_account_id} (inputOwnerAccountId)"
+        )
+
+
+def _metadata_overrides(job: ImportJob, objects: list[SourceObject], s3: S3Settings):
+    """(overrides by study, metadata file URIs) of the job's JSON metadata import configuration (SPEC 4.10)."""
+    mappings = metadata_mappings(job.import_configuration)
+    if not mappings:
+        return {}, set()
+    if job.input_paths:
+        base = str(Path(job.input_paths[0])) + os.sep
+    else:
+        prefix = split_s3_uri(job.input_s3_uri)[1]
+        base = with_slash(prefix) if prefix else ""
+    try:
+        return load_overrides(mappings, objects, base, s3)
+    except MetadataImportError as e:
+        raise JobFailure(f"DICOM import job has failed: {e}") from e
+
+
+def _import(job: ImportJob, s3: S3Settings, blob_store: BlobStore, limits: JobLimits) -> None:
+    """Everything up to and including the commit of the job's outcome. Frames the workers wrote are removed
+    again when this fails; once the outcome has committed they belong to its image sets."""
+    _check_input_owner(job)
+    objects = discover([Path(p).as_uri() for p in job.input_paths] or [job.input_s3_uri], s3,
+                       max_files=limits.max_files, max_bytes=limits.max_bytes)
+    output_probe_write(job, s3)
+    progress = Progress(job)
+    started = time.perf_counter()
+    lines: list[dict[str, Any]] = []
+    for item in objects:
+        too_large = f"The file is larger than the {limits.max_file_bytes}-byte limit"
+        reason = item.failure or (too_large if item.size > limits.max_file_bytes else "")
+        if reason:
+            lines.append({"inputFile": item.display_name,
+                          "exception": {"exceptionType": "ValidationException", "message": reason}})
+            progress.add(False)
+    objects = [item for item in objects if not item.failure and item.size <= limits.max_file_bytes]
+    overrides, metadata_files = _metadata_overrides(job, objects, s3)
+    objects = [item for item in objects if item.uri not in metadata_files]
+    instances: list[StoredInstance] = []
+    # Workers wrote these frames; they are removed again if the job fails before its commit.
+    frame_keys: list[str] = []
+    try:
+        url, s3_address = blob_store_address()
+        sink = FrameSink(blob_store_url=url, blob_store_s3=s3_address, datastore_id=job.datastore_id, job_id=job.id)
+        for result in process_all(objects, s3=s3, storage_format=job.datastore.lossless_storage_format,
+                                  concurrency=limits.concurrency, sink=sink,
+                                  limits=DecodeLimits(max_decoded_bytes=limits.max_decoded_bytes,
+                                                      max_frame_pixels=limits.max_frame_pixels),
+                                  file_timeout=limits.file_timeout_seconds):
+            if result.ok:
+                finish_instance(result, overrides, discard=lambda frame: discard_blobs(
+                    blob_store, [frame_blob_key(job.datastore_id, frame.frame_id)]))
+            if result.ok:
+                frame_keys += [frame_blob_key(job.datastore_id, frame.frame_id) for frame in result.frames]
+                instances.append(stored_instance(result, job.datastore_id))
+            else:
+                lines.append({"inputFile": result.input_file,
+                              "exception": {"exceptionType": result.exception_type, "message": result.message}})
+            progress.add(result.ok)
+        progress.flush()
+        # Discovery order, not completion order, decides which copy of a repeated SOP instance is "latest".
+        instances.sort(key=lambda item: item.input_file)
+
+        def record(summaries: list[dict[str, Any]]) -> None:
+            # Runs inside the persisting transaction, possibly more than once when it is retried: build afresh.
+            ImportJob.objects.filter(pk=job.pk).update(
+                outcome={"lines": lines + _instance_lines(instances), "imageSetsSummary": summaries,
+                         "scanned": progress.scanned}
+            )
+
+        processed = time.perf_counter()
+        persist_instances(datastore=job.datastore, instances=instances, blob_store=blob_store, after_write=record,
+                          merge_wait_seconds=limits.merge_wait_seconds, while_waiting=progress.flush)
+    except BaseException:
+        discard_blobs(blob_store, frame_keys)
+        raise
+    # Frames of instances that could not be merged belong to nothing: remove them.
+    conflicts = [item for item in instances if item.conflict]
+    discard_blobs(blob_store, [frame.blob_key for item in conflicts for frame in item.frames])
+    if conflicts:
+        progress.imported -= len(conflicts)
+        progress.failed += len(conflicts)
+        progress.flush()
+    logger.info("import job %s: %d files processed in %.2fs, persisted in %.2fs", job.id, progress.scanned,
+                processed - started, time.perf_counter() - processed)
+    job.refresh_from_db()
+
+
+def _instance_lines(instances: list[StoredInstance]) -> list[dict[str, Any]]:
+    """The manifest lines of the processed instances, as persisting left them."""
+    lines: list[dict[str, Any]] = []
+    for item in instances:
+        if item.conflict:
+            lines.append({"inputFile": item.input_file,
+                          "exception": {"exceptionType": "ConflictException", "message": item.conflict}})
+            continue
+        response: dict[str, Any] = {"imageSetId": item.image_set_id, "imageSetVersion": item.version,
+                                    "isPrimary": item.is_primary}
+        if item.warnings:
+            response["warnings"] = item.warnings
+        lines.append({"inputFile": item.input_file, "importResponse": response})
+    return lines

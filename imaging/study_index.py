@@ -1,0 +1,46 @@
+"""The study index: one row per (data store, study) built from the study's primary image sets, refreshed in the
+same transaction as every import, update, copy and delete that touches the study.
+
+A building block on the models (like them, below the services and the import pipeline, which both refresh it);
+it must not import either."""
+from __future__ import annotations
+
+import re
+from typing import Iterable
+
+from imaging.models import ImageSet, ImageSetState, StudyIndex, StudyNameToken
+
+_NAME_PARTS = re.compile(r"[\^= ,]+")
+
+
+def name_tokens(patient_name: str) -> list[str]:
+    return sorted({part.upper()[:64] for part in _NAME_PARTS.split(patient_name or "") if part})
+
+
+def study_index_refresh(*, datastore_id: str, study_uids: Iterable[str]) -> None:
+    for study_uid in set(study_uids):
+        sets = list(ImageSet.objects.filter(datastore_id=datastore_id, study_instance_uid=study_uid, is_primary=True)
+                    .exclude(state=ImageSetState.DELETED).order_by("created_at", "id"))
+        if not sets:
+            StudyIndex.objects.filter(datastore_id=datastore_id, study_instance_uid=study_uid).delete()
+            continue
+        tags = sets[0].dicom_tags
+        modalities = sorted({s.modality for s in sets if s.modality})
+        row, _ = StudyIndex.objects.update_or_create(
+            datastore_id=datastore_id, study_instance_uid=study_uid,
+            defaults={
+                "patient_name": tags.get("DICOMPatientName", "")[:256],
+                "patient_id": tags.get("DICOMPatientId", "")[:64],
+                "patient_birth_date": tags.get("DICOMPatientBirthDate", "")[:18],
+                "patient_sex": tags.get("DICOMPatientSex", "")[:16],
+                "study_date": tags.get("DICOMStudyDate", "")[:18],
+                "study_time": tags.get("DICOMStudyTime", "")[:28],
+                "study_description": tags.get("DICOMStudyDescription", "")[:64],
+                "accession_number": tags.get("DICOMAccessionNumber", "")[:16],
+                "modalities": (" " + " ".join(modalities) + " ")[:128],
+                "number_of_series": len(sets),
+                "number_of_instances": sum(s.number_of_instances for s in sets),
+            },
+        )
+        StudyNameToken.objects.filter(study=row).delete()
+        StudyNameToken.objects.bulk_create([StudyNameToken(study=row, token=t) for t in name_tokens(row.patient_name)])
