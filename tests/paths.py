@@ -5,5 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED = REPO_ROOT.parent / "shared"
 DICOM_DIR = SHARED / "dicom"

@@ -13,5 +13,5 @@
 To add a codec: write a module here with a subclass of `base.Codec` that sets `name` and `syntaxes` (one
 `SyntaxFacts` per transfer syntax UID: lossless, media type, `encodes`), implements `decode` (and `is_available`,
 `reducible_levels`, `encode` where it can), then register an instance at the bottom of `registry.py`. A syntax has
-one codec; registering a second raises. Add the syntax to the parametrized cases in tests/test_codecs.py.
+one codec; registering a second raises. Add the syntax to the parametrized cases in tests/imaging/codecs/test_codecs.py.
 """

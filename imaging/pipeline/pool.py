@@ -51,7 +51,7 @@ def _map_large_allocations() -> None:
     """Blocks of 1 MiB and more get their own mappings, given back to the system when freed. glibc would raise
     this threshold after such a block is freed and serve later ones from the heap, where a stream of large values
     (a file of many 1 MiB elements, read up to APERTURE_IMPORT_MAX_DECODED_BYTES) left about 12% of the limit
-    on top of it in fragments; measured in tests/test_bombs.py. Nothing happens off glibc."""
+    on top of it in fragments; measured in tests/imaging/pipeline/test_bombs.py. Nothing happens off glibc."""
     try:
         ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
     except (OSError, AttributeError):

@@ -11,8 +11,9 @@ from django.contrib.auth import get_user_model
 
 from imaging.models import Datastore, DatastoreGrant, DatastoreStatus
 from imaging.selectors import datastore_readable, datastores_readable
+from tests.paths import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO_ROOT
 TRANSPORTS = {"imaging.api": ROOT / "imaging" / "api", "imaging.dicomweb": ROOT / "imaging" / "dicomweb",
               "viewer": ROOT / "viewer", "imaging.aws": ROOT / "imaging" / "aws"}
 

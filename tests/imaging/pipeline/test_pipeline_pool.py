@@ -13,6 +13,7 @@ from imaging.storage.base import BlobStoreError
 from imaging.storage.filesystem import FilesystemBlobStore
 from tests.dicomgen import ct_bytes
 from tests.pipeline_workers import crash_on_poison, hang_on_named_files, report_batches
+from tests.paths import REPO_ROOT
 
 S3 = S3Settings("", "", "", "us-east-1")
 
@@ -103,7 +104,7 @@ def test_workers_leave_when_the_process_that_started_them_is_killed(tmp_path):
     objects = series(tmp_path, 4)
     script = f"""
 import sys, time
-sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r})
+sys.path.insert(0, {str(REPO_ROOT)!r})
 from imaging.pipeline import pool
 from imaging.pipeline.sources import S3Settings, SourceObject
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from django.db import transaction
@@ -15,8 +14,9 @@ from imaging.services.recovery import background_work_recover
 from imaging.tasks import enqueue, periodic_tasks, start_hooks, task, task_backend, task_name
 from imaging.tasks.backends.celery import RUN_TASK, beat_schedule
 from imaging.tasks.backends.eager import EagerBackend
+from tests.paths import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO_ROOT
 
 
 def _python(code: str, **env: str) -> subprocess.CompletedProcess:

@@ -1,5 +1,5 @@
 """The Prometheus endpoint in process: it answers only with the token and counts API calls and image sets per tier
-(tests/test_metrics_live.py scrapes a live server)."""
+(tests/e2e/test_metrics_live.py scrapes a live server)."""
 from __future__ import annotations
 
 import pytest

@@ -24,8 +24,8 @@ from imaging.pipeline.results import FileResult
 from tests.bombs import MIB, bomb_header, deflated_bomb, inflated_size, pixel_bomb, private_ob_bomb
 from tests.dicomgen import ct_bytes, ct_dataset, to_bytes
 from tests.pipeline_workers import report_peak_memory
+from tests.paths import DICOM_DIR
 
-DICOM_DIR = Path(__file__).resolve().parents[2] / "shared" / "dicom"
 SHARED_FILES = sorted(glob.glob(str(DICOM_DIR / "*.dcm")))
 S3 = S3Settings("", "", "", "us-east-1")
 DECODED_LIMIT_NAME = "APERTURE_IMPORT_MAX_DECODED_BYTES"

@@ -140,7 +140,7 @@ def test_share_link_in_an_iframe_on_allowed_and_refused_origins(seaweed, s3):
         refused, refused_url = serve_parent(share_url)
         from playwright.sync_api import sync_playwright
 
-        from tests.test_viewer_e2e import ARGS, CHROMIUM
+        from tests.e2e.test_viewer_e2e import ARGS, CHROMIUM
 
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)

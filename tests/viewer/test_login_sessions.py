@@ -1,5 +1,5 @@
 """Signing in, in process: the login form locks a name after repeated failures from one address, and sessions are
-short-lived with HTTP-only cookies (tests/test_accounts.py has the rest of the lockout)."""
+short-lived with HTTP-only cookies (tests/imaging/services/test_accounts.py has the rest of the lockout)."""
 from __future__ import annotations
 
 import pytest
@@ -19,7 +19,7 @@ def test_login_is_throttled_after_repeated_failures(settings, viewer_data):
     assert refused.status_code == 429 and "_auth_user_id" not in client.session
     other = Client(REMOTE_ADDR="10.9.9.9")
     assert other.post("/accounts/login/", {"username": "outsider", "password": PASSWORD}).status_code == 302
-    # The lock is on the name from that address only (tests/test_accounts.py has the rest).
+    # The lock is on the name from that address only (tests/imaging/services/test_accounts.py has the rest).
     owner = Client(REMOTE_ADDR="10.9.9.10")
     correct = {"username": "clinician", "password": PASSWORD}
     assert owner.post("/accounts/login/", correct).status_code == 302

@@ -141,7 +141,7 @@ def test_json_body_of_wrong_shape(server):
 
 
 def test_oversized_body(server):
-    """Refused as too large (413, AWS envelope) before it is read, signed or not (tests/test_body_limits.py)."""
+    """Refused as too large (413, AWS envelope) before it is read, signed or not (tests/imaging/test_body_limits.py)."""
     url = server.url + "/datastore"
     body = b'{"datastoreName": "' + b"x" * (2 * 1024 * 1024) + b'"}'
     assert_error(*send("POST", url, body=body, headers=signed_headers(server.admin_key, "POST", url, body)), 413,
