@@ -108,21 +108,21 @@ def render_rows(side: int, canvas: int = 1000) -> list[tuple[str, str]]:
     del frame
     store = FilesystemBlobStore(tempfile.mkdtemp(prefix="bomb-render-"))
     store.put("frame", codestream)
-    module = PixelDescription(rows=side, columns=side, samples_per_pixel=1, bits_allocated=8, bits_stored=8,
+    description = PixelDescription(rows=side, columns=side, samples_per_pixel=1, bits_allocated=8, bits_stored=8,
                               signed=False, photometric="MONOCHROME2", transfer_syntax=uids.HTJ2K_LOSSLESS_RPCL)
-    pipeline = GrayscalePipeline({"WindowCenter": "128", "WindowWidth": "256"}, {}, module)
+    pipeline = GrayscalePipeline({"WindowCenter": "128", "WindowWidth": "256"}, {}, description)
     window = Window(128.0, 256.0)
     size = (canvas, canvas)
 
     started = time.perf_counter()
-    skip = skip_levels_for(module, size)
-    data = stored_codestream(store, "frame", module, skip)
-    reduced = decode_frame(data, module, skip_levels=skip)
+    skip = skip_levels_for(description, size)
+    data = stored_codestream(store, "frame", description, skip)
+    reduced = decode_frame(data, description, skip_levels=skip)
     body = encode_image(pipeline.render(reduced, window, False), fmt="jpeg", quality=90, max_size=size)
     reduced_seconds = time.perf_counter() - started
 
     started = time.perf_counter()
-    full = decode_frame(store.get("frame"), module)
+    full = decode_frame(store.get("frame"), description)
     full_decode_seconds = time.perf_counter() - started
     scaled = np.asarray(Image.fromarray(full).resize(reduced.shape[::-1], Image.Resampling.BOX))
     full_body = encode_image(pipeline.render(full, window, False), fmt="jpeg", quality=90, max_size=size)

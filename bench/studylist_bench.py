@@ -35,7 +35,7 @@ def run(args) -> None:
     from django.db import connection
 
     from imaging.models import Datastore, StudyIndex, StudyNameToken
-    from imaging.services.studies import name_tokens
+    from imaging.study_index import name_tokens
     from viewer.selectors import studies_search
 
     datastore = Datastore.objects.create(name="bench", status="ACTIVE")

@@ -41,10 +41,10 @@ def render_figures(frame_count: int = 50) -> tuple[float, float]:
         result = process_bytes(path.read_bytes(), FileResult(input_file=path.name))
         dicom = {**result.levels["Series"], **result.instance["DICOM"]}
         prepared.append((result.frames[0].frame_bytes, dicom))
-    module = PixelDescription.from_dicom(prepared[0][1], "1.2.840.10008.1.2.4.202")
-    pipeline = GrayscalePipeline(prepared[0][1], {}, module)
+    description = PixelDescription.from_dicom(prepared[0][1], "1.2.840.10008.1.2.4.202")
+    pipeline = GrayscalePipeline(prepared[0][1], {}, description)
     window = pipeline.default_window()
-    pipeline.render(decode_frame(prepared[0][0], module), window, False)  # build the table once, as a session does
+    pipeline.render(decode_frame(prepared[0][0], description), window, False)  # build the table once, as a session does
 
     start = time.perf_counter()
     for data, _ in prepared:
@@ -52,7 +52,7 @@ def render_figures(frame_count: int = 50) -> tuple[float, float]:
     baseline = (time.perf_counter() - start) / len(prepared) * 1000
     start = time.perf_counter()
     for data, _ in prepared:
-        encode_image(pipeline.render(decode_frame(data, module), window, False), fmt="jpeg", quality=90, max_size=None)
+        encode_image(pipeline.render(decode_frame(data, description), window, False), fmt="jpeg", quality=90, max_size=None)
     service = (time.perf_counter() - start) / len(prepared) * 1000
     return service, baseline
 

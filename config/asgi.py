@@ -16,7 +16,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs the app regi
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from imaging.body_limits import BodyLimitMiddleware  # noqa: E402
-from imaging.services.recovery import on_server_start  # noqa: E402
+from imaging.tasks import task_backend  # noqa: E402
 from viewer.origins import SameOriginValidator  # noqa: E402
 from viewer.routing import websocket_urlpatterns  # noqa: E402
 
@@ -27,4 +27,5 @@ application = ProtocolTypeRouter(
     }
 )
 
-on_server_start()
+# Recovery and periodic work where this process is the worker (thread and eager backends); Celery workers do their own.
+task_backend().server_started()

@@ -46,22 +46,22 @@ THUMBNAIL_CACHE_BYTES = 2048 * 16 * 1024
 _thumbnails: LRUCache[tuple[str, int, str], bytes] = LRUCache(maxsize=THUMBNAIL_CACHE_BYTES, getsizeof=len)
 
 
-@cached(_pipelines, key=lambda view, instance, module: (view.image_set_id, view.version, instance.sop_uid),
+@cached(_pipelines, key=lambda view, instance, description: (view.image_set_id, view.version, instance.sop_uid),
         lock=threading.Lock())
-def _pipeline(view: ImageSetView, instance: InstanceView, module: PixelDescription) -> GrayscalePipeline:
-    return GrayscalePipeline(instance.dicom, instance.vrs, module)
+def _pipeline(view: ImageSetView, instance: InstanceView, description: PixelDescription) -> GrayscalePipeline:
+    return GrayscalePipeline(instance.dicom, instance.vrs, description)
 
 
-def _decoded_frame(view: ImageSetView, module: PixelDescription, frame_id: str, skip: int) -> np.ndarray:
+def _decoded_frame(view: ImageSetView, description: PixelDescription, frame_id: str, skip: int) -> np.ndarray:
     """The frame's samples, `skip` resolution levels below full, from the cache or the blob store."""
     cached_frame = _decoded.get((frame_id, skip))
     if cached_frame is not None:
         return cached_frame
     row = ImageFrame.objects.filter(image_set_id=view.image_set_id, frame_id=frame_id).first()
-    data = stored_codestream(blob_store(), row.blob_key, module, skip) if row else None
+    data = stored_codestream(blob_store(), row.blob_key, description, skip) if row else None
     if data is None:
         raise NotFound("No such frame")
-    frame = decode_frame(data, module, skip_levels=skip)
+    frame = decode_frame(data, description, skip_levels=skip)
     _decoded.put((frame_id, skip), frame)
     return frame
 
@@ -74,16 +74,16 @@ def frame_render(*, view: ImageSetView, index: int, series_uid: str | None = Non
     if not 0 <= index < len(frames):
         raise NotFound("No such frame")
     instance, number, frame_id = frames[index]
-    module = PixelDescription.from_dicom(instance.dicom, instance.stored_transfer_syntax)
-    skip = skip_levels_for(module, max_size)
-    stored = _decoded_frame(view, module, frame_id, skip)
-    photometric = module.decoded_photometric
+    description = PixelDescription.from_dicom(instance.dicom, instance.stored_transfer_syntax)
+    skip = skip_levels_for(description, max_size)
+    stored = _decoded_frame(view, description, frame_id, skip)
+    photometric = description.decoded_photometric
     if photometric.startswith("MONOCHROME") and stored.ndim == 2:
-        pipeline = _pipeline(view, instance, module)
+        pipeline = _pipeline(view, instance, description)
         effective = window or pipeline.default_window()
         pixels = pipeline.render(stored, effective, invert=(photometric == "MONOCHROME1") != invert)
     else:
-        pixels = color_to_rgb8(stored, module, instance.dicom, instance.vrs)
+        pixels = color_to_rgb8(stored, description, instance.dicom, instance.vrs)
         effective = None
         if invert:
             pixels = 255 - pixels
@@ -91,7 +91,7 @@ def frame_render(*, view: ImageSetView, index: int, series_uid: str | None = Non
     return body, {
         "frame": index, "count": len(frames), "sop": instance.sop_uid, "number": number,
         "instanceNumber": instance.instance_number, "position": instance.position,
-        "rows": module.rows, "columns": module.columns, "spacing": instance.pixel_spacing(),
+        "rows": description.rows, "columns": description.columns, "spacing": instance.pixel_spacing(),
         "window": [effective.center, effective.width] if effective else None,
     }
 
@@ -115,7 +115,7 @@ def frames_prefetch(*, view: ImageSetView, indices: list[int], series_uid: str |
         if 0 <= index < len(frames):
             instance, _, frame_id = frames[index]
             try:
-                module = PixelDescription.from_dicom(instance.dicom, instance.stored_transfer_syntax)
-                _decoded_frame(view, module, frame_id, skip_levels_for(module, max_size))
+                description = PixelDescription.from_dicom(instance.dicom, instance.stored_transfer_syntax)
+                _decoded_frame(view, description, frame_id, skip_levels_for(description, max_size))
             except Exception:  # prefetching is best effort; a real request reports the problem
                 return

@@ -13,7 +13,7 @@ from django.db.models import Exists, OuterRef, Q
 from imaging.errors import AccessDenied, NotFound
 from imaging.models import ImageSet, ImageSetState, StudyIndex, StudyNameToken
 from imaging.services.sharing import share_access
-from imaging.services.studies import name_tokens
+from imaging.study_index import name_tokens
 from viewer.access import can_read, readable_datastores
 from viewer.imagemeta import ImageSetView, InstanceView, image_set_view
 

@@ -13,8 +13,8 @@ from imaging.dicom import uids
 
 # What a frame holds once our lossless codecs have decoded it: the codec undid the reversible and irreversible colour
 # transforms (YBR_RCT, YBR_ICT) and pydicom upsampled 4:2:2 chroma at import (PS3.5 8.2.1), so those frames hold
-# full RGB or YBR_FULL samples. YBR_PARTIAL_420 is not in the table: it belongs to the MPEG and HEVC syntaxes (PS3.3
-# C.7.6.3.1.2), none of which decodes here, and no codec converts its samples to RGB, so they are still YCbCr.
+# full RGB or YBR_FULL samples. YBR_PARTIAL_420 is not in the table and not supported: it belongs to the MPEG and HEVC
+# syntaxes (PS3.3 C.7.6.3.1.2), which nothing here decodes, so the import refuses them and no stored frame is in it.
 DECODED_PHOTOMETRIC = {"YBR_FULL_422": "YBR_FULL", "YBR_RCT": "RGB", "YBR_ICT": "RGB"}
 
 

@@ -20,6 +20,7 @@ from imaging.codecs.jpeg import JpegBaselineCodec
 from imaging.codecs.jpeg2000 import Jpeg2000Codec
 from imaging.codecs.native import NativeCodec
 from imaging.codecs.openjpeg_check import OpenJpegError
+from imaging.dicom import uids
 
 _CODECS: dict[str, Codec] = {}
 
@@ -32,21 +33,31 @@ def codec_register(codec: Codec) -> None:
         _CODECS[transfer_syntax] = codec
 
 
-def codec_for(transfer_syntax: str) -> Codec:
-    """The codec for frames in `transfer_syntax`; UnsupportedTransferSyntax when there is none."""
+def _registered(transfer_syntax: str) -> Codec:
     codec = _CODECS.get(transfer_syntax)
     if codec is None:
         raise UnsupportedTransferSyntax(f"No codec decodes frames encoded as {transfer_syntax}")
     return codec
 
 
+def codec_for(transfer_syntax: str) -> Codec:
+    """The codec for frames in `transfer_syntax`; UnsupportedTransferSyntax when there is none, or when its library
+    is missing on this machine (said here, rather than as a decode failure on the first frame)."""
+    codec = _registered(transfer_syntax)
+    if not codec.is_available():
+        raise UnsupportedTransferSyntax(
+            f"The {codec.name} codec for {transfer_syntax} is not available here: its library is not installed")
+    return codec
+
+
 def syntax_facts(transfer_syntax: str) -> SyntaxFacts:
-    return codec_for(transfer_syntax).syntaxes[transfer_syntax]
+    """What a syntax is (lossless, media type, writable): facts that hold whether or not its codec can run here."""
+    return _registered(transfer_syntax).syntaxes[transfer_syntax]
 
 
 def supported_syntaxes() -> frozenset[str]:
     """The transfer syntaxes whose frames can be decoded here."""
-    return frozenset(_CODECS)
+    return frozenset(syntax for syntax, codec in _CODECS.items() if codec.is_available())
 
 
 def is_lossless(transfer_syntax: str) -> bool:
@@ -58,9 +69,18 @@ def media_type(transfer_syntax: str) -> str:
     return syntax_facts(transfer_syntax).media_type
 
 
+def frame_media_type(transfer_syntax: str | None) -> str:
+    """The media type of a stored frame (GetImageFrame, DICOMweb): frames stored before syntaxes were recorded are
+    HTJ2K, and a syntax without a codec is sent as plain bytes."""
+    try:
+        return media_type(transfer_syntax or uids.HTJ2K_LOSSLESS_RPCL)
+    except UnsupportedTransferSyntax:
+        return "application/octet-stream"
+
+
 def can_encode(transfer_syntax: str) -> bool:
     codec = _CODECS.get(transfer_syntax)
-    return codec is not None and codec.syntaxes[transfer_syntax].encodes
+    return codec is not None and codec.syntaxes[transfer_syntax].encodes and codec.is_available()
 
 
 def frame_decode(frame_bytes: bytes, description: PixelDescription, *, skip_levels: int = 0) -> np.ndarray:

@@ -26,18 +26,3 @@ TRANSCODED = NATIVE | {
 }
 # Lossy encodings kept frame by frame exactly as received.
 AS_RECEIVED = {JPEG_BASELINE, J2K, HTJ2K}
-
-CONTENT_TYPES = {
-    HTJ2K_LOSSLESS_RPCL: "image/jph",
-    HTJ2K_LOSSLESS: "image/jph",
-    HTJ2K: "image/jphc",
-    J2K_LOSSLESS: "image/j2c",
-    J2K: "image/j2c",
-    JPEG_BASELINE: "image/jpeg",
-    "1.2.840.10008.1.2.4.112": "image/jxl",
-    EXPLICIT_LE: "application/octet-stream",
-}
-
-
-def frame_content_type(stored_transfer_syntax: str | None) -> str:
-    return CONTENT_TYPES.get(stored_transfer_syntax or HTJ2K_LOSSLESS_RPCL, "application/octet-stream")

@@ -30,6 +30,11 @@ class VerificationError(Exception):
     """The encoded frame does not decode back to the source pixels."""
 
 
+def stored_syntax_for(storage_format: str) -> str:
+    """The lossless transfer syntax a data store's storage format keeps transcoded frames in."""
+    return uids.J2K_LOSSLESS if storage_format == "JPEG_2000_LOSSLESS" else uids.HTJ2K_LOSSLESS_RPCL
+
+
 def transcode_frames(
     dataset, description: PixelDescription | None, storage_format: str, frame_ids: FrameIds
 ) -> tuple[list[EncodedFrame], list[dict], str | None]:
@@ -53,16 +58,14 @@ def transcode_frames(
         infos.append(info)
     if len(frames) != description.number_of_frames:
         raise PixelDataError(f"NumberOfFrames is {description.number_of_frames} but {len(frames)} frames were decoded")
-    stored = uids.J2K_LOSSLESS if storage_format == "JPEG_2000_LOSSLESS" else uids.HTJ2K_LOSSLESS_RPCL
-    return frames, infos, stored
+    return frames, infos, stored_syntax_for(storage_format)
 
 
 def encode_verified(source: np.ndarray, description: PixelDescription, storage_format: str = "HTJ2K",
                     frame_id: str = ""):
     """Encode one frame, prove it decodes to the same samples with OpenJPEG, and describe it."""
     rgb = description.samples_per_pixel == 3 and description.photometric in ("RGB", "YBR_RCT", "YBR_ICT")
-    stored = uids.J2K_LOSSLESS if storage_format == "JPEG_2000_LOSSLESS" else uids.HTJ2K_LOSSLESS_RPCL
-    codestream = registry.frame_encode(source, transfer_syntax=stored, rgb=rgb)
+    codestream = registry.frame_encode(source, transfer_syntax=stored_syntax_for(storage_format), rgb=rgb)
     try:
         identical = openjpeg_check.decodes_to(codestream, source)
     except openjpeg_check.OpenJpegError as e:

@@ -39,7 +39,7 @@ from imaging.models import (
     WorkflowStatus,
 )
 from imaging.services.datastores import datastore_require_active
-from imaging.services.studies import study_index_refresh
+from imaging.study_index import study_index_refresh
 from imaging.storage import blob_store
 from imaging.storage.keys import metadata_blob_key
 from imaging.tasks import enqueue, periodic, task
@@ -148,14 +148,14 @@ def imageset_update(*, datastore_id: str, image_set_id: str, latest_version_id: 
     datastore_require_active(datastore_id=datastore_id)
     dicom_updates = updates.get("DICOMUpdates")
     if dicom_updates is not None:
-        blobs = [dicom_updates.get("updatableAttributes"), dicom_updates.get("removableAttributes")]
-        if not any(blob is not None for blob in blobs):
+        payloads = [dicom_updates.get("updatableAttributes"), dicom_updates.get("removableAttributes")]
+        if not any(payload is not None for payload in payloads):
             raise ValidationFailed("DICOMUpdates needs updatableAttributes or removableAttributes")
-        if sum(len(blob) for blob in blobs if blob) > MAX_UPDATE_BYTES:
+        if sum(len(payload) for payload in payloads if payload) > MAX_UPDATE_BYTES:
             raise QuotaExceeded(f"The update payload is larger than {MAX_UPDATE_BYTES} bytes")
         try:
-            updatable = parse_blob(blobs[0], "updatableAttributes")
-            removable = parse_blob(blobs[1], "removableAttributes")
+            updatable = parse_blob(payloads[0], "updatableAttributes")
+            removable = parse_blob(payloads[1], "removableAttributes")
         except UpdateRejected as e:
             raise ValidationFailed(str(e)) from e
     with transaction.atomic():

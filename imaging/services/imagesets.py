@@ -5,7 +5,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from imaging.dicom.uids import frame_content_type
+from imaging.codecs import registry
 from imaging.errors import NotAcceptable, NotFound
 from imaging.models import ImageFrame, ImageSet, ImageSetState, ImageSetVersion, StorageTier
 from imaging.services.datastores import datastore_get_live
@@ -72,7 +72,7 @@ def imageset_frame(*, datastore_id: str, image_set_id: str, frame_id: str, accep
     frame = ImageFrame.objects.filter(image_set=image_set, frame_id=frame_id).first()
     if frame is None:
         raise NotFound(f"Image frame {frame_id} does not exist in image set {image_set_id}")
-    content_type = frame_content_type(frame.stored_transfer_syntax)
+    content_type = registry.frame_media_type(frame.stored_transfer_syntax)
     if not _accepts(accept, content_type):
         raise NotAcceptable(f"The frame is stored as {content_type}, which the Accept header excludes")
     data = blob_store().get(frame.blob_key)

@@ -6,9 +6,11 @@ is asked of a compressed store, one at a time as the file is sent, so the server
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterator
 
 from imaging.codecs import registry
+from imaging.codecs.base import UnsupportedTransferSyntax
 from imaging.codecs.description import PixelDescription, decoded_photometric
 from imaging.dicom import uids
 from imaging.dicom.document import decode_document
@@ -73,28 +75,44 @@ def instance_p10(*, image_set: ImageSet, study_uid: str, series_uid: str, sop_ui
         return StreamedP10(len(body), iter([body])), syntax
     if wanted is None or wanted == stored and stored != uids.EXPLICIT_LE:
         syntax, native, decode = stored, stored == uids.EXPLICIT_LE, False
-    elif wanted == uids.EXPLICIT_LE and stored in (uids.HTJ2K_LOSSLESS_RPCL, uids.J2K_LOSSLESS, uids.EXPLICIT_LE):
+    elif wanted == uids.EXPLICIT_LE and _lossless(stored):
         syntax, native, decode = uids.EXPLICIT_LE, True, stored != uids.EXPLICIT_LE
     else:
         raise NotAcceptable(f"The instance is stored as {stored} and cannot be served as {wanted}")
-    blobs = _frame_blobs(image_set, [frame["ID"] for frame in frames_info])
+    frame_blobs = _frame_blobs(image_set, [frame["ID"] for frame in frames_info])
     if decode:
-        sizes = [_native_frame_size(dataset)] * len(blobs)
+        sizes = [_native_frame_size(dataset)] * len(frame_blobs)
     else:
-        sizes = [size or len(_get(store, key)) for key, size in blobs]
+        sizes = [blob.size or len(_get(store, blob.key)) for blob in frame_blobs]
     photometric = str(dataset.get("PhotometricInterpretation", ""))
-    if stored in (uids.HTJ2K_LOSSLESS_RPCL, uids.J2K_LOSSLESS):  # transcoded: samples as the codec returns them
+    if stored != uids.EXPLICIT_LE and _lossless(stored):  # the store's own lossless transcodes: samples as decoded
         dataset.PhotometricInterpretation = decoded_photometric(photometric)
         if int(dataset.get("SamplesPerPixel", 1)) > 1:
             dataset.PlanarConfiguration = 0
     imageset_touch(image_set=image_set)
-    frames = _frames(store, [key for key, _ in blobs], stored if decode else None, dataset)
+    frames = _frames(store, [blob.key for blob in frame_blobs], stored if decode else None, dataset)
     return p10_parts(dataset, transfer_syntax=syntax, frame_sizes=sizes, frames=frames, native=native), syntax
 
 
-def _frame_blobs(image_set: ImageSet, frame_ids: list[str]) -> list[tuple[str, int]]:
-    """Blob key and stored size of each frame (a size of 0 is unknown: rows from before sizes were recorded)."""
-    rows = {frame_id: (key, size) for frame_id, key, size in ImageFrame.objects.filter(
+def _lossless(stored: str | None) -> bool:
+    """Whether frames stored in `stored` decode to exactly the received samples (the codec registry says)."""
+    try:
+        return stored is not None and registry.is_lossless(stored)
+    except UnsupportedTransferSyntax:
+        return False
+
+
+@dataclass(frozen=True)
+class FrameBlob:
+    """Where one stored frame is and how many bytes it has (0: unknown, a row from before sizes were recorded)."""
+
+    key: str
+    size: int
+
+
+def _frame_blobs(image_set: ImageSet, frame_ids: list[str]) -> list[FrameBlob]:
+    """The blob of each frame, in the order asked."""
+    rows = {frame_id: FrameBlob(key, size) for frame_id, key, size in ImageFrame.objects.filter(
         image_set=image_set, frame_id__in=frame_ids).values_list("frame_id", "blob_key", "size")}
     missing = [frame_id for frame_id in frame_ids if frame_id not in rows]
     if missing:

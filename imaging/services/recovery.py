@@ -1,4 +1,4 @@
-"""Picking up the work a crash left behind, once where workers start; and the web process's start.
+"""Picking up the work a crash left behind, once where workers start.
 
 `background_work_recover` is a start hook (imaging/tasks): the task backend runs it where its workers start, in
 the web process with the thread backend, in each Celery worker with celery. With workers in this process, every
@@ -67,9 +67,3 @@ def imagesets_recover() -> int:
                 final = WorkflowStatus.COPIED if workflow.startswith("COPYING") else WorkflowStatus.UPDATED
                 enqueue(imageset_publish, image_set_ids=[image_set_id], workflow=final)
     return len(locked)
-
-
-def on_server_start() -> None:
-    """The web process has started: its task backend recovers and schedules what runs in this process, if anything
-    (the thread backend does both; Celery workers do it for themselves when they start)."""
-    task_backend().server_started()

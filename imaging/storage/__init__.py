@@ -19,6 +19,7 @@ _lock = threading.Lock()
 
 def _make(url: str, s3: tuple[str, str, str, str]) -> BlobStore:
     parsed = urlparse(url)
+    # Backends load on first use: a worker that writes to a folder never imports boto3.
     if parsed.scheme == "file":
         from imaging.storage.filesystem import FilesystemBlobStore
 
@@ -46,6 +47,7 @@ def open_blob_store(url: str, s3: tuple[str, str, str, str] = ("", "", "", "us-e
 
 def blob_store_address() -> tuple[str, tuple[str, str, str, str]]:
     """The configured store as plain values a worker process can open."""
+    # Imported here, not at the top: import worker processes use open_blob_store and must not load Django.
     from django.conf import settings
 
     return settings.APERTURE_BLOB_STORE, (

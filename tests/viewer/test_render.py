@@ -24,9 +24,9 @@ def stored(name: str):
     result = process_bytes((DICOM_DIR / name).read_bytes(), FileResult(input_file=name))
     assert result.ok, result.message
     dicom = {**result.levels["Series"], **result.instance["DICOM"]}
-    module = PixelDescription.from_dicom(dicom, result.instance["StoredTransferSyntaxUID"])
-    frame = decode_frame(result.frames[0].frame_bytes, module)
-    return dicom, result.instance.get("DICOMVRs", {}), module, frame
+    description = PixelDescription.from_dicom(dicom, result.instance["StoredTransferSyntaxUID"])
+    frame = decode_frame(result.frames[0].frame_bytes, description)
+    return dicom, result.instance.get("DICOMVRs", {}), description, frame
 
 
 def reference_linear(values: np.ndarray, center: float, width: float) -> np.ndarray:
@@ -43,19 +43,19 @@ def reference_linear(values: np.ndarray, center: float, width: float) -> np.ndar
 @pytest.mark.parametrize("name", ["ELE__CT_small.dcm", "ELE__MR_small.dcm", "ELE__693_UNCR.dcm",
                                   "J2K90__MR2_J2KR.dcm"])
 def test_grayscale_with_the_files_window(name):
-    dicom, vrs, module, frame = stored(name)
+    dicom, vrs, description, frame = stored(name)
     source = pydicom.dcmread(DICOM_DIR / name)
     raw = pixel_array(source, as_rgb=False).astype(np.float64)
     slope, intercept = float(source.get("RescaleSlope", 1)), float(source.get("RescaleIntercept", 0))
-    pipeline = GrayscalePipeline(dicom, vrs, module)
+    pipeline = GrayscalePipeline(dicom, vrs, description)
     window = pipeline.default_window() or Window(float(raw.mean() * slope + intercept), 400.0)
     rendered = pipeline.render(frame, window, invert=False)
     assert np.array_equal(rendered, reference_linear(raw * slope + intercept, window.center, window.width))
 
 
 def test_explicit_window_functions():
-    dicom, vrs, module, frame = stored("ELE__CT_small.dcm")
-    pipeline = GrayscalePipeline(dicom, vrs, module)
+    dicom, vrs, description, frame = stored("ELE__CT_small.dcm")
+    pipeline = GrayscalePipeline(dicom, vrs, description)
     values = frame.astype(np.float64) * float(dicom.get("RescaleSlope", 1)) + float(dicom.get("RescaleIntercept", 0))
     exact = pipeline.render(frame, Window(40, 400, "LINEAR_EXACT"), invert=False)
     expected = np.where(values <= 40 - 200, 0, np.where(values > 40 + 200, 255, ((values - 40) / 400 + 0.5) * 255))
@@ -67,9 +67,9 @@ def test_explicit_window_functions():
 
 def test_monochrome1_is_inverted():
     name = "hierarchy/77654033_CR1_6154.dcm"
-    dicom, vrs, module, frame = stored(name)
-    assert module.photometric == "MONOCHROME1"
-    pipeline = GrayscalePipeline(dicom, vrs, module)
+    dicom, vrs, description, frame = stored(name)
+    assert description.photometric == "MONOCHROME1"
+    pipeline = GrayscalePipeline(dicom, vrs, description)
     window = Window(1000, 2000)
     source = pixel_array(pydicom.dcmread(DICOM_DIR / name), as_rgb=False).astype(np.float64)
     slope = float(dicom.get("RescaleSlope") or 1)
@@ -79,38 +79,38 @@ def test_monochrome1_is_inverted():
 
 
 def test_modality_lut_sequence_is_applied():
-    dicom, vrs, module, frame = stored("ELE__mlut_18.dcm")
+    dicom, vrs, description, frame = stored("ELE__mlut_18.dcm")
     source = pydicom.dcmread(DICOM_DIR / "ELE__mlut_18.dcm")
     from pydicom.pixels import apply_modality_lut
 
     values = apply_modality_lut(pixel_array(source, as_rgb=False), source).astype(np.float64)
-    pipeline = GrayscalePipeline(dicom, vrs, module)
+    pipeline = GrayscalePipeline(dicom, vrs, description)
     assert np.array_equal(pipeline.render(frame, Window(2000, 4000), invert=False), reference_linear(values, 2000, 4000))
 
 
 def test_rgb_and_ybr():
     for name in ("ELE__SC_rgb.dcm", "ELE__US1_UNCR.dcm"):
-        dicom, vrs, module, frame = stored(name)
+        dicom, vrs, description, frame = stored(name)
         expected = pixel_array(pydicom.dcmread(DICOM_DIR / name))  # pydicom converts to RGB
-        assert np.array_equal(color_to_rgb8(frame, module, dicom, vrs), expected)
-    dicom, vrs, module, frame = stored("ELE__SC_ybr_full_uncompressed.dcm")
+        assert np.array_equal(color_to_rgb8(frame, description, dicom, vrs), expected)
+    dicom, vrs, description, frame = stored("ELE__SC_ybr_full_uncompressed.dcm")
     expected = pixel_array(pydicom.dcmread(DICOM_DIR / "ELE__SC_ybr_full_uncompressed.dcm"), as_rgb=True)
-    assert np.abs(color_to_rgb8(frame, module, dicom, vrs).astype(int) - expected.astype(int)).max() <= 1
+    assert np.abs(color_to_rgb8(frame, description, dicom, vrs).astype(int) - expected.astype(int)).max() <= 1
 
 
 def test_palette_colour():
     name = "ILE__gdcm-US-ALOKA-16.dcm"
-    dicom, vrs, module, frame = stored(name)
+    dicom, vrs, description, frame = stored(name)
     source = pydicom.dcmread(DICOM_DIR / name)
     expected = apply_color_lut(pixel_array(source), source)
     expected8 = np.clip(np.floor(expected.astype(np.float64) * 255 / 65535 + 0.5), 0, 255).astype(np.uint8) \
         if expected.dtype != np.uint8 else expected
-    assert np.array_equal(color_to_rgb8(frame, module, dicom, vrs), expected8)
+    assert np.array_equal(color_to_rgb8(frame, description, dicom, vrs), expected8)
 
 
 def test_outputs_jpeg_and_lossless_png():
-    dicom, vrs, module, frame = stored("ELE__CT_small.dcm")
-    pixels = GrayscalePipeline(dicom, vrs, module).render(frame, Window(40, 400), invert=False)
+    dicom, vrs, description, frame = stored("ELE__CT_small.dcm")
+    pixels = GrayscalePipeline(dicom, vrs, description).render(frame, Window(40, 400), invert=False)
     png = encode_image(pixels, fmt="png", quality=90, max_size=None)
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(png))), pixels)
     jpeg = encode_image(pixels, fmt="jpeg", quality=90, max_size=(64, 64))
@@ -120,9 +120,9 @@ def test_outputs_jpeg_and_lossless_png():
 def test_voi_lut_sequence_is_the_default_when_the_file_has_one():
     from pydicom.pixels import apply_voi_lut
 
-    dicom, vrs, module, frame = stored("ELE__vlut_04.dcm")
+    dicom, vrs, description, frame = stored("ELE__vlut_04.dcm")
     source = pydicom.dcmread(DICOM_DIR / "ELE__vlut_04.dcm")
-    pipeline = GrayscalePipeline(dicom, vrs, module)
+    pipeline = GrayscalePipeline(dicom, vrs, description)
     assert pipeline.default_window() is None  # vlut_04 carries only the LUT, no window
     values = apply_voi_lut(pixel_array(source, as_rgb=False), source, index=0, prefer_lut=True).astype(np.float64)
     top = float(2 ** int(source.VOILUTSequence[0].LUTDescriptor[2]) - 1)
@@ -130,7 +130,7 @@ def test_voi_lut_sequence_is_the_default_when_the_file_has_one():
     assert np.array_equal(pipeline.render(frame, None, invert=False), expected)
 
 
-def _module(bits_allocated: int, bits_stored: int, signed: bool = False, rows: int = 301, columns: int = 203):
+def _description(bits_allocated: int, bits_stored: int, signed: bool = False, rows: int = 301, columns: int = 203):
     from imaging.dicom import uids
 
     return PixelDescription(rows=rows, columns=columns, samples_per_pixel=1, bits_allocated=bits_allocated,
@@ -148,12 +148,12 @@ def test_reduced_resolution_renders_carry_no_wrapped_samples():
     y, x = np.mgrid[0:301, 0:203]
     frame = np.where((x - 100) ** 2 + (y - 150) ** 2 < 80**2, 4000, 0).astype(np.uint16)
     codestream = htj2k.encode_lossless(frame, rgb=False)
-    module = _module(16, 12)
-    skip = skip_levels_for(module, (40, 40))
+    description = _description(16, 12)
+    skip = skip_levels_for(description, (40, 40))
     assert skip == 2
     band = reduced_resolutions(frame, skip)[-1]
     assert band.min() < 0  # there is something to wrap
-    decoded = decode_frame(codestream, module, skip_levels=skip)
+    decoded = decode_frame(codestream, description, skip_levels=skip)
     assert decoded.dtype == np.uint16 and np.array_equal(decoded, np.clip(band, 0, 4095))
 
 
@@ -173,13 +173,13 @@ def test_reduced_decodes_are_exact_clamped_bands_at_every_depth(bits_allocated, 
     dtype = np.dtype(f"{'i' if signed else 'u'}{bits_allocated // 8}")
     frame = np.where((x - 100) ** 2 + (y - 150) ** 2 < 80**2, high, low).astype(dtype)
     codestream = htj2k.encode_lossless(frame, rgb=False)
-    module = _module(bits_allocated, bits_stored, signed)
+    description = _description(bits_allocated, bits_stored, signed)
     bands = reduced_resolutions(frame, htj2k.codestream_levels(codestream))
     assert min(band.min() for band in bands) < low or max(band.max() for band in bands) > high  # would wrap
     for skip, band in enumerate(bands, start=1):
-        decoded = decode_frame(codestream, module, skip_levels=skip)
+        decoded = decode_frame(codestream, description, skip_levels=skip)
         assert decoded.dtype == dtype and np.array_equal(decoded, np.clip(band, low, high))
-    assert skip_levels_for(_module(bits_allocated, bits_stored, signed, rows=1024, columns=1024), (64, 64)) == 4
+    assert skip_levels_for(_description(bits_allocated, bits_stored, signed, rows=1024, columns=1024), (64, 64)) == 4
 
 
 def test_a_large_frame_on_a_small_canvas_renders_from_the_level_that_fits_and_looks_like_the_full_one():
@@ -193,13 +193,13 @@ def test_a_large_frame_on_a_small_canvas_renders_from_the_level_that_fits_and_lo
     noise = np.random.default_rng(11).integers(-6, 7, (4096, 4096))
     frame = np.clip(128 + 90 * np.sin(x / 300) * np.cos(y / 420) + noise, 0, 255).astype(np.uint8)
     codestream = htj2k.encode_lossless(frame, rgb=False)
-    module = PixelDescription(rows=4096, columns=4096, samples_per_pixel=1, bits_allocated=8, bits_stored=8,
+    description = PixelDescription(rows=4096, columns=4096, samples_per_pixel=1, bits_allocated=8, bits_stored=8,
                               signed=False, photometric="MONOCHROME2", transfer_syntax=uids.HTJ2K_LOSSLESS_RPCL)
-    skip = skip_levels_for(module, (1000, 1000))
+    skip = skip_levels_for(description, (1000, 1000))
     assert skip == 2
-    reduced = decode_frame(codestream, module, skip_levels=skip)
+    reduced = decode_frame(codestream, description, skip_levels=skip)
     assert reduced.shape == (1024, 1024)
-    full = np.asarray(Image.fromarray(decode_frame(codestream, module)).resize((1024, 1024), Image.Resampling.BOX))
+    full = np.asarray(Image.fromarray(decode_frame(codestream, description)).resize((1024, 1024), Image.Resampling.BOX))
     difference = np.abs(reduced.astype(np.int32) - full.astype(np.int32))
     assert difference.mean() < 2.0 and difference.max() <= 12, (difference.mean(), difference.max())
 
@@ -228,17 +228,17 @@ def test_a_reduced_level_is_read_from_the_front_of_the_blob_alone(tmp_path, shap
 
     store = CountingStore(tmp_path)
     store.put("frame", codestream)
-    module = PixelDescription(rows=shape[0], columns=shape[1], samples_per_pixel=3 if rgb else 1, bits_allocated=8,
+    description = PixelDescription(rows=shape[0], columns=shape[1], samples_per_pixel=3 if rgb else 1, bits_allocated=8,
                               bits_stored=8, signed=False, photometric="RGB" if rgb else "MONOCHROME2",
                               transfer_syntax=uids.HTJ2K_LOSSLESS_RPCL)
     for skip in range(1, htj2k.codestream_levels(codestream) + 1):
         reads.clear()
-        prefix = stored_codestream(store, "frame", module, skip)
+        prefix = stored_codestream(store, "frame", description, skip)
         assert len(prefix) < len(codestream) and all(length >= 0 for _, length in reads)  # never the whole blob
-        assert np.array_equal(decode_frame(prefix, module, skip_levels=skip),
-                              decode_frame(codestream, module, skip_levels=skip))
-    assert stored_codestream(store, "frame", module, 0) == codestream
-    assert stored_codestream(store, "missing", module, 1) is None
+        assert np.array_equal(decode_frame(prefix, description, skip_levels=skip),
+                              decode_frame(codestream, description, skip_levels=skip))
+    assert stored_codestream(store, "frame", description, 0) == codestream
+    assert stored_codestream(store, "missing", description, 1) is None
 
 
 def test_blob_stores_read_part_of_an_object(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from imaging.errors import ApertureError
@@ -20,8 +21,6 @@ class Command(BaseCommand):
         parser.add_argument("paths", nargs="+")
 
     def handle(self, *args, **options) -> None:
-        from django.conf import settings
-
         # Run here, in this process, rather than in a server's worker.
         settings.APERTURE_TASK_BACKEND = settings.APERTURE_TASK_BACKEND_ALIASES["eager"]
         try:

@@ -13,6 +13,8 @@ import uvicorn
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from imaging.tasks import task_backend
+
 # Viewer messages are JSON of at most 4 KiB; nothing larger is ever accepted on a websocket.
 WEBSOCKET_MAX_MESSAGE_BYTES = 64 * 1024
 
@@ -35,6 +37,10 @@ class Command(BaseCommand):
             # only the process it lives in.
             raise CommandError("--workers above 1 needs the Redis channel layer (APERTURE_TASKS=celery or "
                                "APERTURE_REDIS_CHANNELS=true)")
+        if workers > 1 and task_backend().workers_in_this_process:
+            # Each process would be the only worker: each would take every job in progress for a crashed one and run
+            # it again beside the process that holds it.
+            raise CommandError("--workers above 1 needs Celery workers for background tasks (APERTURE_TASKS=celery)")
         uvicorn.run(
             "config.asgi:application",
             host=host,

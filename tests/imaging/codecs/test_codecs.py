@@ -224,7 +224,7 @@ REGISTERED = [
 def test_the_registry_answers_for_each_syntax_it_decodes(transfer_syntax, lossless, media_type, encodes):
     assert registry.codec_for(transfer_syntax).is_available()
     assert registry.is_lossless(transfer_syntax) is lossless
-    assert registry.media_type(transfer_syntax) == media_type == uids.frame_content_type(transfer_syntax)
+    assert registry.media_type(transfer_syntax) == media_type == registry.frame_media_type(transfer_syntax)
     assert registry.can_encode(transfer_syntax) is encodes
 
 
