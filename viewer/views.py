@@ -22,6 +22,9 @@ from imaging.services.sharing import ShareLinkInvalid, share_link_resolve
 from viewer import frames, selectors
 from viewer.access import readable_datastores
 
+# Viewport layouts by name → viewports side by side. The viewer page takes ?layout=1x2 so that tests (and users)
+# can see two independent viewports of the same series; real hanging layouts come with the reading room.
+LAYOUTS = {"1x1": 1, "1x2": 2}
 FILTERS = ("q", "patient_id", "accession", "date_from", "date_to", "modality", "datastore", "sort")
 MODALITIES = ("CT", "MR", "CR", "DX", "US", "NM", "PT", "XA", "MG", "OT", "SC", "RTDOSE", "RTPLAN", "SR", "SEG")
 
@@ -63,7 +66,7 @@ def study(request: HttpRequest, datastore_id: str, study_uid: str) -> HttpRespon
 
 
 def _viewer_context(request, view, datastore_id: str, image_set_id: str, series_uid: str, *, share_token: str = "",
-                    hide_browser: bool = False, preset: str = "") -> dict:
+                    hide_browser: bool = False, preset: str = "", layout: str = "1x1") -> dict:
     series_list = []
     if not hide_browser and view.study.get("StudyInstanceUID"):
         if share_token:
@@ -74,7 +77,7 @@ def _viewer_context(request, view, datastore_id: str, image_set_id: str, series_
                                                  study_uid=str(view.study["StudyInstanceUID"]))[1]
     return {"view": view, "datastore_id": datastore_id, "image_set_id": image_set_id, "series_uid": series_uid,
             "series_list": series_list, "preset": preset, "share_token": share_token, "hide_browser": hide_browser,
-            "presets": window_presets_as_data(),
+            "presets": window_presets_as_data(), "layout": layout, "viewport_slots": range(LAYOUTS[layout]),
             # Websocket routes live outside the HTTP URLconf; the page hands the path to the JavaScript.
             "render_socket_path": reverse("render-socket", urlconf="viewer.routing")}
 
@@ -89,7 +92,8 @@ def viewer(request: HttpRequest, datastore_id: str, image_set_id: str) -> HttpRe
     series_uid = request.GET.get("series") or next(iter(view.series), "")
     page_view(request, "ViewImageSet", datastore_id=datastore_id, image_set_id=image_set_id)
     return render(request, "viewer/viewer.html", _viewer_context(
-        request, view, datastore_id, image_set_id, series_uid, preset=request.GET.get("preset", "")))
+        request, view, datastore_id, image_set_id, series_uid, preset=request.GET.get("preset", ""),
+        layout=request.GET.get("layout") if request.GET.get("layout") in LAYOUTS else "1x1"))
 
 
 def _embeddable(response: HttpResponse) -> HttpResponse:

@@ -47,7 +47,8 @@ export function defaultBindings({ presets }) {
       { direction: "up", action: "stackScroll.by", args: [-1] },
     ],
     // Fingers on the viewport → the tool that takes the gesture. A gesture that gains fingers passes to the
-    // entry for the new count; one that loses fingers stays with its tool until every finger lifts.
+    // entry for the new count; one that loses fingers stays with its tool until every finger lifts (a pinch that
+    // lifts one finger first does not turn into a swipe). input.js does this.
     touch: [
       { fingers: 1, tool: "stackScroll" },  // swipe through the frames
       { fingers: 2, tool: "zoom" },         // pinch

@@ -61,3 +61,13 @@ def test_every_module_is_served_as_javascript_and_its_imports_resolve(module, de
     for imported in re.findall(r'^import .* from "(\./[^"]+|\.\./[^"]+)";$', source, re.M):
         target = (STATIC_VIEWER / module).parent / imported
         assert target.resolve().is_file(), f"{module} imports {imported}, which does not exist"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(("layout", "viewports"), [("", 1), ("1x2", 2), ("3x3", 1), ("1x2%20", 1)])
+def test_the_layout_option_repeats_the_viewport_stage(client, viewer_data, layout, viewports):
+    client.force_login(viewer_data.clinician)
+    page = client.get(f"/view/{viewer_data.datastore.id}/{viewer_data.ct_image_set.id}/?layout={layout}").content.decode()
+    assert page.count('class="viewport-stage"') == viewports
+    assert page.count('id="viewport"') == 1 and page.count('id="overlay-window"') == 1 and page.count('id="status"') == 1
+    assert page.count('data-overlay="window"') == viewports

@@ -2,6 +2,10 @@
 // and touch handlers that receive the viewport they act on, and named actions that keys and buttons can run.
 // Which input reaches which tool is decided by the bindings table (../bindings.js), never by a tool; a tool
 // changes viewports only through their methods, and never calls another tool.
+//
+// One instance serves one viewport: each viewport's tool group (toolGroup.js) makes its own instances, so a tool
+// may keep the state of an interaction (a drag, a timer) on itself. The viewport passed to every method is always
+// that group's viewport.
 
 export class BaseTool {
   /** @param {string} name  how the bindings table names this tool */
