@@ -350,3 +350,72 @@ def test_a_socket_the_server_ended_stays_closed(server, study, browser):
     assert page.evaluate("window.apertureViewer.ws.readyState === WebSocket.CLOSED")
     assert page.inner_text("#status") != ""
     context.close()
+
+
+def test_two_viewports_keep_their_own_window_keys_and_cine(server, study, browser):
+    """?layout=1x2: two viewports of the series, each with its own tools and render socket. A drag windows only
+    the viewport it is on, keys go to the viewport last focused, and cine switched on in one does not play (or get
+    switched off) in the other."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    errors = open_viewer(page, server, study, "&layout=1x2")
+    viewer = "window.apertureViewer"
+    a, b = f"{viewer}.viewports[0]", f"{viewer}.viewports[1]"
+    page.wait_for_function(f"{b}.rendered > 0 && {a}.shownId === {a}.requestId && {b}.shownId === {b}.requestId")
+    canvases = page.locator(".viewport-stage canvas")
+    assert canvases.count() == 2 and page.evaluate(f"{viewer}.viewports.length") == 2
+    assert page.evaluate(f"{a}.ws !== {b}.ws && {a}.connection === 'open' && {b}.connection === 'open'")
+    assert page.evaluate(f"{viewer}.active") == 0 and page.evaluate(f"{viewer}.frame") == 0  # the hook is the first
+
+    def drag(locator, dx: float, dy: float) -> None:
+        box = locator.bounding_box()
+        x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        page.mouse.move(x, y)
+        page.mouse.down()
+        page.mouse.move(x + dx, y + dy, steps=5)
+        page.mouse.up()
+
+    # Window/level in the second viewport leaves the first one's window alone.
+    drag(canvases.nth(1), 50, 30)
+    assert page.evaluate(f"{viewer}.active") == 1
+    page.wait_for_function(f"{b}.window !== null && {b}.shownId === {b}.requestId")
+    b_window = page.evaluate(f"{b}.window")
+    assert page.evaluate(f"{b}.lastHeader.window") == b_window
+    assert page.evaluate(f"{a}.window") is None and page.evaluate(f"{a}.lastHeader.window[0]") == 40
+
+    # Keys go to the focused viewport only: the second one now, then the first one once it is clicked.
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("2")  # lung preset
+    page.wait_for_function(f"{b}.lastHeader.frame === 2 && {b}.lastHeader.window[0] === -600")
+    assert page.evaluate(f"{a}.frame") == 0 and page.evaluate(f"{a}.window") is None
+    canvases.nth(0).click()
+    assert page.evaluate(f"{viewer}.active") == 0
+    page.keyboard.press("End")
+    page.wait_for_function(f"{a}.lastHeader.frame === {SLICES - 1}")
+    assert page.evaluate(f"{b}.frame") == 2 and page.evaluate(f"{b}.window") == [-600, 1500]
+    page.click(".toolbar button[data-action='invert']")  # the toolbar acts on the active viewport too
+    assert page.evaluate(f"{a}.invert") is True and page.evaluate(f"{b}.invert") is False
+
+    # Cine: on in the first viewport only; switching it on and off in the second leaves the first one playing.
+    canvases.nth(0).focus()  # keys do not reach a viewport while a toolbar button has the focus
+    page.keyboard.press("Home")
+    page.keyboard.press("c")
+    page.wait_for_function(f"{a}.lastHeader.frame >= 3")
+    assert page.evaluate(f"{a}.cinePlaying") is True and page.evaluate(f"{b}.cinePlaying") is False
+    assert page.evaluate(f"{b}.frame") == 2
+    canvases.nth(1).focus()
+    page.keyboard.press("c")
+    page.wait_for_function(f"{b}.frame !== 2")
+    page.keyboard.press("c")
+    assert page.evaluate(f"{b}.cinePlaying") is False and page.evaluate(f"{a}.cinePlaying") is True
+    stopped_at = page.evaluate(f"{b}.frame")
+    started_at = page.evaluate(f"{a}.frame")
+    page.wait_for_function(f"{a}.frame !== {started_at}")  # still playing
+    page.wait_for_timeout(300)  # several cine ticks at 15 fps
+    assert page.evaluate(f"{b}.frame") == stopped_at
+    canvases.nth(0).focus()
+    page.keyboard.press("c")
+    assert page.evaluate(f"{a}.cinePlaying") is False
+    assert errors == []
+    context.close()
