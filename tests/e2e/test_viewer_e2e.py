@@ -417,5 +417,20 @@ def test_two_viewports_keep_their_own_window_keys_and_cine(server, study, browse
     canvases.nth(0).focus()
     page.keyboard.press("c")
     assert page.evaluate(f"{a}.cinePlaying") is False
+
+    # Leaving closes both sockets on purpose (pagehide), with no reconnect; coming back from the back/forward cache
+    # (pageshow, persisted) opens both again. Headless Chromium does not keep this page in that cache, so the events
+    # are sent by hand first, then a real navigation away and back.
+    page.evaluate("window.dispatchEvent(new PageTransitionEvent('pagehide', {persisted: true}))")
+    page.wait_for_function(f"{a}.connection === 'closed' && {b}.connection === 'closed'")
+    page.wait_for_timeout(1000)  # longer than the first reconnect delay
+    assert page.evaluate(f"[{a}.connection, {b}.connection, {a}.ws.readyState]") == ["closed", "closed", 3]
+    requested = page.evaluate(f"{b}.requestId")
+    page.evaluate("window.dispatchEvent(new PageTransitionEvent('pageshow', {persisted: true}))")
+    page.wait_for_function(f"{a}.connection === 'open' && {b}.connection === 'open' && {b}.requestId > {requested}")
+    page.goto(server.url + "/")
+    page.go_back()
+    page.wait_for_function(f"{a}.connection === 'open' && {b}.connection === 'open' && {a}.ws !== {b}.ws")
+    page.wait_for_function(f"{a}.shownId === {a}.requestId && {b}.shownId === {b}.requestId && {b}.rendered > 0")
     assert errors == []
     context.close()
