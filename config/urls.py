@@ -1,6 +1,7 @@
-"""Top-level routes: the HealthImaging API (control plane, runtime, DICOMweb share one path space), the admin
-and the viewer. The API routes come first and are exact; everything the API does not know is answered in the
-AWS error envelope so that clients never see an HTML 404 for a mistyped operation."""
+"""Top-level routes, tried in order: the admin, /metrics, the viewer's pages, DICOMweb, then the HealthImaging API
+(control plane and runtime; DICOMweb shares its path space). Every route before the API's is exact; the API's list
+ends with a catch-all, so anything no route knows is answered in the AWS error envelope and clients never see an
+HTML 404 for a mistyped operation."""
 from __future__ import annotations
 
 from django.contrib import admin

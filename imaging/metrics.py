@@ -24,7 +24,6 @@ import threading
 
 from cachetools import TTLCache
 from django.conf import settings
-from django.db.models import Count, Sum
 from django.db.models.signals import post_delete, post_save
 from django.http import HttpRequest, HttpResponse
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
@@ -102,19 +101,15 @@ class StorageCollector:
         return []  # nothing to check at registration, and no database query at import time
 
     def collect(self):
-        from imaging.models import ImageFrame, ImageSet, ImageSetState
+        from imaging.selectors import storage_by_tier
 
         image_sets = GaugeMetricFamily("aperture_imaging_image_sets", "Image sets not deleted.",
                                        labels=["datastore_id", "storage_tier"])
         stored = GaugeMetricFamily("aperture_imaging_stored_bytes", "Bytes of image frames in image sets not deleted.",
                                    labels=["datastore_id", "storage_tier"])
-        live = ImageSet.objects.exclude(state=ImageSetState.DELETED)
-        for row in live.values("datastore_id", "storage_tier").annotate(n=Count("id")).order_by():
-            image_sets.add_metric([row["datastore_id"], row["storage_tier"]], row["n"])
-        frames = ImageFrame.objects.filter(image_set__in=live)
-        per_tier = frames.values("image_set__datastore_id", "image_set__storage_tier").annotate(b=Sum("size"))
-        for row in per_tier.order_by():
-            stored.add_metric([row["image_set__datastore_id"], row["image_set__storage_tier"]], row["b"] or 0)
+        for totals in storage_by_tier():
+            image_sets.add_metric([totals.datastore_id, totals.storage_tier], totals.image_sets)
+            stored.add_metric([totals.datastore_id, totals.storage_tier], totals.frame_bytes)
         yield image_sets
         yield stored
 

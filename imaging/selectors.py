@@ -157,16 +157,29 @@ def datastore_readable(*, user: Any, datastore_id: str, include_inactive: bool =
 class TierTotals:
     """What one storage tier of a data store holds: image sets not deleted, and the bytes of their frames."""
 
+    datastore_id: str
     storage_tier: str
     image_sets: int
     frame_bytes: int
 
 
+def storage_by_tier(*, datastore_id: str | None = None) -> list[TierTotals]:
+    """Totals per data store and storage tier, for every data store (the metrics) or one; only the pairs that hold
+    an image set not deleted, in (data store, tier) order."""
+    live = ImageSet.objects.exclude(state=ImageSetState.DELETED)
+    if datastore_id is not None:
+        live = live.filter(datastore_id=datastore_id)
+    counts = {(row["datastore_id"], row["storage_tier"]): row["n"]
+              for row in live.values("datastore_id", "storage_tier").annotate(n=Count("id")).order_by()}
+    sizes = {(row["image_set__datastore_id"], row["image_set__storage_tier"]): row["b"] or 0
+             for row in ImageFrame.objects.filter(image_set__in=live)
+             .values("image_set__datastore_id", "image_set__storage_tier").annotate(b=Sum("size")).order_by()}
+    return [TierTotals(datastore_id=store, storage_tier=tier, image_sets=count, frame_bytes=sizes.get((store, tier), 0))
+            for (store, tier), count in sorted(counts.items())]
+
+
 def datastore_storage_by_tier(*, datastore_id: str) -> list[TierTotals]:
     """Totals for every storage tier of a data store, in the tiers' order, zeros included."""
-    live = ImageSet.objects.filter(datastore_id=datastore_id).exclude(state=ImageSetState.DELETED)
-    counts = dict(live.values_list("storage_tier").annotate(n=Count("id")).order_by())
-    sizes = dict(ImageFrame.objects.filter(image_set__in=live).values_list("image_set__storage_tier")
-                 .annotate(b=Sum("size")).order_by())
-    return [TierTotals(storage_tier=tier, image_sets=counts.get(tier, 0), frame_bytes=sizes.get(tier) or 0)
+    held = {totals.storage_tier: totals for totals in storage_by_tier(datastore_id=datastore_id)}
+    return [held.get(tier) or TierTotals(datastore_id=datastore_id, storage_tier=tier, image_sets=0, frame_bytes=0)
             for tier in StorageTier.values]

@@ -1,14 +1,17 @@
-"""Shared fixtures: a live Aperture server with personas' access keys, boto3 clients for it, and the viewer's
-imported study in process.
+"""Shared fixtures: a live Aperture server with personas' access keys, boto3 clients for it, the viewer's imported
+study in process, and the in-process import store (`store_settings`, `datastore`).
 
 This module only registers fixtures and pytest hooks. What they are built from lives in plain modules that never
-import a conftest: tests/paths.py, tests/clients.py, tests/personas.py, tests/servers.py, tests/viewer_study.py."""
+import a conftest: tests/paths.py, tests/clients.py, tests/personas.py, tests/servers.py, tests/viewer_study.py,
+tests/local_store.py."""
 from __future__ import annotations
 
 import pytest
 
+from imaging.models import Datastore
 from tests import personas
 from tests.clients import imaging_client, wait_for
+from tests.local_store import local_datastore_create, store_settings_apply
 from tests.s3 import SeaweedS3
 from tests.servers import ApertureServer
 from tests.viewer_study import ViewerData, viewer_study_create
@@ -94,3 +97,15 @@ def _eager_tasks_in_process(settings):
 def viewer_data(settings, tmp_path) -> ViewerData:
     """A small imported study with its clinician and an outsider (tests/viewer_study.py)."""
     return viewer_study_create(settings=settings, tmp_path=tmp_path)
+
+
+@pytest.fixture
+def store_settings(settings, tmp_path):
+    """Blobs and the data dir under tmp_path, imports in the calling thread (tests/local_store.py)."""
+    return store_settings_apply(settings, tmp_path)
+
+
+@pytest.fixture
+def datastore(store_settings) -> Datastore:
+    """An ACTIVE data store in `store_settings`' blob folder."""
+    return local_datastore_create()

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.paths import REPO_ROOT
 
 
 def free_port() -> int:
@@ -80,7 +80,7 @@ class ApertureServer:
 
     def manage(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, capture_output=True, text=True, check=check
+            [sys.executable, "manage.py", *args], cwd=REPO_ROOT, env=self.env, capture_output=True, text=True, check=check
         )
 
     def create_key(self, policy: str = "AWSHealthImagingFullAccess", user: str | None = None) -> dict[str, str]:
@@ -110,7 +110,7 @@ class ApertureServer:
         log = open(self.data_dir / "server.log", "ab")
         self.process = subprocess.Popen(
             [sys.executable, "manage.py", "serve", f"127.0.0.1:{self.port}"],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            cwd=REPO_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
         )
         wait_for_http(self.url + "/datastore")
 
@@ -141,5 +141,5 @@ def start_celery_worker(server: "ApertureServer", name: str) -> subprocess.Popen
         [sys.executable, "-m", "celery", "-A", "config.celery", "worker", "--pool=solo", "--concurrency=1",
          "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "warning", "-n",
          f"{name}-{secrets.token_hex(3)}@%h"],
-        cwd=ROOT, env=server.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=REPO_ROOT, env=server.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )

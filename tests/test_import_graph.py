@@ -12,19 +12,24 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.paths import REPO_ROOT
+
 PACKAGES = ("imaging", "viewer", "config")
+# The transports call services and selectors and never reach into each other. imaging.aws (the signed-route wrapper
+# and the AWS error envelope) sits below api and dicomweb, shared by them, and imports no transport.
+TRANSPORTS = ("imaging.admin", "imaging.api", "imaging.dicomweb", "viewer")
+BELOW_TRANSPORTS = ("imaging.aws",)
 
 
 def _module_name(path: Path) -> str:
-    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    parts = list(path.relative_to(REPO_ROOT).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts.pop()
     return ".".join(parts)
 
 
 def _modules() -> dict[str, Path]:
-    return {_module_name(path): path for package in PACKAGES for path in sorted((ROOT / package).rglob("*.py"))}
+    return {_module_name(path): path for package in PACKAGES for path in sorted((REPO_ROOT / package).rglob("*.py"))}
 
 
 def _ancestors(name: str) -> list[str]:
@@ -123,6 +128,22 @@ def test_the_cycle_finder_finds_cycles_and_self_loops():
 def test_no_import_cycles_in_imaging_viewer_and_config():
     found = cycles(import_graph())
     assert not found, "import cycles:\n" + "\n".join(" <-> ".join(component) for component in found)
+
+
+def _within(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
+def test_transports_never_import_each_other():
+    """api, dicomweb, admin and viewer share only what sits below them; imaging.aws is below api and dicomweb."""
+    crossings = []
+    for module, imported in sorted(import_graph().items()):
+        own = next((package for package in TRANSPORTS + BELOW_TRANSPORTS if _within(module, package)), None)
+        if own is None:
+            continue
+        crossings += [f"{module} -> {name}" for name in sorted(imported)
+                      if any(_within(name, other) for other in TRANSPORTS if other != own)]
+    assert crossings == []
 
 
 def test_imaging_and_viewer_never_import_the_project_config():

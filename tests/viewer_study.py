@@ -19,6 +19,7 @@ from imaging.services.imports import import_job_start_local
 from imaging.services.sharing import share_link_create
 from tests import personas
 from tests.dicomgen import ct_bytes
+from tests.local_store import store_settings_apply
 from tests.paths import DICOM_DIR
 
 
@@ -40,9 +41,7 @@ def ct_slice(n: int) -> np.ndarray:
 def viewer_study_create(*, settings: Any, tmp_path: Path) -> ViewerData:
     """Import the study into a fresh data store under `tmp_path` (blobs and data there, imports in the calling
     thread) and make its clinician and an outsider."""
-    settings.APERTURE_BLOB_STORE = f"file://{tmp_path / 'blobs'}"
-    settings.DATA_DIR = tmp_path
-    settings.APERTURE_IMPORT_CONCURRENCY = 0
+    store_settings_apply(settings, tmp_path)
     datastore = Datastore.objects.get(pk=datastore_create(client_token=generate_uid()[-30:], name="ward")["datastoreId"])
     study_uid, series = generate_uid(), generate_uid()
     folder = tmp_path / "in"

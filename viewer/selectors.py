@@ -1,7 +1,8 @@
 """The viewer's read-side queries: find studies, list a study's series, open an image set for a user or a share link.
 
 Everything here reads; nothing writes, renders or caches pixels (that is viewer.frames). Who may read a data store is
-viewer.access's rule and what a share link covers is imaging.services.sharing's: this module only applies them.
+imaging.selectors' rule (the one the API applies too; the viewer shows ACTIVE data stores only) and what a share link
+covers is imaging.services.sharing's: this module only applies them.
 """
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ from typing import TYPE_CHECKING
 from django.db.models import Exists, OuterRef, Q
 
 from imaging.errors import AccessDenied, NotFound
-from imaging.models import ImageSet, ImageSetState, StudyIndex, StudyNameToken
+from imaging.models import ImageSet, ImageSetState, ShareLink, StudyIndex, StudyNameToken
+from imaging.selectors import datastore_readable, datastores_readable
 from imaging.services.sharing import share_access
 from imaging.study_index import name_tokens
-from viewer.access import can_read, readable_datastores
 from viewer.imagemeta import ImageSetView, InstanceView, image_set_view
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ def _name_part_prefix(token: str) -> Q:
 
 def studies_search(*, user: User, query: dict[str, str], page: int = 1) -> tuple[list[StudyIndex], bool]:
     """A page of studies the user may read, and whether there is a next page."""
-    queryset = StudyIndex.objects.filter(datastore__in=readable_datastores(user))
+    queryset = StudyIndex.objects.filter(datastore__in=datastores_readable(user=user))
     if query.get("datastore"):
         queryset = queryset.filter(datastore_id=query["datastore"])
     for token in name_tokens(query.get("q", ""))[:3]:
@@ -77,7 +78,7 @@ class SeriesSummary:
 
 def study_detail(*, user: User, datastore_id: str, study_uid: str) -> tuple[StudyIndex, list[SeriesSummary]]:
     """The study's index row and its series, if the user may read its data store; NotFound otherwise."""
-    if not can_read(user, datastore_id):
+    if not datastore_readable(user=user, datastore_id=datastore_id):
         raise NotFound("No such study")
     study = StudyIndex.objects.filter(datastore_id=datastore_id, study_instance_uid=study_uid).first()
     if study is None:
@@ -101,11 +102,22 @@ def study_series(*, datastore_id: str, study_uid: str) -> list[SeriesSummary]:
     return series
 
 
+def shared_image_set_id(*, link: ShareLink) -> str | None:
+    """The image set a share link opens on: the one it names; for a whole study, the primary image set of its
+    initial series, else the study's oldest; None when the study has none left."""
+    if link.image_set_id:
+        return link.image_set_id
+    sets = ImageSet.objects.filter(datastore_id=link.datastore_id, study_instance_uid=link.study_instance_uid,
+                                   is_primary=True).exclude(state=ImageSetState.DELETED)
+    chosen = sets.filter(series_instance_uid=link.initial_series).first() or sets.order_by("created_at").first()
+    return chosen.id if chosen else None
+
+
 def _require_view_access(*, user: User, datastore_id: str, image_set_id: str, share_token: str | None) -> None:
     if share_token:
         share_access(share_token, user=user if getattr(user, "is_authenticated", False) else None,
                      datastore_id=datastore_id, image_set_id=image_set_id)
-    elif not can_read(user, datastore_id):
+    elif not datastore_readable(user=user, datastore_id=datastore_id):
         raise AccessDenied("You may not read this data store")
 
 

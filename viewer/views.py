@@ -16,11 +16,10 @@ from django.views.decorators.http import require_GET
 
 from imaging.dicom.window_presets import window_presets_as_data
 from imaging.errors import AccessDenied, NotFound
-from imaging.models import ImageSet, ImageSetState
+from imaging.selectors import datastores_readable
 from imaging.services.audit import audit_record, client_ip
 from imaging.services.sharing import ShareLinkInvalid, share_link_resolve
 from viewer import frames, selectors
-from viewer.access import readable_datastores
 
 # Viewport layouts by name → viewports side by side. The viewer page takes ?layout=1x2 so that tests (and users)
 # can see two independent viewports of the same series; real hanging layouts come with the reading room.
@@ -49,7 +48,7 @@ def home(request: HttpRequest) -> HttpResponse:
     page_view(request, "ViewStudyList")
     return render(request, "viewer/studies.html", {
         "studies": studies, "query": query, "page": page, "has_next": has_next,
-        "datastores": readable_datastores(request.user).order_by("name"), "modalities": MODALITIES,
+        "datastores": datastores_readable(user=request.user).order_by("name"), "modalities": MODALITIES,
         "sorts": [("date", "Newest first"), ("-date", "Oldest first"), ("name", "Patient name"), ("id", "Patient ID")],
     })
 
@@ -116,15 +115,10 @@ def share(request: HttpRequest, token: str) -> HttpResponse:
             return redirect_to_login(request.get_full_path())
         response = render(request, "viewer/share_error.html", {"reason": e.reason}, status=403)
         return _embeddable(response)
-    image_set_id = link.image_set_id
-    if not image_set_id:
-        sets = ImageSet.objects.filter(datastore_id=link.datastore_id, study_instance_uid=link.study_instance_uid,
-                                       is_primary=True).exclude(state=ImageSetState.DELETED)
-        chosen = sets.filter(series_instance_uid=link.initial_series).first() or sets.order_by("created_at").first()
-        if chosen is None:
-            return _embeddable(render(request, "viewer/share_error.html",
-                                      {"reason": "The shared study is no longer available."}, status=404))
-        image_set_id = chosen.id
+    image_set_id = selectors.shared_image_set_id(link=link)
+    if image_set_id is None:
+        return _embeddable(render(request, "viewer/share_error.html",
+                                  {"reason": "The shared study is no longer available."}, status=404))
     view = selectors.viewable_image_set(user=user, datastore_id=link.datastore_id, image_set_id=image_set_id,
                                         share_token=token)
     series_uid = request.GET.get("series") or link.initial_series or next(iter(view.series), "")

@@ -8,7 +8,12 @@ from django.shortcuts import render
 
 from imaging.errors import ApertureError
 from imaging.models import AccessKey, ManagedPolicy
-from imaging.services.accesskeys import accesskey_create, accesskey_deactivate
+from imaging.services.accesskeys import (
+    accesskey_create,
+    accesskey_deactivate,
+    accesskey_reactivate,
+    accesskey_rename,
+)
 
 
 class AccessKeyCreateForm(forms.ModelForm):
@@ -41,7 +46,11 @@ class AccessKeyAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change) -> None:
         if change:
-            obj.save(update_fields=["name", "is_active"])
+            if "name" in form.changed_data:
+                accesskey_rename(access_key_id=obj.pk, name=form.cleaned_data["name"])
+            if "is_active" in form.changed_data:
+                toggle = accesskey_reactivate if form.cleaned_data["is_active"] else accesskey_deactivate
+                toggle(access_key_id=obj.pk)
             return
         try:
             issued = accesskey_create(

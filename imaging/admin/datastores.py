@@ -4,7 +4,6 @@ through imaging.services.imports)."""
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 
 from django import forms
 from django.conf import settings
@@ -17,7 +16,7 @@ from django.utils.html import format_html, format_html_join
 from imaging.errors import ApertureError
 from imaging.models import Datastore, LosslessStorageFormat
 from imaging.selectors import datastore_storage_by_tier
-from imaging.services.datastores import datastore_create, datastore_delete
+from imaging.services.datastores import datastore_create, datastore_delete, datastore_rename
 from imaging.services.imports import import_job_start, import_job_start_local, import_job_start_upload
 
 
@@ -75,16 +74,8 @@ class S3ImportForm(forms.Form):
 
 
 class FolderImportForm(forms.Form):
+    # Which folders may be imported is the service's rule (import_job_start_local's import_roots_only).
     folder = forms.CharField(label="Server folder", help_text="A folder under one of APERTURE_IMPORT_ROOTS")
-
-    def clean_folder(self) -> str:
-        folder = Path(self.cleaned_data["folder"]).resolve()
-        roots = [Path(root).resolve() for root in settings.APERTURE_IMPORT_ROOTS]
-        if not any(folder == root or folder.is_relative_to(root) for root in roots):
-            raise forms.ValidationError("That folder is not under an allowed import root (APERTURE_IMPORT_ROOTS).")
-        if not folder.is_dir():
-            raise forms.ValidationError("That folder does not exist.")
-        return str(folder)
 
 
 @admin.register(Datastore)
@@ -112,7 +103,7 @@ class DatastoreAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change) -> None:
         if change:
-            obj.save(update_fields=["name", "updated_at"])
+            datastore_rename(datastore_id=obj.pk, name=form.cleaned_data["name"])
             return
         result = datastore_create(
             client_token=uuid.uuid4().hex,
@@ -196,7 +187,8 @@ class DatastoreAdmin(admin.ModelAdmin):
                     job_id = import_job_start_upload(datastore_id=datastore.id,
                                                      uploads=request.FILES.getlist("files")).id
                 else:
-                    job_id = import_job_start_local(datastore_id=datastore.id, paths=[form.cleaned_data["folder"]]).id
+                    job_id = import_job_start_local(datastore_id=datastore.id, paths=[form.cleaned_data["folder"]],
+                                                    import_roots_only=True).id
             except ApertureError as e:
                 form.add_error(None, e.message)
             else:

@@ -1,14 +1,14 @@
-"""Admin pages for image sets: read-only, with their versions and the current metadata document."""
+"""Admin pages for image sets: read-only, with their versions and the current metadata document (through
+imaging.services.imagesets)."""
 from __future__ import annotations
 
 import json
 
 from django.contrib import admin
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
-from imaging.dicom.document import decode_document
 from imaging.models import ImageSet
-from imaging.storage import blob_store
+from imaging.services.imagesets import imageset_metadata_document
 
 
 @admin.register(ImageSet)
@@ -29,17 +29,16 @@ class ImageSetAdmin(admin.ModelAdmin):
 
     @admin.display(description="Versions")
     def versions_table(self, obj: ImageSet) -> str:
-        rows = "".join(format_html("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", v.version,
-                                   v.state, v.workflow_status, "yes" if v.is_primary else "no", v.created_at)
-                       for v in obj.versions.all())
+        rows = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", (
+            (v.version, v.state, v.workflow_status, "yes" if v.is_primary else "no", v.created_at)
+            for v in obj.versions.all()))
         return format_html("<table><tr><th>Version</th><th>State</th><th>Workflow</th><th>Primary</th>"
-                           "<th>Created</th></tr>{}</table>", format_html(rows))
+                           "<th>Created</th></tr>{}</table>", rows)
 
     @admin.display(description="Metadata document (current version)")
     def metadata_document(self, obj: ImageSet) -> str:
-        version = obj.versions.filter(version=obj.content_version).first()
-        blob = blob_store().get(version.metadata_key) if version else None
-        if not blob:
+        document = imageset_metadata_document(image_set=obj)
+        if document is None:
             return "(not available)"
         return format_html("<pre style='max-height:40em;overflow:auto'>{}</pre>",
-                           json.dumps(decode_document(blob), indent=1)[:500_000])
+                           json.dumps(document, indent=1)[:500_000])

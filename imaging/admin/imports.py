@@ -6,10 +6,9 @@ import json
 from django.contrib import admin
 from django.utils.html import format_html, format_html_join
 
-from imaging.models import ImportJob, JobStatus
+from imaging.models import ImportJob
+from imaging.pipeline.job import RUNNING
 from imaging.services.imports import manifest_summary
-
-RUNNING = (JobStatus.SUBMITTED, JobStatus.IN_PROGRESS)
 
 
 @admin.register(ImportJob)

@@ -17,16 +17,6 @@ from django.http import HttpRequest, HttpResponse
 from imaging.api.protocol import operation_model, parse_request, to_wire
 from imaging.aws.envelope import error_response
 from imaging.aws.signed import SignedCall, signed_call, unknown_operation
-from imaging.models import AccessKey
-
-
-@dataclass
-class ApiContext:
-    request: HttpRequest
-    request_id: str
-    operation: str
-    key: AccessKey
-    principal: str
 
 
 @dataclass
@@ -52,7 +42,8 @@ OPERATIONS: dict[str, Operation] = {}
 
 
 def operation(name: str, *, resources: ResourcesOf) -> Callable[[Handler], Handler]:
-    """Register `handler(ctx, **params)` as the implementation of a model operation."""
+    """Register `handler(call, **params)` as the implementation of a model operation; `call` is the SignedCall,
+    authenticated and authorized."""
 
     def register(handler: Handler) -> Handler:
         operation_model(name)  # fails at import time for a misspelt operation name
@@ -85,11 +76,8 @@ def dispatch(request: HttpRequest, routes: dict[str, str], labels: dict[str, str
         if registered is None:
             return error_response("UnknownOperationException", 404, f"{operation_name} is not available",
                                   call.request_id)
-        principal = call.authorize(registered.resources(params))
-        context = ApiContext(
-            request=request, request_id=call.request_id, operation=operation_name, key=call.key, principal=principal
-        )
-        result = registered.handler(context, **params)
+        call.authorize(registered.resources(params))
+        result = registered.handler(call, **params)
         call.audit_response = None if isinstance(result, BlobResult) else result
         return _success(result)
 

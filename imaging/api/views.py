@@ -1,5 +1,7 @@
-"""One short handler per HealthImaging operation. Each receives validated model members as keyword arguments
-and returns plain data with wire names; imaging/api/dispatch.py does everything HTTP."""
+"""One short handler per HealthImaging operation. Each receives the call (imaging.aws.signed.SignedCall: its request
+and authenticated key) and the validated model members as keyword arguments, and returns plain data with wire names.
+Everything HTTP is done around them: imaging/aws/signed.py authenticates, throttles, audits and maps errors for every
+signed route, and imaging/api/dispatch.py parses the input, authorizes and serializes the result."""
 from __future__ import annotations
 
 from typing import Any
@@ -7,8 +9,8 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from imaging.api.dispatch import ApiContext, BlobResult, dispatch, operation
-from imaging.aws.signed import authorize, unknown_operation
+from imaging.api.dispatch import BlobResult, dispatch, operation
+from imaging.aws.signed import SignedCall, authorize, unknown_operation
 from imaging.models import Datastore, ImageSet, ImportJob, datastore_arn, image_set_arn
 from imaging.services import datastores as datastore_services
 from imaging.services import imageset_writes
@@ -17,7 +19,6 @@ from imaging.services import imports as import_services
 from imaging.services import tags as tag_services
 from imaging import selectors
 from imaging.pagination import paginate
-from imaging.selectors import datastores_readable
 
 
 def _datastore_resource(params: dict[str, Any]) -> list[str]:
@@ -48,10 +49,10 @@ def datastore_summary(datastore: Datastore) -> dict[str, Any]:
 
 
 @operation("CreateDatastore", resources=_any_resource)
-def create_datastore(ctx: ApiContext, *, clientToken: str, **params: Any) -> dict[str, Any]:
+def create_datastore(call: SignedCall, *, clientToken: str, **params: Any) -> dict[str, Any]:
     if params.get("tags"):
         # Tagging at creation also needs TagResource (SPEC 12.4).
-        authorize(ctx.key, operation_name="TagResource", resources=["*"])
+        authorize(call.key, operation_name="TagResource", resources=["*"])
     return datastore_services.datastore_create(
         client_token=clientToken,
         name=params.get("datastoreName"),
@@ -63,7 +64,7 @@ def create_datastore(ctx: ApiContext, *, clientToken: str, **params: Any) -> dic
 
 
 @operation("GetDatastore", resources=_datastore_resource)
-def get_datastore(ctx: ApiContext, *, datastoreId: str) -> dict[str, Any]:
+def get_datastore(call: SignedCall, *, datastoreId: str) -> dict[str, Any]:
     datastore = datastore_services.datastore_get(datastore_id=datastoreId)
     return {
         "datastoreProperties": {
@@ -77,10 +78,10 @@ def get_datastore(ctx: ApiContext, *, datastoreId: str) -> dict[str, Any]:
 
 @operation("ListDatastores", resources=_any_resource)
 def list_datastores(
-    ctx: ApiContext, *, datastoreStatus: str | None = None, nextToken: str | None = None, maxResults: int | None = None
+    call: SignedCall, *, datastoreStatus: str | None = None, nextToken: str | None = None, maxResults: int | None = None
 ) -> dict[str, Any]:
     # Grants bind listing as they bind every other operation; stores in any state, as HealthImaging lists them.
-    readable = datastores_readable(user=ctx.key.user, include_inactive=True)
+    readable = selectors.datastores_readable(user=call.key.user, include_inactive=True)
     queryset = datastore_services.datastore_list(status=datastoreStatus).filter(pk__in=readable.values("pk"))
     page, token = paginate(
         queryset, scope=f"ListDatastores:{datastoreStatus or ''}", next_token=nextToken, max_results=maxResults
@@ -89,30 +90,30 @@ def list_datastores(
 
 
 @operation("DeleteDatastore", resources=_datastore_resource)
-def delete_datastore(ctx: ApiContext, *, datastoreId: str) -> dict[str, Any]:
+def delete_datastore(call: SignedCall, *, datastoreId: str) -> dict[str, Any]:
     datastore = datastore_services.datastore_delete(datastore_id=datastoreId)
     return {"datastoreId": datastore.id, "datastoreStatus": datastore.status}
 
 
 @operation("TagResource", resources=_tag_resource)
-def tag_resource(ctx: ApiContext, *, resourceArn: str, tags: dict[str, str]) -> dict[str, Any]:
+def tag_resource(call: SignedCall, *, resourceArn: str, tags: dict[str, str]) -> dict[str, Any]:
     tag_services.tags_set(resource_arn=tag_services.resource_resolve(resource_arn=resourceArn), tags=tags)
     return {}
 
 
 @operation("UntagResource", resources=_tag_resource)
-def untag_resource(ctx: ApiContext, *, resourceArn: str, tagKeys: list[str]) -> dict[str, Any]:
+def untag_resource(call: SignedCall, *, resourceArn: str, tagKeys: list[str]) -> dict[str, Any]:
     tag_services.tags_remove(resource_arn=tag_services.resource_resolve(resource_arn=resourceArn), keys=tagKeys)
     return {}
 
 
 @operation("ListTagsForResource", resources=_tag_resource)
-def list_tags_for_resource(ctx: ApiContext, *, resourceArn: str) -> dict[str, Any]:
+def list_tags_for_resource(call: SignedCall, *, resourceArn: str) -> dict[str, Any]:
     return {"tags": tag_services.tags_get(resource_arn=tag_services.resource_resolve(resource_arn=resourceArn))}
 
 
 @operation("StartDICOMImportJob", resources=_datastore_resource)
-def start_dicom_import_job(ctx: ApiContext, *, datastoreId: str, clientToken: str, **params: Any) -> dict[str, Any]:
+def start_dicom_import_job(call: SignedCall, *, datastoreId: str, clientToken: str, **params: Any) -> dict[str, Any]:
     return import_services.import_job_start(
         datastore_id=datastoreId,
         client_token=clientToken,
@@ -139,7 +140,7 @@ def job_summary(job: ImportJob) -> dict[str, Any]:
 
 
 @operation("GetDICOMImportJob", resources=_datastore_resource)
-def get_dicom_import_job(ctx: ApiContext, *, datastoreId: str, jobId: str) -> dict[str, Any]:
+def get_dicom_import_job(call: SignedCall, *, datastoreId: str, jobId: str) -> dict[str, Any]:
     job = import_services.import_job_get(datastore_id=datastoreId, job_id=jobId)
     return {
         "jobProperties": {
@@ -153,7 +154,7 @@ def get_dicom_import_job(ctx: ApiContext, *, datastoreId: str, jobId: str) -> di
 
 @operation("ListDICOMImportJobs", resources=_datastore_resource)
 def list_dicom_import_jobs(
-    ctx: ApiContext, *, datastoreId: str, jobStatus: str | None = None, nextToken: str | None = None,
+    call: SignedCall, *, datastoreId: str, jobStatus: str | None = None, nextToken: str | None = None,
     maxResults: int | None = None,
 ) -> dict[str, Any]:
     queryset = import_services.import_job_list(datastore_id=datastoreId, status=jobStatus)
@@ -185,7 +186,9 @@ def image_set_properties(image_set: ImageSet, version) -> dict[str, Any]:
 
 
 @operation("GetImageSet", resources=_image_set_resources)
-def get_image_set(ctx: ApiContext, *, datastoreId: str, imageSetId: str, versionId: str | None = None) -> dict[str, Any]:
+def get_image_set(
+    call: SignedCall, *, datastoreId: str, imageSetId: str, versionId: str | None = None
+) -> dict[str, Any]:
     image_set = imageset_services.imageset_get(datastore_id=datastoreId, image_set_id=imageSetId)
     version = imageset_services.imageset_version(image_set=image_set, version=versionId)
     return image_set_properties(image_set, version)
@@ -193,7 +196,7 @@ def get_image_set(ctx: ApiContext, *, datastoreId: str, imageSetId: str, version
 
 @operation("SearchImageSets", resources=_datastore_resource)
 def search_image_sets(
-    ctx: ApiContext, *, datastoreId: str, searchCriteria: dict | None = None, nextToken: str | None = None,
+    call: SignedCall, *, datastoreId: str, searchCriteria: dict | None = None, nextToken: str | None = None,
     maxResults: int | None = None,
 ) -> dict[str, Any]:
     datastore_services.datastore_get_live(datastore_id=datastoreId)
@@ -205,7 +208,7 @@ def search_image_sets(
 
 @operation("ListImageSetVersions", resources=_image_set_resources)
 def list_image_set_versions(
-    ctx: ApiContext, *, datastoreId: str, imageSetId: str, nextToken: str | None = None, maxResults: int | None = None
+    call: SignedCall, *, datastoreId: str, imageSetId: str, nextToken: str | None = None, maxResults: int | None = None
 ) -> dict[str, Any]:
     image_set = imageset_services.imageset_get(datastore_id=datastoreId, image_set_id=imageSetId)
     page, token = paginate(image_set.versions.order_by("-version"), scope=f"Versions:{image_set.id}",
@@ -230,26 +233,26 @@ def list_image_set_versions(
 
 @operation("GetImageSetMetadata", resources=_image_set_resources)
 def get_image_set_metadata(
-    ctx: ApiContext, *, datastoreId: str, imageSetId: str, versionId: str | None = None
+    call: SignedCall, *, datastoreId: str, imageSetId: str, versionId: str | None = None
 ) -> BlobResult:
     blob = imageset_services.imageset_metadata_blob(datastore_id=datastoreId, image_set_id=imageSetId, version=versionId)
     return BlobResult(blob, {"Content-Type": "application/json", "Content-Encoding": "gzip"})
 
 
 @operation("GetImageFrame", resources=_image_set_resources)
-def get_image_frame(ctx: ApiContext, *, datastoreId: str, imageSetId: str, imageFrameInformation: dict) -> BlobResult:
+def get_image_frame(call: SignedCall, *, datastoreId: str, imageSetId: str, imageFrameInformation: dict) -> BlobResult:
     data, content_type = imageset_services.imageset_frame(
         datastore_id=datastoreId,
         image_set_id=imageSetId,
         frame_id=imageFrameInformation["imageFrameId"],
-        accept=ctx.request.headers.get("Accept"),
+        accept=call.request.headers.get("Accept"),
     )
     return BlobResult(data, {"Content-Type": content_type})
 
 
 @operation("UpdateImageSetMetadata", resources=_image_set_resources)
 def update_image_set_metadata(
-    ctx: ApiContext, *, datastoreId: str, imageSetId: str, latestVersionId: str,
+    call: SignedCall, *, datastoreId: str, imageSetId: str, latestVersionId: str,
     updateImageSetMetadataUpdates: dict, force: bool = False, includeStudyImageSets: bool = False,
 ) -> dict[str, Any]:
     return imageset_writes.imageset_update(
@@ -268,7 +271,7 @@ def _copy_resources(params: dict[str, Any]) -> list[str]:
 
 @operation("CopyImageSet", resources=_copy_resources)
 def copy_image_set(
-    ctx: ApiContext, *, datastoreId: str, sourceImageSetId: str, copyImageSetInformation: dict,
+    call: SignedCall, *, datastoreId: str, sourceImageSetId: str, copyImageSetInformation: dict,
     force: bool = False, promoteToPrimary: bool = False,
 ) -> dict[str, Any]:
     return imageset_writes.imageset_copy(
@@ -278,7 +281,7 @@ def copy_image_set(
 
 
 @operation("DeleteImageSet", resources=_image_set_resources)
-def delete_image_set(ctx: ApiContext, *, datastoreId: str, imageSetId: str) -> dict[str, Any]:
+def delete_image_set(call: SignedCall, *, datastoreId: str, imageSetId: str) -> dict[str, Any]:
     datastore_services.datastore_get_live(datastore_id=datastoreId)
     return imageset_writes.imageset_delete(datastore_id=datastoreId, image_set_id=imageSetId)
 

@@ -1,4 +1,4 @@
-"""Access keys: create, look up for SigV4, deactivate."""
+"""Access keys: create, look up for SigV4, rename, deactivate (and reactivate)."""
 from __future__ import annotations
 
 import secrets
@@ -56,7 +56,20 @@ def accesskey_create(
 
 
 def accesskey_deactivate(*, access_key_id: str) -> None:
-    updated = AccessKey.objects.filter(access_key_id=access_key_id).update(is_active=False)
+    _accesskey_update(access_key_id=access_key_id, is_active=False)
+
+
+def accesskey_reactivate(*, access_key_id: str) -> None:
+    """Undo a deactivation (the admin's change form); the secret is the one issued at creation."""
+    _accesskey_update(access_key_id=access_key_id, is_active=True)
+
+
+def accesskey_rename(*, access_key_id: str, name: str) -> None:
+    _accesskey_update(access_key_id=access_key_id, name=name)
+
+
+def _accesskey_update(*, access_key_id: str, **fields: Any) -> None:
+    updated = AccessKey.objects.filter(access_key_id=access_key_id).update(**fields)
     if not updated:
         raise NotFound(f"Access key {access_key_id} does not exist")
 

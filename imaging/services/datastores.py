@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from imaging.errors import Conflict, NotFound, QuotaExceeded
 from imaging.models import (
@@ -96,6 +97,13 @@ def datastore_require_active(*, datastore_id: str) -> Datastore:
     if datastore.status != DatastoreStatus.ACTIVE:
         raise Conflict(f"Datastore {datastore_id} is {datastore.status}, not ACTIVE")
     return datastore
+
+
+def datastore_rename(*, datastore_id: str, name: str) -> None:
+    """The admin's change form: a data store's name is all that changes after it is created."""
+    updated = Datastore.objects.filter(pk=datastore_id).update(name=name, updated_at=timezone.now())
+    if not updated:
+        raise NotFound(f"Datastore {datastore_id} does not exist")
 
 
 @transaction.atomic

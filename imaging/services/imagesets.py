@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from django.utils import timezone
 
 from imaging.codecs import registry
+from imaging.dicom.document import decode_document
 from imaging.errors import NotAcceptable, NotFound
 from imaging.models import ImageFrame, ImageSet, ImageSetState, ImageSetVersion, StorageTier
 from imaging.services.datastores import datastore_get_live
@@ -53,6 +55,14 @@ def imageset_metadata_blob(*, datastore_id: str, image_set_id: str, version: str
         raise BlobStoreError(f"metadata blob of version {found.version} is missing")
     imageset_touch(image_set=image_set)
     return blob
+
+
+def imageset_metadata_document(*, image_set: ImageSet) -> dict[str, Any] | None:
+    """The metadata document of the newest completed version, decoded, for pages that show it (the admin): deleted
+    image sets included, no access recorded (the tier stays as it is), None when it is not there."""
+    found = image_set.versions.filter(version=image_set.content_version).first()
+    blob = blob_store().get(found.metadata_key) if found else None
+    return decode_document(blob) if blob else None
 
 
 def _accepts(accept: str | None, content_type: str) -> bool:

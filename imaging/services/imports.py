@@ -76,12 +76,18 @@ def import_job_start(
     return idempotent(operation="StartDICOMImportJob", client_token=client_token, params=params, create=create)
 
 
-def import_job_start_local(*, datastore_id: str, paths: list[str], job_name: str = "") -> ImportJob:
-    """A job over server folders or files, with its manifests kept in the data directory."""
+def import_job_start_local(
+    *, datastore_id: str, paths: list[str], job_name: str = "", import_roots_only: bool = False
+) -> ImportJob:
+    """A job over server folders or files, with its manifests kept in the data directory. With `import_roots_only`
+    (the admin's folder import) each path must be a folder under one of APERTURE_IMPORT_ROOTS; the command line and
+    browser uploads may name any path."""
     if not paths:
         raise ValidationFailed("Give at least one file or folder to import")
     resolved = [str(Path(p).resolve()) for p in paths]
     for path in resolved:
+        if import_roots_only:
+            _import_root_require(Path(path))
         if not Path(path).exists():
             raise ValidationFailed(f"{path} does not exist")
     token = os.urandom(16).hex()
@@ -96,6 +102,15 @@ def import_job_start_local(*, datastore_id: str, paths: list[str], job_name: str
     )
     return ImportJob.objects.get(pk=answer["jobId"])
 
+
+def _import_root_require(folder: Path) -> None:
+    """Refuse a resolved path that is not a folder under one of APERTURE_IMPORT_ROOTS. The path is resolved first,
+    so `..` and links cannot lead out of a root; whether a folder outside the roots exists is never told."""
+    roots = [Path(root).resolve() for root in settings.APERTURE_IMPORT_ROOTS]
+    if not any(folder == root or folder.is_relative_to(root) for root in roots):
+        raise ValidationFailed("That folder is not under an allowed import root (APERTURE_IMPORT_ROOTS).")
+    if not folder.is_dir():
+        raise ValidationFailed("That folder does not exist.")
 
 
 def import_job_start_upload(*, datastore_id: str, uploads: Iterable) -> ImportJob:

@@ -1,7 +1,7 @@
 """Picking up the work a crash left behind, once where workers start.
 
 `background_work_recover` is a start hook (imaging/tasks): the task backend runs it where its workers start, in
-the web process with the thread backend, in each Celery worker with celery. With workers in this process, every
+the web process with the thread and eager backends, in each Celery worker with celery. With workers in this process, every
 job still marked IN_PROGRESS belonged to a process that is gone; with Celery, a live worker may still hold one, so
 only stale ones are taken back. The periodic sweeps (storage tiers, orphaned blobs) are declared next to their
 tasks and scheduled by the backend. This module enqueues tasks; it never runs a backend's machinery itself.

@@ -15,14 +15,13 @@ from tests.servers import ApertureServer
 
 pytestmark = pytest.mark.live
 
-PASSWORD = "correct horse battery"
 STRANGER, ADMIN_DESK = "203.0.113.66", "198.51.100.10"
 
 
 @pytest.fixture(scope="module")
 def server():
     instance = ApertureServer(extra_env={"APERTURE_TRUSTED_PROXIES": "127.0.0.1"}).start()
-    personas.live_admin(instance, "chief", password=PASSWORD)
+    personas.live_admin(instance, "chief", password=personas.PASSWORD)
     yield instance
     instance.stop()
 
@@ -51,5 +50,5 @@ def test_a_stranger_cannot_lock_the_admin_out(server):
         assert sign_in(server, "guess", client_address=STRANGER)[0] == 200
     status, page = sign_in(server, "guess", client_address=STRANGER)
     assert status == 429 and "Sign-in paused" in page
-    assert sign_in(server, PASSWORD, client_address=STRANGER)[0] == 429
-    assert sign_in(server, PASSWORD, client_address=ADMIN_DESK)[0] == 302  # signed in: redirected to the app
+    assert sign_in(server, personas.PASSWORD, client_address=STRANGER)[0] == 429
+    assert sign_in(server, personas.PASSWORD, client_address=ADMIN_DESK)[0] == 302  # signed in: redirected to the app

@@ -12,6 +12,7 @@ from pydicom.uid import generate_uid
 from tests import personas
 from tests.clients import imaging_client, wait_for
 from tests.dicomgen import ct_bytes
+from tests.e2e.browser import chromium
 from tests.importing import run_import
 from tests.servers import ApertureServer, free_port
 
@@ -138,12 +139,7 @@ def test_share_link_in_an_iframe_on_allowed_and_refused_origins(seaweed, s3):
             "page": f'<iframe id="v" src="{share_url}" width="900" height="700"></iframe>'.encode()}))
         threading.Thread(target=allowed.serve_forever, daemon=True).start()
         refused, refused_url = serve_parent(share_url)
-        from playwright.sync_api import sync_playwright
-
-        from tests.e2e.test_viewer_e2e import ARGS, CHROMIUM
-
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        with chromium() as browser:
             page = browser.new_page()
             page.goto(f"http://127.0.0.1:{allowed_port}/")
             frame = page.frame_locator("#v")
@@ -154,7 +150,6 @@ def test_share_link_in_an_iframe_on_allowed_and_refused_origins(seaweed, s3):
             page.wait_for_timeout(1500)
             blocked = [f for f in page.frames if f.url.startswith(share_url)]
             assert not blocked or blocked[0].evaluate("typeof window.apertureViewer") == "undefined"
-            browser.close()
         allowed.shutdown()
         refused.shutdown()
         assert token not in embed_server.log()  # the token never reaches the server log

@@ -15,9 +15,6 @@ from viewer.render import to_uint8, voi_window
 
 pytestmark = [pytest.mark.live, pytest.mark.slow]
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
 SLICES = 12
 PASSWORD = "a long clinician passphrase"
 
@@ -39,16 +36,6 @@ def study(server, mi, s3):
     run_import(mi, s3, datastore_id, files)
     personas.live_clinician(server, datastore_id, username="clin", password=PASSWORD)
     return {"datastore": datastore_id, "study": study_uid, "series": series_uid}
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield instance
-        instance.close()
 
 
 def log_in(page, server):

@@ -12,7 +12,13 @@ from django.test import Client
 from django.utils import timezone
 
 from imaging.models import ShareLink
-from imaging.services.sharing import share_link_revoke
+from imaging.services.sharing import (
+    ShareLinkInvalid,
+    ShareLinkProblem,
+    share_link_create,
+    share_link_resolve,
+    share_link_revoke,
+)
 from tests.viewer_study import share_link_token
 from viewer.consumers import RenderConsumer
 
@@ -92,3 +98,32 @@ def test_a_share_link_has_one_token_and_older_timestamped_tokens_still_open(view
     assert share_link_resolve(signing.dumps(str(link.id), salt="aperture.share-link")).pk == link.pk
     with pytest.raises(ShareLinkInvalid):
         share_link_resolve(share_token(link)[:-2] + "xx")
+
+
+def _problem(token: str, user=None) -> ShareLinkInvalid:
+    with pytest.raises(ShareLinkInvalid) as raised:
+        share_link_resolve(token, user=user)
+    return raised.value
+
+
+def _link(data, **kwargs) -> tuple[ShareLink, str]:
+    return share_link_create(created_by=None, datastore_id=data.datastore.id, study_uid=data.study_uid,
+                             expires_in=timedelta(hours=1), **kwargs)
+
+
+def test_a_share_link_that_does_not_open_says_why_as_a_member_not_a_sentence(viewer_data):
+    link, token = _link(viewer_data)
+    assert _problem(token[:-3] + ("AAA" if not token.endswith("AAA") else "BBB")).problem is ShareLinkProblem.ALTERED
+    ShareLink.objects.filter(pk=link.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert _problem(token).problem is ShareLinkProblem.EXPIRED
+    revoked, revoked_token = _link(viewer_data)
+    share_link_revoke(link_id=revoked.pk)
+    assert _problem(revoked_token).problem is ShareLinkProblem.REVOKED
+    _, bound_token = _link(viewer_data, bound_user=viewer_data.clinician)
+    bound = _problem(bound_token)
+    assert bound.problem is ShareLinkProblem.OTHER_USER and bound.needs_login
+    assert bound.reason == str(bound) == ShareLinkProblem.OTHER_USER.value
+    assert _problem(bound_token, user=viewer_data.outsider).problem is ShareLinkProblem.OTHER_USER
+    ShareLink.objects.all().delete()
+    unknown = _problem(token)
+    assert unknown.problem is ShareLinkProblem.UNKNOWN and not unknown.needs_login

@@ -1,4 +1,5 @@
-"""Admin pages for data stores and access keys, driven through Django's test client as an admin."""
+"""Admin pages for data stores, access keys, image sets and share links, driven through Django's test client as an
+admin."""
 from __future__ import annotations
 
 import pytest
@@ -188,3 +189,49 @@ def test_long_reasons_are_cut_between_words():
     assert len(reason) <= REASON_LIMIT + 2 and reason.endswith(" …")
     assert reason[:-2].split(" ")[-1] in words.split(" ")
     assert short_reason(ValueError("two\n   lines")) == "two lines"
+
+
+def test_image_set_page_shows_its_versions_and_metadata_document(admin_client, viewer_data):
+    image_set = viewer_data.ct_image_set
+    page = admin_client.get(f"/admin/imaging/imageset/{image_set.id}/change/").content.decode()
+    versions = page.split("<th>Created</th></tr>")[1].split("</table>")[0]
+    assert versions.startswith("<tr><td>1</td><td>ACTIVE</td>") and versions.count("<tr>") == 1
+    document = page.split("Metadata document (current version)")[1].split("</pre>")[0]
+    assert viewer_data.study_uid in document and "DOE^JANE^MARIE" in document
+    # Looking at the page is no read of the content: the tier and the last access stay as they were.
+    assert image_set.__class__.objects.get(pk=image_set.pk).last_accessed_at == image_set.last_accessed_at
+
+
+def test_change_forms_write_through_the_services(admin_client, viewer_data):
+    datastore = viewer_data.datastore
+    renamed = admin_client.post(f"/admin/imaging/datastore/{datastore.id}/change/", {"name": "ward-8"})
+    assert renamed.status_code == 302
+    assert Datastore.objects.get(pk=datastore.id).name == "ward-8"
+    from imaging.services.accesskeys import accesskey_create
+
+    issued = accesskey_create(user=personas.user("api-user"), name="pacs")
+    key = AccessKey.objects.get(pk=issued.access_key_id)
+    url = f"/admin/imaging/accesskey/{key.access_key_id}/change/"
+    assert admin_client.post(url, {"name": "pacs-2"}).status_code == 302  # is_active left unticked: deactivated
+    key.refresh_from_db()
+    assert (key.name, key.is_active) == ("pacs-2", False)
+    assert admin_client.post(url, {"name": "pacs-2", "is_active": "on"}).status_code == 302
+    key.refresh_from_db()
+    assert key.is_active is True
+
+
+def test_folder_import_is_refused_outside_the_import_roots_by_the_service(datastore, tmp_path, store_settings):
+    from imaging.errors import ValidationFailed
+    from imaging.services.imports import import_job_start_local
+
+    (tmp_path / "allowed" / "inner").mkdir(parents=True)
+    (tmp_path / "allowed" / "file.dcm").write_bytes(b"")
+    store_settings.APERTURE_IMPORT_ROOTS = [str(tmp_path / "allowed")]
+    for path, reason in ((tmp_path, "not under"), (tmp_path / "allowed" / ".." / "x", "not under"),
+                         (tmp_path / "allowed" / "missing", "does not exist"),
+                         (tmp_path / "allowed" / "file.dcm", "does not exist")):
+        with pytest.raises(ValidationFailed, match=reason):
+            import_job_start_local(datastore_id=datastore.id, paths=[str(path)], import_roots_only=True)
+    job = import_job_start_local(datastore_id=datastore.id, paths=[str(tmp_path / "allowed" / "inner")],
+                                 import_roots_only=True)
+    assert job.input_paths == [str((tmp_path / "allowed" / "inner").resolve())]

@@ -1,41 +1,14 @@
-"""The shared pieces of the two SigV4 transports (issue 12 item 4): one access rule, and transports that do not
-import each other."""
+"""The shared pieces of the two SigV4 transports (issue 12 item 4): one access rule, and one wrapper that refuses,
+audits and throttles alike on both. That transports do not import each other is tests/test_import_graph.py's rule."""
 from __future__ import annotations
 
-import ast
 import uuid
-from pathlib import Path
 
 import pytest
-from django.contrib.auth import get_user_model
 
-from imaging.models import Datastore, DatastoreGrant, DatastoreStatus
+from imaging.models import AuditEvent, Datastore, DatastoreStatus
 from imaging.selectors import datastore_readable, datastores_readable
-from tests.paths import REPO_ROOT
-
-ROOT = REPO_ROOT
-TRANSPORTS = {"imaging.api": ROOT / "imaging" / "api", "imaging.dicomweb": ROOT / "imaging" / "dicomweb",
-              "viewer": ROOT / "viewer", "imaging.aws": ROOT / "imaging" / "aws"}
-
-
-def _imported_modules(folder: Path) -> set[str]:
-    names: set[str] = set()
-    for source in folder.rglob("*.py"):
-        for node in ast.walk(ast.parse(source.read_text(), str(source))):
-            if isinstance(node, ast.Import):
-                names.update(alias.name for alias in node.names)
-            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                names.add(node.module)
-    return names
-
-
-@pytest.mark.parametrize("package", sorted(TRANSPORTS))
-def test_transports_never_import_each_other(package):
-    """api/, dicomweb/ and viewer/ share only what sits below them (imaging/aws among it), which imports none."""
-    others = [other for other in TRANSPORTS if other != package and other != "imaging.aws"]
-    crossing = sorted(name for name in _imported_modules(TRANSPORTS[package])
-                      if any(name == other or name.startswith(other + ".") for other in others))
-    assert crossing == [], f"{package} imports {crossing}"
+from tests import personas
 
 
 def _datastore(status: str) -> Datastore:
@@ -44,14 +17,11 @@ def _datastore(status: str) -> Datastore:
 
 @pytest.mark.django_db
 def test_one_rule_with_the_transport_choosing_non_active_stores():
-    User = get_user_model()
-    clinician = User.objects.create_user("clinician-access")
-    admin = User.objects.create_superuser("admin-access")
     active, creating, deleting = (_datastore(s) for s in (DatastoreStatus.ACTIVE, DatastoreStatus.CREATING,
                                                           DatastoreStatus.DELETING))
     other = _datastore(DatastoreStatus.ACTIVE)
-    for datastore in (active, creating, deleting):
-        DatastoreGrant.objects.create(user=clinician, datastore=datastore)
+    clinician = personas.clinician(active, creating, deleting, username="clinician-access")
+    admin = personas.admin("admin-access")
 
     # The viewer: granted and ACTIVE only; a superuser sees every ACTIVE store.
     assert set(datastores_readable(user=clinician)) == {active}
@@ -80,8 +50,6 @@ FORGED = ("AWS4-HMAC-SHA256 Credential=AKIANOSUCHKEY0000000/20260101/us-east-1/m
 ], ids=["api", "dicomweb"])
 def test_both_transports_refuse_alike_and_audit_alike(client, method, path, operation, category):
     """One wrapper: the same envelope, request id header and audit row for a refused call on either transport."""
-    from imaging.models import AuditEvent
-
     response = client.generic(method, path, HTTP_AUTHORIZATION=FORGED, HTTP_X_AMZ_DATE="20260101T000000Z")
     assert response.status_code == 403
     assert response["x-amzn-ErrorType"] == "UnrecognizedClientException"
@@ -97,3 +65,34 @@ def test_an_unserved_method_on_a_dicomweb_route_is_an_unknown_operation(client):
     response = client.post(f"/datastore/{'a' * 32}/studies/1.2/series/1.2.3/instances/1.2.3.4")
     assert response.status_code == 404
     assert response["x-amzn-ErrorType"] == "UnknownOperationException"
+
+
+@pytest.mark.django_db
+def test_get_dicom_instance_is_throttled_by_the_shared_wrapper(client, settings, monkeypatch):
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    from imaging import throttling
+    from imaging.services.accesskeys import accesskey_create
+
+    settings.APERTURE_THROTTLING_ENABLED = True
+    monkeypatch.setenv("APERTURE_THROTTLE_GetDICOMInstance", "0.001/1")  # one call, then none for 1000 s
+    monkeypatch.setattr(throttling, "_buckets", {})
+    issued = accesskey_create(user=personas.admin("throttled-admin"))
+    path = f"/datastore/{'a' * 32}/studies/1.2/series/1.2.3/instances/1.2.3.4"
+
+    def signed_get():
+        request = AWSRequest(method="GET", url=f"http://testserver{path}")
+        credentials = Credentials(issued.access_key_id, issued.secret_access_key)
+        SigV4Auth(credentials, "medical-imaging", "us-east-1").add_auth(request)
+        return client.get(path, HTTP_HOST="testserver", HTTP_AUTHORIZATION=request.headers["Authorization"],
+                          HTTP_X_AMZ_DATE=request.headers["X-Amz-Date"])
+
+    first = signed_get()
+    assert first.status_code == 404 and first["x-amzn-ErrorType"] == "ResourceNotFoundException"  # let through
+    second = signed_get()
+    assert second.status_code == 429
+    assert second["x-amzn-ErrorType"] == "ThrottlingException" and second.json()["__type"] == "ThrottlingException"
+    event = AuditEvent.objects.filter(event_name="GetDICOMInstance").latest("event_time")
+    assert (event.status_code, event.error_code) == (429, "ThrottlingException")

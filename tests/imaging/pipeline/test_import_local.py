@@ -10,7 +10,7 @@ from pydicom.uid import generate_uid
 from imaging.models import ImageSet, ImportJob
 from imaging.services.imports import import_job_start, import_job_start_local
 from tests.dicomgen import ct_bytes
-from tests.local_store import datastore, manage_in_own_process, store_settings  # noqa: F401  (fixtures)
+from tests.local_store import manage_in_own_process
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -16,7 +16,7 @@ from imaging.pipeline.sources import S3Settings, SourceError, list_objects, read
 from imaging.pipeline.process import process_source
 from imaging.services.imports import import_job_run, import_job_start_local
 from tests.dicomgen import ct_bytes
-from tests.local_store import datastore, manage_in_own_process, store_settings  # noqa: F401  (fixtures)
+from tests.local_store import manage_in_own_process
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -15,7 +15,6 @@ from imaging.pipeline.job import JobLimits, JobOutcome, claim_job, jobs_to_recov
 from imaging.pipeline.sources import S3Settings, SourceError
 from imaging.storage import blob_store
 from tests.dicomgen import ct_bytes
-from tests.local_store import datastore, store_settings  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

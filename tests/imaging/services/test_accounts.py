@@ -18,13 +18,12 @@ from tests import personas
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-PASSWORD = "correct horse battery"
 ATTACKER, ADMIN_DESK, PROXY = "203.0.113.66", "198.51.100.10", "10.0.0.254"
 
 
 @pytest.fixture
 def admin_user():
-    return personas.admin("chief", password=PASSWORD)
+    return personas.admin("chief", password=personas.PASSWORD)
 
 
 def sign_in(username: str, password: str, *, path: str = "/accounts/login/", **client_kwargs):
@@ -43,13 +42,13 @@ class TestLoginThrottle:
             assert response.status_code == 200 and b"did not match" in response.content
         _, fifth = sign_in("chief", "guess", REMOTE_ADDR=ATTACKER)
         assert fifth.status_code == 429 and b"Sign-in paused" in fifth.content
-        attacker, refused = sign_in("chief", PASSWORD, REMOTE_ADDR=ATTACKER)
+        attacker, refused = sign_in("chief", personas.PASSWORD, REMOTE_ADDR=ATTACKER)
         assert refused.status_code == 429 and not signed_in(attacker)
-        owner, accepted = sign_in("chief", PASSWORD, REMOTE_ADDR=ADMIN_DESK)
+        owner, accepted = sign_in("chief", personas.PASSWORD, REMOTE_ADDR=ADMIN_DESK)
         assert accepted.status_code == 302 and signed_in(owner)
         # Other names from the attacker's address are not locked by the failures on this one.
-        personas.user("colleague", password=PASSWORD)
-        colleague, response = sign_in("colleague", PASSWORD, REMOTE_ADDR=ATTACKER)
+        personas.user("colleague", password=personas.PASSWORD)
+        colleague, response = sign_in("colleague", personas.PASSWORD, REMOTE_ADDR=ATTACKER)
         assert response.status_code == 302 and signed_in(colleague)
 
     def test_hammering_a_locked_form_writes_nothing(self, admin_user):
@@ -66,32 +65,32 @@ class TestLoginThrottle:
         settings.APERTURE_LOGIN_MAX_FAILURES_PER_ADDRESS = 6
         for n in range(6):
             sign_in(f"someone-{n}", "guess", REMOTE_ADDR=ATTACKER)
-        attacker, refused = sign_in("chief", PASSWORD, REMOTE_ADDR=ATTACKER)
+        attacker, refused = sign_in("chief", personas.PASSWORD, REMOTE_ADDR=ATTACKER)
         assert refused.status_code == 429 and not signed_in(attacker)
-        owner, accepted = sign_in("chief", PASSWORD, REMOTE_ADDR=ADMIN_DESK)
+        owner, accepted = sign_in("chief", personas.PASSWORD, REMOTE_ADDR=ADMIN_DESK)
         assert accepted.status_code == 302 and signed_in(owner)
 
     def test_the_admin_login_is_throttled_the_same_way(self, admin_user):
         for _ in range(5):
             _, response = sign_in("chief", "guess", path="/admin/login/", REMOTE_ADDR=ATTACKER)
         assert response.status_code == 429 and b"Sign-in paused" in response.content
-        owner, accepted = sign_in("chief", PASSWORD, path="/admin/login/", REMOTE_ADDR=ADMIN_DESK)
+        owner, accepted = sign_in("chief", personas.PASSWORD, path="/admin/login/", REMOTE_ADDR=ADMIN_DESK)
         assert accepted.status_code == 302 and signed_in(owner)
 
     def test_forwarded_for_counts_only_from_a_trusted_proxy(self, settings, admin_user):
         settings.APERTURE_TRUSTED_PROXIES = [PROXY]
         for _ in range(5):
             sign_in("chief", "guess", REMOTE_ADDR=PROXY, HTTP_X_FORWARDED_FOR=ATTACKER)
-        _, refused = sign_in("chief", PASSWORD, REMOTE_ADDR=PROXY, HTTP_X_FORWARDED_FOR=ATTACKER)
+        _, refused = sign_in("chief", personas.PASSWORD, REMOTE_ADDR=PROXY, HTTP_X_FORWARDED_FOR=ATTACKER)
         assert refused.status_code == 429
         # The admin behind the same proxy is another client.
-        owner, accepted = sign_in("chief", PASSWORD, REMOTE_ADDR=PROXY, HTTP_X_FORWARDED_FOR=ADMIN_DESK)
+        owner, accepted = sign_in("chief", personas.PASSWORD, REMOTE_ADDR=PROXY, HTTP_X_FORWARDED_FOR=ADMIN_DESK)
         assert accepted.status_code == 302 and signed_in(owner)
         # A client that writes the header itself cannot choose the address it is counted under: not directly ...
-        direct, response = sign_in("chief", PASSWORD, REMOTE_ADDR="192.0.2.5", HTTP_X_FORWARDED_FOR=ATTACKER)
+        direct, response = sign_in("chief", personas.PASSWORD, REMOTE_ADDR="192.0.2.5", HTTP_X_FORWARDED_FOR=ATTACKER)
         assert response.status_code == 302 and signed_in(direct)
         # ... nor through the proxy, which appends the address it saw after whatever the client sent.
-        spoofed, response = sign_in("chief", PASSWORD, REMOTE_ADDR=PROXY,
+        spoofed, response = sign_in("chief", personas.PASSWORD, REMOTE_ADDR=PROXY,
                                     HTTP_X_FORWARDED_FOR=f"{ATTACKER}, 192.0.2.6")
         assert response.status_code == 302 and signed_in(spoofed)
 
@@ -99,7 +98,7 @@ class TestLoginThrottle:
 class TestUsersWithAuditHistory:
     @pytest.fixture
     def clinician(self):
-        user = personas.clinician(username="leaving-clinician", password=PASSWORD)
+        user = personas.clinician(username="leaving-clinician", password=personas.PASSWORD)
         AuditEvent.objects.create(event_name="ViewStudy", event_type="ViewerEvent", user=user, username=user.username,
                                   principal_arn="arn:aws:iam::000000000000:user/leaving-clinician")
         return user
@@ -128,7 +127,7 @@ class TestUsersWithAuditHistory:
         assert get_user_model().objects.get(pk=clinician.pk).is_active is False
         assert accesskey_for_signing(access_key_id=issued.access_key_id) is None
         assert AccessKey.objects.filter(user=clinician).exists()
-        client, _ = sign_in("leaving-clinician", PASSWORD, REMOTE_ADDR=ADMIN_DESK)
+        client, _ = sign_in("leaving-clinician", personas.PASSWORD, REMOTE_ADDR=ADMIN_DESK)
         assert not signed_in(client)
         assert AuditEvent.objects.filter(user_id=clinician.pk).count() == 1
 

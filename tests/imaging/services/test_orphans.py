@@ -32,17 +32,10 @@ HOUR = 3600
 
 
 @pytest.fixture
-def store_settings(settings, tmp_path):
-    settings.APERTURE_BLOB_STORE = f"file://{tmp_path / 'blobs'}"
-    settings.DATA_DIR = tmp_path
-    settings.APERTURE_IMPORT_CONCURRENCY = 0
-    settings.APERTURE_ORPHAN_GRACE_SECONDS = HOUR
-    return settings
-
-
-@pytest.fixture
-def datastore(store_settings) -> Datastore:
-    return Datastore.objects.get(pk=datastore_create(client_token=generate_uid()[-20:], name="orphans")["datastoreId"])
+def store_settings(store_settings):
+    """The conftest's in-process store, with an hour's grace for orphans (the conftest's `datastore` uses it)."""
+    store_settings.APERTURE_ORPHAN_GRACE_SECONDS = HOUR
+    return store_settings
 
 
 def import_series(datastore: Datastore, folder: Path, count: int = 2) -> ImageSet:
