@@ -272,3 +272,26 @@ AXES_VERBOSE = False
 APERTURE_THROTTLING_ENABLED = env_bool("APERTURE_THROTTLING_ENABLED", False)
 # Concurrent UpdateImageSetMetadata / CopyImageSet / DeleteImageSet per data store (SPEC 3.5).
 APERTURE_MAX_CONCURRENT_WRITES = env_int("APERTURE_MAX_CONCURRENT_WRITES", 100, minimum=1)
+
+# --- Shared state across web processes (imaging/sharedstate, imaging/metrics.py) ---
+# Throttle buckets and the anonymous-audit budget: in this process (memory), or in REDIS_URL's Redis (redis), the
+# default wherever several processes are expected (APERTURE_TASKS=celery or APERTURE_REDIS_CHANNELS=true).
+APERTURE_SHARED_STATE_BACKEND_ALIASES = {
+    "memory": "imaging.sharedstate.backends.memory.MemorySharedState",
+    "redis": "imaging.sharedstate.backends.redis.RedisSharedState",
+}
+_shared_state_alias = env_choice(
+    "APERTURE_SHARED_STATE",
+    "redis" if _tasks_alias == "celery" or env_bool("APERTURE_REDIS_CHANNELS", False) else "memory",
+    tuple(APERTURE_SHARED_STATE_BACKEND_ALIASES),
+)
+APERTURE_SHARED_STATE_BACKEND = APERTURE_SHARED_STATE_BACKEND_ALIASES[_shared_state_alias]
+# Prefix of every shared-state key, so that two deployments (or test runs) can share one Redis database.
+APERTURE_SHARED_STATE_PREFIX = env_pattern("APERTURE_SHARED_STATE_PREFIX", "aperture", r"[A-Za-z0-9_.:-]{1,64}",
+                                           "1 to 64 letters, digits or _.:-")
+# /metrics adds up every web process sharing this folder (prometheus_client's multiprocess mode). It must be in the
+# environment before Python starts (prometheus_client reads it once, at import); `manage.py serve` empties it when
+# the first web process on it starts, and sets DATA_DIR/metrics itself for `serve --workers N` when it is unset.
+PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR")
+if PROMETHEUS_MULTIPROC_DIR:
+    Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)

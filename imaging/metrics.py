@@ -10,23 +10,29 @@ for a few seconds and dropped whenever this process saves or deletes one) or "un
 and error types come from our own routing and error tables. So the number of series does not grow with what
 unauthenticated clients put in paths, and the library does all escaping.
 
-Several web processes: each keeps its own counters, so a scrape sees one process's. prometheus_client's
-multiprocess mode would fix that: PROMETHEUS_MULTIPROC_DIR set (to an emptied directory) before any process
-imports this module, the view collecting through `multiprocess.MultiProcessCollector` into a fresh registry per
-scrape, `multiprocess.mark_process_dead(pid)` when a worker exits, and the storage collector registered on that
-scrape registry as well (it reads the database, so it is the same from every process). Not built yet: the server
-runs as one ASGI process today.
+Several web processes: with PROMETHEUS_MULTIPROC_DIR in the environment (set before Python starts; prometheus_client
+reads it once, at import) every process writes its counters and histograms to files in that folder, and a scrape of
+any one of them adds up the files of all (`multiprocess.MultiProcessCollector`, into a fresh registry per scrape),
+plus the storage collector, which reads the database and so is the same from every process. Files of processes
+that have exited are kept, so the sums never go backwards while the service runs; the folder is emptied when the
+first web process on it starts (`multiprocess_dir_prepare`, called by `manage.py serve`). A Gauge added here needs a
+`multiprocess_mode` (and `multiprocess.mark_process_dead` when a process exits, for the live modes). One folder
+adds up the processes of one machine: Prometheus scrapes each machine.
 """
 from __future__ import annotations
 
+import fcntl
 import hmac
+import os
 import threading
+from pathlib import Path
 
 from cachetools import TTLCache
 from django.conf import settings
 from django.db.models.signals import post_delete, post_save
 from django.http import HttpRequest, HttpResponse
-from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest, values
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.core import GaugeMetricFamily
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -114,11 +120,52 @@ class StorageCollector:
         yield stored
 
 
-REGISTRY.register(StorageCollector())
+STORAGE_COLLECTOR = StorageCollector()
+REGISTRY.register(STORAGE_COLLECTOR)
+
+# Whether this process writes its values to the multiprocess folder: decided by prometheus_client at its import.
+MULTIPROCESS = values.ValueClass is not values.MutexValue
+MULTIPROCESS_LOCK_NAME = ".in-use.lock"
+_multiprocess_dir_lock: int | None = None
+
+
+def multiprocess_dir_prepare(*, path: str) -> bool:
+    """Empty the multiprocess folder `path` if no other web process uses it, and mark it used by this one until it
+    exits; True when it was emptied.
+
+    Each web process holds a shared lock on a file in the folder for its lifetime (the kernel drops it however the
+    process ends). The one that gets the lock exclusively is alone: the files there are an earlier run's and are
+    removed, all but this process's own (it may have opened them already when Django set up). The others keep
+    what is there, so a web process started next to running ones neither loses their counts nor makes the sums
+    go backwards."""
+    global _multiprocess_dir_lock
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(folder / MULTIPROCESS_LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        alone = False
+    else:
+        alone = True
+        own = f"_{os.getpid()}.db"
+        for stale in folder.glob("*.db"):
+            if not stale.name.endswith(own):
+                stale.unlink(missing_ok=True)
+    fcntl.flock(descriptor, fcntl.LOCK_SH)  # waits while a process that is alone empties the folder
+    if _multiprocess_dir_lock is not None:
+        os.close(_multiprocess_dir_lock)
+    _multiprocess_dir_lock = descriptor
+    return alone
 
 
 def render_metrics() -> bytes:
-    return generate_latest(REGISTRY)
+    if not MULTIPROCESS:
+        return generate_latest(REGISTRY)
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)
+    registry.register(STORAGE_COLLECTOR)
+    return generate_latest(registry)
 
 
 def metrics_view(request: HttpRequest) -> HttpResponse:

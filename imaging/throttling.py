@@ -1,12 +1,18 @@
-"""Per-operation token buckets (SPEC 3.6), off unless APERTURE_THROTTLING_ENABLED. One bucket per operation and
-process; the rates are the service's defaults, each overridable with APERTURE_THROTTLE_<Operation>=rate/burst."""
+"""Per-operation token buckets (SPEC 3.6), off unless APERTURE_THROTTLING_ENABLED. One bucket per operation for the
+whole service: the buckets live in the shared state (imaging/sharedstate), in this process on the embedded default
+and in Redis when several web processes run, so N web processes still allow each operation's rate once, not N
+times. The rates are the service's defaults, each overridable with APERTURE_THROTTLE_<Operation>=rate/burst.
+
+When the shared state cannot be reached, calls are let through (the backend has logged it): an archive that
+stops serving images because a rate limiter is down fails the people it is for.
+"""
 from __future__ import annotations
 
 import os
-import threading
-import time
 
 from django.conf import settings
+
+from imaging.sharedstate import SharedStateUnavailable, shared_state
 
 DEFAULT_LIMITS: dict[str, tuple[float, float]] = {
     "CreateDatastore": (0.085, 1), "GetDatastore": (10, 20), "ListDatastores": (5, 10), "DeleteDatastore": (0.085, 1),
@@ -16,9 +22,6 @@ DEFAULT_LIMITS: dict[str, tuple[float, float]] = {
     "CopyImageSet": (0.25, 1), "DeleteImageSet": (0.25, 1), "TagResource": (10, 20),
     "ListTagsForResource": (10, 20), "UntagResource": (10, 20), "GetDICOMInstance": (50, 100),
 }
-
-_lock = threading.Lock()
-_buckets: dict[str, list[float]] = {}  # operation -> [tokens, last refill time]
 
 
 def limits(operation: str) -> tuple[float, float]:
@@ -34,12 +37,7 @@ def allow(operation: str) -> bool:
     if not settings.APERTURE_THROTTLING_ENABLED:
         return True
     rate, burst = limits(operation)
-    now = time.monotonic()
-    with _lock:
-        tokens, last = _buckets.get(operation, [burst, now])
-        tokens = min(burst, tokens + (now - last) * rate)
-        if tokens < 1:
-            _buckets[operation] = [tokens, now]
-            return False
-        _buckets[operation] = [tokens - 1, now]
+    try:
+        return shared_state().take_token(f"throttle:{operation}", rate=rate, burst=burst)
+    except SharedStateUnavailable:
         return True

@@ -73,6 +73,7 @@ class ApertureServer:
     process: subprocess.Popen | None = None
     database: PostgresDatabase | None = None
     env: dict[str, str] = field(default_factory=dict)
+    owns_data: bool = True  # False for the extra processes of `start_web_processes`: the first one cleans up
 
     @property
     def url(self) -> str:
@@ -126,6 +127,8 @@ class ApertureServer:
                 self.process.wait(10)
             except subprocess.TimeoutExpired:
                 self.kill()
+        if not self.owns_data:
+            return
         if self.database:
             self.database.drop()
         if self.data_dir and not os.environ.get("APERTURE_KEEP_TEST_DATA"):
@@ -133,6 +136,19 @@ class ApertureServer:
 
     def log(self) -> str:
         return (self.data_dir / "server.log").read_text(errors="replace") if self.data_dir else ""
+
+
+def start_web_processes(count: int, extra_env: dict[str, str] | None = None) -> list[ApertureServer]:
+    """`count` web processes on ports of their own, sharing one data dir, database and environment, as an operator
+    runs them behind a proxy. The first owns the data: stop the others first, then it."""
+    first = ApertureServer(extra_env=dict(extra_env or {})).start()
+    servers = [first]
+    for _ in range(count - 1):
+        other = ApertureServer(extra_env=first.extra_env, port=free_port(), data_dir=first.data_dir, env=first.env,
+                               owns_data=False)
+        other.launch()
+        servers.append(other)
+    return servers
 
 
 def start_celery_worker(server: "ApertureServer", name: str) -> subprocess.Popen:

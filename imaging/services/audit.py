@@ -7,14 +7,13 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
-import threading
-import time
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 from django.conf import settings
 
 from imaging.metrics import record_unrecorded_refusal
 from imaging.models import AuditEvent, ImageSet
+from imaging.sharedstate import SharedStateUnavailable, shared_state
 
 logger = logging.getLogger(__name__)
 
@@ -58,35 +57,22 @@ def client_ip(meta: dict[str, Any]) -> str | None:
     return address
 
 
-class AnonymousAuditBudget:
-    """How many refused calls without valid credentials may still be written this minute: at most `per_address`
-    for one client address and `total` for all of them. The rest are counted in /metrics only
+ANONYMOUS_WINDOW_SECONDS = 60
+
+
+def anonymous_refusal_admit(*, address: str | None, per_address: int, total: int) -> bool:
+    """Whether a refused call without valid credentials may still be written this minute: at most `per_address` for
+    one client address and `total` for all of them. The rest are counted in /metrics only
     (aperture_imaging_audit_anonymous_unrecorded), so a flood of anonymous requests adds a bounded number of rows.
 
-    Counts live in this process and restart each minute; with several web processes each has its own budget, so
-    the bound is the number of processes times these figures. Memory is bounded by `total` addresses."""
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._minute = -1
-        self._per_address: dict[str | None, int] = {}
-        self._total = 0
-
-    def admit(self, address: str | None, *, per_address: int, total: int) -> bool:
-        with self._lock:
-            minute = int(self._clock() // 60)
-            if minute != self._minute:
-                self._minute, self._per_address, self._total = minute, {}, 0
-            used = self._per_address.get(address, 0)
-            if self._total >= total or used >= per_address:
-                return False
-            self._per_address[address] = used + 1
-            self._total += 1
-            return True
-
-
-_anonymous_budget = AnonymousAuditBudget()
+    The counts are the shared state's (imaging/sharedstate): with several web processes on Redis the bound holds for
+    all of them together. Memory is bounded by `total` addresses a minute. When the shared state cannot be reached
+    the row is written: a gap in the audit trail costs more than a few extra rows."""
+    limits = [("audit-anonymous:total", total), (f"audit-anonymous:address:{address or '-'}", per_address)]
+    try:
+        return shared_state().admit_in_window(limits, window_seconds=ANONYMOUS_WINDOW_SECONDS)
+    except SharedStateUnavailable:
+        return True
 
 
 def _is_anonymous_refusal(*, user, principal_arn: str, status_code: int, event_type: str) -> bool:
@@ -111,13 +97,14 @@ def audit_record(*, event_name: str, user=None, request_id: str = "", principal_
                  error_code: str = "", error_message: str = "", event_type: str = "AwsApiCall",
                  category: str | None = None, read_only: bool | None = None) -> None:
     """Append one event; a failure to audit is logged and never breaks the call being audited. Anonymous refusals
-    are written within `AnonymousAuditBudget` and counted beyond it."""
+    are written within `anonymous_refusal_admit`'s budget and counted beyond it."""
     if category is None:
         category = "Data" if event_name in DATA_EVENTS or event_type != "AwsApiCall" else "Management"
     if category == "Data" and event_type == "AwsApiCall" and not settings.APERTURE_AUDIT_DATA_EVENTS:
         return
     if _is_anonymous_refusal(user=user, principal_arn=principal_arn, status_code=status_code, event_type=event_type) \
-            and not _anonymous_budget.admit(source_ip, per_address=settings.APERTURE_AUDIT_ANONYMOUS_PER_MINUTE,
+            and not anonymous_refusal_admit(address=source_ip,
+                                            per_address=settings.APERTURE_AUDIT_ANONYMOUS_PER_MINUTE,
                                             total=settings.APERTURE_AUDIT_ANONYMOUS_TOTAL_PER_MINUTE):
         record_unrecorded_refusal()
         return

@@ -4,9 +4,15 @@ The server is uvicorn, chosen for flow control: it hands a request body to the a
 application reads it, so the body limits of imaging/body_limits.py hold before anything is buffered (daphne reads
 every body whole into memory before the application sees the request). Forwarded headers are not rewritten here:
 the application reads X-Forwarded-For itself, and only from APERTURE_TRUSTED_PROXIES.
+
+/metrics adds up the web processes that share PROMETHEUS_MULTIPROC_DIR (imaging/metrics.py): this command empties
+that folder when it is the first web process on it, and with `--workers N` and the variable unset it sets
+DATA_DIR/metrics itself before uvicorn starts the workers (they inherit the environment and import prometheus_client
+afresh). Separate `serve` processes (one per port, behind a proxy) must be given the same folder in the environment.
 """
 from __future__ import annotations
 
+import os
 import re
 
 import uvicorn
@@ -41,6 +47,7 @@ class Command(BaseCommand):
             # Each process would be the only worker: each would take every job in progress for a crashed one and run
             # it again beside the process that holds it.
             raise CommandError("--workers above 1 needs Celery workers for background tasks (APERTURE_TASKS=celery)")
+        self._prepare_metrics(workers)
         uvicorn.run(
             "config.asgi:application",
             host=host,
@@ -57,3 +64,12 @@ class Command(BaseCommand):
             log_config=None,
             lifespan="off",
         )
+
+    def _prepare_metrics(self, workers: int) -> None:
+        from imaging.metrics import multiprocess_dir_prepare
+
+        folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if not folder and workers > 1:
+            folder = os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(settings.DATA_DIR / "metrics")
+        if folder:
+            multiprocess_dir_prepare(path=folder)
