@@ -73,12 +73,11 @@ def test_get_dicom_instance_is_throttled_by_the_shared_wrapper(client, settings,
     from botocore.awsrequest import AWSRequest
     from botocore.credentials import Credentials
 
-    from imaging import throttling
     from imaging.services.accesskeys import accesskey_create
 
     settings.APERTURE_THROTTLING_ENABLED = True
     monkeypatch.setenv("APERTURE_THROTTLE_GetDICOMInstance", "0.001/1")  # one call, then none for 1000 s
-    monkeypatch.setattr(throttling, "_buckets", {})
+    settings.APERTURE_SHARED_STATE_PREFIX = f"test-{uuid.uuid4().hex}"  # a fresh bucket, whatever ran before
     issued = accesskey_create(user=personas.admin("throttled-admin"))
     path = f"/datastore/{'a' * 32}/studies/1.2/series/1.2.3/instances/1.2.3.4"
 
