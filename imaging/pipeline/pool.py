@@ -17,7 +17,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Iterator
 
-from imaging.pipeline.sources import S3Settings, SourceObject
+from imaging.pipeline.sources import S3Settings, SourceObject, read_ahead
 from imaging.dicom.reader import DEFAULT_LIMITS, DecodeLimits
 from imaging.pipeline.frame_store import FrameSink
 from imaging.pipeline.process import process_source
@@ -136,6 +136,7 @@ def _time_limited(uri: str, name: str, s3: S3Settings, storage_format: str, sink
 def process_batch(items: list[tuple[str, str]], s3: S3Settings, storage_format: str,
                   sink: FrameSink | None, limits: DecodeLimits = DEFAULT_LIMITS,
                   file_timeout: float | None = None) -> list[FileResult]:
+    read_ahead([uri for uri, _ in items], s3)  # each S3 object is fetched while the one before it is processed
     return [_time_limited(uri, name, s3, storage_format, sink, limits, file_timeout) for uri, name in items]
 
 
