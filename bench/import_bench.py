@@ -123,9 +123,21 @@ def import_seconds(paths: list[Path]) -> tuple[float, int]:
     return elapsed, job.imported_files
 
 
-def s3_import_seconds(seaweed, folder: Path, *, blobs_in_s3: bool) -> tuple[float, int]:
-    """Upload the folder's files to a fresh bucket, import them through StartDICOMImportJob's service with the thread
-    backend, and time submit to COMPLETED; (seconds, files imported)."""
+def s3_series_upload(seaweed, folder: Path) -> str:
+    """The folder's files in a fresh bucket under in/; the bucket's name."""
+    from tests.importing import ensure_bucket
+
+    client = seaweed.client()
+    bucket = "bench-" + os.urandom(4).hex()
+    ensure_bucket(client, bucket)
+    for path in sorted(folder.rglob("*.dcm")):
+        client.put_object(Bucket=bucket, Key=f"in/{path.name}", Body=path.read_bytes())
+    return bucket
+
+
+def s3_import_seconds(seaweed, bucket: str, *, blobs_in_s3: bool) -> tuple[float, int]:
+    """Import the bucket's in/ folder into a fresh data store through StartDICOMImportJob's service with the thread
+    backend, timed from submit to COMPLETED; (seconds, files imported)."""
     from django.conf import settings
 
     from imaging.models import ImportJob, JobStatus
@@ -133,17 +145,12 @@ def s3_import_seconds(seaweed, folder: Path, *, blobs_in_s3: bool) -> tuple[floa
     from imaging.services.imports import import_job_start
     from tests.importing import ROLE, ensure_bucket
 
-    client = seaweed.client()
-    bucket = "bench-" + os.urandom(4).hex()
-    ensure_bucket(client, bucket)
-    for path in sorted(folder.rglob("*.dcm")):
-        client.put_object(Bucket=bucket, Key=f"in/{path.name}", Body=path.read_bytes())
     settings.APERTURE_S3_ENDPOINT_URL = seaweed.endpoint
     settings.APERTURE_S3_ACCESS_KEY_ID = seaweed.access_key
     settings.APERTURE_S3_SECRET_ACCESS_KEY = seaweed.secret_key
     file_blobs = settings.APERTURE_BLOB_STORE
     if blobs_in_s3:
-        ensure_bucket(client, bucket + "-blobs")
+        ensure_bucket(seaweed.client(), bucket + "-blobs")
         settings.APERTURE_BLOB_STORE = f"s3://{bucket}-blobs/store"
     try:
         settings.APERTURE_TASK_BACKEND = settings.APERTURE_TASK_BACKEND_ALIASES["eager"]  # the store ACTIVE at once
@@ -171,9 +178,10 @@ def s3_rows(series_dir: Path, series_bytes: int, encode: float, repeat: int, s3_
     seaweed = SeaweedS3().start()
     rows = []
     try:
-        s3_import_seconds(seaweed, series_dir, blobs_in_s3=False)  # the pool and the S3 clients, warmed
+        bucket = s3_series_upload(seaweed, series_dir)
+        s3_import_seconds(seaweed, bucket, blobs_in_s3=False)  # the pool and the S3 clients, warmed
         for label, blobs_in_s3 in [("S3 job, file blobs", False)] + ([("S3 job, S3 blobs", True)] if s3_blobs else []):
-            runs = sorted(s3_import_seconds(seaweed, series_dir, blobs_in_s3=blobs_in_s3) for _ in range(repeat))
+            runs = sorted(s3_import_seconds(seaweed, bucket, blobs_in_s3=blobs_in_s3) for _ in range(repeat))
             seconds, imported = runs[len(runs) // 2]
             rows.append((label, imported, series_bytes, seconds, encode))
     finally:

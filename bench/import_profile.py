@@ -71,7 +71,7 @@ def main() -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    from bench.import_bench import phantom_series, s3_import_seconds
+    from bench.import_bench import phantom_series, s3_import_seconds, s3_series_upload
     from imaging.pipeline import job as job_module
     from imaging.pipeline import process as process_module
     from imaging.services import imports as imports_module
@@ -81,7 +81,8 @@ def main() -> None:
     phantom_series(series_dir, args.slices)
     seaweed = SeaweedS3().start()
     try:
-        s3_import_seconds(seaweed, series_dir, blobs_in_s3=args.s3_blobs)  # the pool, warmed
+        bucket = s3_series_upload(seaweed, series_dir)
+        s3_import_seconds(seaweed, bucket, blobs_in_s3=args.s3_blobs)  # the pool, warmed
         timed(imports_module, "claim_job", "queue + claim (to claim's end)")
         timed(job_module, "discover", "discovery (list objects)")
         timed(job_module, "output_probe_write", "output probe write")
@@ -89,7 +90,7 @@ def main() -> None:
         timed(job_module, "persist_instances", "persist transaction")
         timed(job_module, "manifests_write", "manifests")
         timed(imports_module, "_outcome_record", "outcome record")
-        seconds, files = s3_import_seconds(seaweed, series_dir, blobs_in_s3=args.s3_blobs)
+        seconds, files = s3_import_seconds(seaweed, bucket, blobs_in_s3=args.s3_blobs)
         report(f"driver phases, {files} files, {settings.APERTURE_IMPORT_CONCURRENCY} workers, submit to COMPLETED "
                f"{seconds:.2f} s ({files / seconds:.1f} files/s)", files)
         timed(process_module, "read_object", "S3 GET")
@@ -98,7 +99,7 @@ def main() -> None:
         timed(process_module, "transcode_frames", "decode + encode + verify + checksums")
         timed(process_module, "frames_store", "frame blob writes")
         settings.APERTURE_IMPORT_CONCURRENCY = 0
-        seconds, files = s3_import_seconds(seaweed, series_dir, blobs_in_s3=args.s3_blobs)
+        seconds, files = s3_import_seconds(seaweed, bucket, blobs_in_s3=args.s3_blobs)
         report(f"the same with every file in the driver's thread (APERTURE_IMPORT_CONCURRENCY=0), submit to "
                f"COMPLETED {seconds:.2f} s", files)
     finally:
