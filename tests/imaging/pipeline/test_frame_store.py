@@ -1,6 +1,7 @@
 """The store step (imaging/pipeline/frame_store.py): a multi-frame file's frames are written several at a time, all
 of them land under their keys with their bytes (on SeaweedFS too), and a file with one frame that cannot be written
-fails with none of its frames left behind."""
+fails with none of its frames left behind. Inside `frames_deferred` (a worker's batch) a file's writes run while
+the next file is processed, and every result is final when the block ends."""
 from __future__ import annotations
 
 import secrets
@@ -8,7 +9,8 @@ import threading
 
 import pytest
 
-from imaging.pipeline.frame_store import WRITE_THREADS, FrameSink, frames_store
+from imaging.pipeline import frame_store
+from imaging.pipeline.frame_store import WRITE_THREADS, FrameSink, frames_deferred, frames_store
 from imaging.pipeline.results import EncodedFrame, FileResult, FrameIds
 from imaging.storage import BlobStoreError
 from imaging.storage.keys import frame_blob_key
@@ -89,3 +91,54 @@ def test_frames_land_in_an_s3_blob_store(seaweed, count):
     stored = frames_store(result, SINK, blob_store=store)
     assert stored.ok, stored.message
     assert {key: store.get(key) for key in expected} == expected
+
+
+class HeldStore(MemoryBlobStore):
+    """Puts wait until the test lets them through; a put still held after 20 s fails."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def put(self, key: str, data: bytes) -> None:
+        if not self.release.wait(20):
+            raise BlobStoreError("held")
+        super().put(key, data)
+
+
+def test_a_deferred_file_is_returned_before_its_frames_are_written_and_final_when_the_block_ends():
+    store = HeldStore()
+    results = [multi_frame_result(1), multi_frame_result(3)]
+    expected = {**expected_blobs(results[0]), **expected_blobs(results[1])}
+    with frames_deferred():
+        for result in results:
+            frames_store(result, SINK, blob_store=store)  # returns with the puts still held
+        assert list(store.list_blobs("")) == []
+        store.release.set()
+    assert all(result.ok for result in results)
+    assert {key: store.get(key) for key in expected} == expected
+    assert all(frame.frame_bytes == b"" and frame.size for result in results for frame in result.frames)
+
+
+def test_a_deferred_file_whose_frames_cannot_be_written_fails_alone():
+    good, bad, also_good = multi_frame_result(2), multi_frame_result(4), multi_frame_result(1)
+    store = OneBadKeyStore(bad_key=list(expected_blobs(bad))[2])
+    with frames_deferred():
+        for result in (good, bad, also_good):
+            assert frames_store(result, SINK, blob_store=store).ok  # not known yet
+    assert good.ok and also_good.ok
+    assert not bad.ok and bad.message == "The frames could not be stored"
+    assert sorted(blob.key for blob in store.list_blobs("")) == sorted({**expected_blobs(good),
+                                                                         **expected_blobs(also_good)})
+
+
+def test_deferred_frames_past_the_memory_bound_settle_the_writes_already_started(monkeypatch):
+    monkeypatch.setattr(frame_store, "DEFER_MAX_BYTES", 150)
+    store = MemoryBlobStore()
+    first, second = multi_frame_result(1), multi_frame_result(1)  # 100 bytes each
+    with frames_deferred():
+        frames_store(first, SINK, blob_store=store)
+        assert first.frames[0].frame_bytes != b""
+        frames_store(second, SINK, blob_store=store)
+        assert first.frames[0].frame_bytes == b"" and first.frames[0].size == 100  # settled before the second
+    assert second.frames[0].frame_bytes == b"" and second.ok
