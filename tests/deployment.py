@@ -151,6 +151,15 @@ class Deployment:
         self.web.append(process)
         return process
 
+    def restart_web(self, index: int) -> Process:
+        """Web process `index` again, on its old port (nginx's upstream names it)."""
+        old = self.web[index]
+        old.kill()
+        process = self.spawn("web", name=f"{old.name}-again", port=old.port)
+        wait_for_http(f"http://127.0.0.1:{process.port}/accounts/login/", timeout=60)
+        self.web[index] = process
+        return process
+
     def start_worker(self, *, concurrency: int | None = None) -> Process:
         name = f"worker{len(self.workers) + 1}"
         # Two workers on one host need names of their own (Celery warns of duplicate node names otherwise).
