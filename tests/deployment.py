@@ -160,10 +160,11 @@ class Deployment:
         self.web[index] = process
         return process
 
-    def start_worker(self, *, concurrency: int | None = None) -> Process:
+    def start_worker(self, *, concurrency: int | None = None, extra_args: str = "") -> Process:
         name = f"worker{len(self.workers) + 1}"
         # Two workers on one host need names of their own (Celery warns of duplicate node names otherwise).
         extra = f"-n {name}-{secrets.token_hex(3)}@%h" + (f" --concurrency={concurrency}" if concurrency else "")
+        extra += f" {extra_args}" if extra_args else ""
         process = self.spawn("worker", name=name, extra_args=extra)
         wait_until(lambda: " ready." in process.log() or not process.alive(), timeout=60, what=f"{name} ready")
         if not process.alive():
@@ -274,7 +275,7 @@ def deployment_env(*, root: Path, database_url: str, seaweed: SeaweedS3, redis_u
 
 
 def deployment_start(*, web: int = 2, workers: int = 2, worker_concurrency: int | None = None,
-                     extra_env: dict[str, str] | None = None) -> Deployment:
+                     worker_args: str = "", extra_env: dict[str, str] | None = None) -> Deployment:
     """The whole deployment, up and answering through nginx; call `stop()` when done (also on failure)."""
     root = Path(tempfile.mkdtemp(prefix="aperture-deploy-"))
     (root / "logs").mkdir()
@@ -296,7 +297,7 @@ def deployment_start(*, web: int = 2, workers: int = 2, worker_concurrency: int 
         for _ in range(web):
             deployment.start_web()
         for _ in range(workers):
-            deployment.start_worker(concurrency=worker_concurrency)
+            deployment.start_worker(concurrency=worker_concurrency, extra_args=worker_args)
         deployment.start_beat()
         deployment.start_nginx()
     except BaseException:
