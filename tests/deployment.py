@@ -190,6 +190,12 @@ class Deployment:
         wait_for_http(self.url + "/accounts/login/", timeout=30)
         return self.nginx
 
+    def nginx_reload(self) -> None:
+        """Point nginx at the web processes now in `self.web` (a new config, then SIGHUP, as `nginx -s reload`)."""
+        self.nginx_write()
+        os.kill(self.nginx.popen.pid, signal.SIGHUP)
+        time.sleep(1.0)  # the old workers finish their requests; new ones start with the new upstream
+
     def nginx_write(self) -> None:
         prefix = self.root / "nginx"
         site = nginx_site_for(NGINX_SITE.read_text(), port=self.nginx_port,
