@@ -7,11 +7,15 @@ completes on the other within 60 s, every frame decodes to its source pixels and
 nothing is imported twice); kill each web process in turn while the viewer streams (it reconnects through nginx and
 goes on); leave a websocket idle for 30 s (it stays open); send 3,000 API requests (PostgreSQL connections stay
 bounded); ask /healthz and /readyz.
+
+The deployment is PostgreSQL's, so the module runs in bin/test's PostgreSQL pass (DATABASE_URL names one; CI always
+has it) and is skipped in the SQLite pass, which would only repeat it. About 3 minutes.
 """
 from __future__ import annotations
 
 import gzip
 import json
+import os
 import secrets
 import threading
 import time
@@ -35,7 +39,11 @@ from tests.importing import ROLE, ensure_bucket, run_import
 from tests.paths import DICOM_DIR
 from tests.websessions import Browserless
 
-pytestmark = [pytest.mark.live, pytest.mark.slow]
+pytestmark = [
+    pytest.mark.live, pytest.mark.slow,
+    pytest.mark.skipif(not os.environ.get("DATABASE_URL", "").startswith("postgres"),
+                       reason="the deployment runs on PostgreSQL: bin/test's PostgreSQL pass runs it"),
+]
 
 CT_SLICES = 400
 CT_SIZE = 256
