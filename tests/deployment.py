@@ -131,8 +131,11 @@ class Deployment:
         return Path(self.env["APERTURE_DATA_DIR"])
 
     def manage(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "manage.py", *args], cwd=REPO_ROOT, env=self.env, capture_output=True,
-                              text=True, check=check)
+        done = subprocess.run([sys.executable, "manage.py", *args], cwd=REPO_ROOT, env=self.env, capture_output=True,
+                              text=True)
+        if check and done.returncode:
+            raise RuntimeError(f"manage.py {args[0]} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+        return done
 
     def spawn(self, process_type: str, *, name: str, port: int | None = None, extra_args: str = "") -> Process:
         """Start the Procfile's `process_type` command through the shell, as foreman does ($PORT, $VARS)."""
@@ -309,7 +312,7 @@ def deployment_start(*, web: int = 2, workers: int = 2, worker_concurrency: int 
     except BaseException:
         logs = deployment.logs()
         deployment.stop()
-        raise RuntimeError(f"the deployment did not come up:\n{logs}") from None
+        raise RuntimeError(f"the deployment did not come up:\n{logs}")
     return deployment
 
 
