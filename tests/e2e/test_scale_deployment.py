@@ -186,13 +186,16 @@ def test_an_idle_viewer_websocket_stays_open_for_30_seconds(deployment, viewer_s
     with connect(socket_url, origin=deployment.url, additional_headers={"Cookie": cookie}, open_timeout=10) as socket:
         socket.send(json.dumps({"type": "open", **viewer_study}))
         assert json.loads(socket.recv(timeout=10))["type"] == "opened"
-        try:
-            unexpected = socket.recv(timeout=30)  # nothing is asked: nothing arrives, and the socket must stay up
-            pytest.fail(f"an idle socket received {unexpected!r}")
-        except TimeoutError:
-            pass
-        except ConnectionClosed as closed:
-            pytest.fail(f"the idle socket was closed: {closed.rcvd}")
+        idle_until = time.monotonic() + 30
+        while (left := idle_until - time.monotonic()) > 0:  # nothing asked: only keepalive pings may arrive
+            try:
+                message = socket.recv(timeout=left)
+            except TimeoutError:
+                break
+            except ConnectionClosed as closed:
+                pytest.fail(f"the idle socket was closed after {30 - left:.0f} s: {closed.rcvd}")
+            assert json.loads(message)["type"] == "ping", message
+            socket.send(json.dumps({"type": "pong"}))  # as the viewer's socket.js answers
         socket.send(json.dumps({"type": "render", "id": 1, "frame": 3, "window": None, "invert": False,
                                 "size": [128, 128], "quality": 90, "format": "png"}))
         reply = socket.recv(timeout=10)
@@ -237,8 +240,9 @@ def test_a_400_file_import_survives_a_killed_worker_while_the_viewer_survives_ki
     assert page.evaluate("window.apertureViewer.ws !== window.firstSocket"), "the viewer never reconnected"
     assert page.evaluate("window.apertureViewer.connection") == "open"
 
-    ct = wait_for(lambda: (p := job_status(mi, datastore_id, ct_job))["jobStatus"] in ("COMPLETED", "FAILED") and p,
-                  timeout=max(1.0, 60 - (time.monotonic() - killed_at)), interval=0.5)
+    while (ct := job_status(mi, datastore_id, ct_job))["jobStatus"] not in ("COMPLETED", "FAILED"):
+        assert time.monotonic() - killed_at < 60, (ct, deployment.logs())
+        time.sleep(0.5)
     assert ct["jobStatus"] == "COMPLETED", (ct, deployment.logs())
     shared = wait_for(lambda: (p := job_status(mi, datastore_id, shared_job))["jobStatus"] in ("COMPLETED", "FAILED")
                       and p, timeout=120, interval=0.5)
