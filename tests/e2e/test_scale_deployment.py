@@ -212,7 +212,9 @@ def test_a_400_file_import_survives_a_killed_worker_while_the_viewer_survives_ki
                                            pixels=ct_pixels(n)) for n in range(CT_SLICES)}
     ct_prefix, shared_prefix = f"ct-{secrets.token_hex(3)}/", f"shared-{secrets.token_hex(3)}/"
     upload(s3, ct_files, ct_prefix)
-    upload(s3, {p.name: p for p in DICOM_DIR.glob("*.dcm")}, shared_prefix)
+    shared_files = {p.name: p for p in DICOM_DIR.glob("*.dcm")}
+    assert len(shared_files) > 50, DICOM_DIR
+    upload(s3, shared_files, shared_prefix)
 
     page = browser.new_context(viewport={"width": 1024, "height": 768}).new_page()
     log_in(page, deployment.url)
