@@ -5,8 +5,9 @@ workers, PostgreSQL, Redis, SeaweedFS), printed as two tables.
 
 1. One import job of a generated CT (`--slices` files of `--size`² from S3) with 1 and then 2 Celery workers
    (each worker prefork with one child per core, as the Procfile starts it): seconds and files/s.
-2. Scrolling viewers during an import: N websocket clients through nginx, each asking for the next slice as soon as
-   the last one arrived (512² JPEG renders of a 64-slice study), for `--seconds`, while an import of the CT runs;
+2. Scrolling viewers during imports: N websocket clients through nginx, each asking for the next slice as soon as
+   the last one arrived (512² JPEG renders of a 64-slice study), for `--seconds`, while the CT is imported again
+   and again (a fresh data store each time, so the workers are busy throughout);
    with 1 and then 2 web processes behind nginx. Frames/s over all clients, p50 and p99 render latency (request
    sent to image received).
 
@@ -92,6 +93,17 @@ def import_seconds(mi, prefix: str) -> float:
     started = time.perf_counter()
     import_wait(mi, datastore_id, import_start(mi, datastore_id, prefix))
     return time.perf_counter() - started
+
+
+def imports_until(mi, prefix: str, stop: threading.Event) -> int:
+    """Import the CT again and again, each time into a fresh data store, until `stop` is set; returns how many
+    imports completed. Keeps the workers (and the database) busy for the whole of a viewer measurement."""
+    completed = 0
+    while not stop.is_set():
+        store = datastore_new(mi)
+        import_wait(mi, store, import_start(mi, store, prefix))
+        completed += 1
+    return completed
 
 
 def viewer(url: str, cookie: str, ids: dict, *, size: int, until: float, latencies: list[float],
@@ -181,11 +193,13 @@ def main() -> None:
             # Warm: every web process decodes the study once into its cache before anything is measured.
             viewers_run(deployment, cookie=cookie, ids=ids, clients=2 * web_processes, seconds=3, size=args.size)
             for clients in viewer_counts:
-                store = datastore_new(mi)
-                job_id = import_start(mi, store, ct_prefix)  # an import runs while they scroll
-                rate, p50, p99 = viewers_run(deployment, cookie=cookie, ids=ids, clients=clients,
-                                             seconds=args.seconds, size=args.size)
-                import_wait(mi, store, job_id)
+                stop = threading.Event()
+                with ThreadPoolExecutor(1) as background:
+                    importing = background.submit(imports_until, mi, ct_prefix, stop)  # imports while they scroll
+                    rate, p50, p99 = viewers_run(deployment, cookie=cookie, ids=ids, clients=clients,
+                                                 seconds=args.seconds, size=args.size)
+                    stop.set()
+                    importing.result()
                 viewer_rows.append((web_processes, clients, rate, p50, p99))
     finally:
         deployment.stop()
@@ -195,7 +209,7 @@ def main() -> None:
     print(f"{'workers':>8}{'seconds':>10}{'files/s':>9}{'speed-up':>10}")
     for workers, seconds in import_rows:
         print(f"{workers:>8}{seconds:>10.2f}{args.slices / seconds:>9.1f}{import_rows[0][1] / seconds:>10.2f}")
-    print(f"\nscrolling viewers during an import ({args.size}x{args.size} JPEG renders, {args.seconds:.0f} s each)")
+    print(f"\nscrolling viewers during imports ({args.size}x{args.size} JPEG renders, {args.seconds:.0f} s each)")
     print(f"{'web':>4}{'viewers':>9}{'frames/s':>10}{'p50 ms':>9}{'p99 ms':>9}")
     for web_processes, clients, rate, p50, p99 in viewer_rows:
         print(f"{web_processes:>4}{clients:>9}{rate:>10.1f}{p50:>9.1f}{p99:>9.1f}")
