@@ -295,7 +295,8 @@ def test_3000_api_requests_keep_postgresql_connections_bounded(deployment, mi, d
 
     sampler = threading.Thread(target=sample)
     sampler.start()
-    clients = [imaging_client(deployment.url, personas.live_key(deployment)) for _ in range(8)]
+    key = personas.live_key(deployment)
+    clients = [imaging_client(deployment.url, key) for _ in range(8)]  # eight callers at once, one key
     try:
         def call(n: int) -> str:
             client = clients[n % len(clients)]
