@@ -143,7 +143,8 @@ def test_restore_refuses_an_unfinished_or_damaged_backup(monkeypatch, tmp_path):
         assert again.returncode != 0 and "not an empty folder" in again.stderr
 
         data_dir = Path(tempfile.mkdtemp(prefix="aperture-test-"))
-        target = ApertureServer(port=free_port(), data_dir=data_dir, env={**source.env, "APERTURE_DATA_DIR": str(data_dir)})
+        target = ApertureServer(port=free_port(), data_dir=data_dir,
+                                env={**source.env, "APERTURE_DATA_DIR": str(data_dir)})
         manifest = json.loads((backup / "manifest.json").read_text())
         database_file = backup / manifest["database"]["file"]
         database_file.write_bytes(database_file.read_bytes()[:-1])
