@@ -109,3 +109,21 @@ def test_admin_shows_the_last_scrub_of_a_datastore(store_settings, datastore, tm
     assert f"{len(frames)} frames checked, 1 bad" in page
     detail = admin_client.get(f"/admin/imaging/framescrub/{scrub.pk}/change/").content.decode()
     assert frames[0].frame_id in detail and "missing" in detail
+
+
+def test_a_flipped_byte_in_an_s3_object_is_found(store_settings, seaweed, s3, tmp_path):
+    s3.create_bucket(Bucket="scrub-blobs")
+    store_settings.APERTURE_BLOB_STORE = "s3://scrub-blobs/archive"
+    store_settings.APERTURE_S3_ENDPOINT_URL = seaweed.endpoint
+    store_settings.APERTURE_S3_ACCESS_KEY_ID = seaweed.access_key
+    store_settings.APERTURE_S3_SECRET_ACCESS_KEY = seaweed.secret_key
+    datastore = Datastore.objects.get(pk=datastore_create(client_token="s3-store", name="s3")["datastoreId"])
+    frames = imported(datastore, tmp_path, names=["ELE__CT_small.dcm", "ELE__SC_rgb.dcm"])
+    assert verify("--datastore", datastore.id)[0] == 0
+    victim = frames[-1]
+    key = f"archive/{victim.blob_key}"
+    data = bytearray(s3.get_object(Bucket="scrub-blobs", Key=key)["Body"].read())
+    data[-len(data) // 3] ^= 0x40
+    s3.put_object(Bucket="scrub-blobs", Key=key, Body=bytes(data))
+    status, output = verify("--datastore", datastore.id)
+    assert status == 1 and f"frame {victim.frame_id}" in output
