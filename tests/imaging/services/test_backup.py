@@ -192,3 +192,51 @@ def test_a_blob_deleted_during_the_copy_does_not_fail_the_backup(store_settings,
     assert manifest["blobs"]["vanished"] == 1 and manifest["blobs"]["count"] == 1  # the metadata document
     assert manifest["blobs"]["referencedMissing"] in (1, None)  # None: a pg_dump cannot be read back here
     assert not (tmp_path / "backup" / "blobs" / victim).exists()
+
+
+def test_a_backup_taken_during_an_import_restores_to_a_sound_archive(monkeypatch, tmp_path):
+    """Whatever moment the snapshot catches of a running import, every frame row it holds has its blob, whole."""
+    import subprocess
+    import sys
+
+    import numpy as np
+    from pydicom.uid import generate_uid
+
+    from tests.dicomgen import ct_bytes
+    from tests.paths import REPO_ROOT
+
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    source = ApertureServer().start()
+    target = None
+    try:
+        mi = imaging_client(source.url, personas.live_key(source))
+        datastore_id = mi.create_datastore(datastoreName="busy")["datastoreId"]
+        wait_for(lambda: mi.get_datastore(datastoreId=datastore_id)["datastoreProperties"]["datastoreStatus"]
+                 == "ACTIVE")
+        folder = tmp_path / "in"
+        study = generate_uid()
+        for n in range(4):  # four series in four jobs: the snapshot may fall between their image sets
+            series, part = generate_uid(), folder / f"part{n}"
+            part.mkdir(parents=True)
+            for i in range(15):
+                pixels = (np.arange(128 * 128).reshape(128, 128) * (n + i + 1)) % 4000
+                (part / f"{i}.dcm").write_bytes(ct_bytes(study_uid=study, series_uid=series, instance_number=i + 1,
+                                                         rows=128, columns=128, pixels=pixels.astype(np.uint16)))
+        importing = [subprocess.Popen([sys.executable, "manage.py", "import_dicom", "--datastore", datastore_id,
+                                       str(folder / f"part{n}")], cwd=REPO_ROOT, env=source.env,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for n in range(4)]
+        backup = tmp_path / "backup"
+        source.manage("backup", str(backup))
+        assert [process.wait(120) for process in importing] == [0, 0, 0, 0]
+        assert json.loads((backup / "manifest.json").read_text())["blobs"]["referencedMissing"] == 0
+
+        data_dir = Path(tempfile.mkdtemp(prefix="aperture-test-"))
+        target = ApertureServer(port=free_port(), data_dir=data_dir,
+                                env={**source.env, "APERTURE_DATA_DIR": str(data_dir)})
+        target.manage("restore", str(backup))
+        checked = target.manage("verify_frames", check=False)
+        assert checked.returncode == 0, checked.stdout
+    finally:
+        source.stop()
+        if target is not None:
+            target.stop()
