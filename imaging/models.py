@@ -416,3 +416,24 @@ class ShareLink(models.Model):
 
     def __str__(self) -> str:
         return f"Share link {self.id}"
+
+
+class FrameScrub(models.Model):
+    """One run of `manage.py verify_frames`: how many stored frames it re-read and which no longer match what the
+    import recorded (bit rot, a truncated copy, a lost object). Frames are named by image set and frame id only."""
+
+    started_at = models.DateTimeField(auto_now_add=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    datastore_id = models.CharField(max_length=32, blank=True, db_index=True, help_text="Blank: every data store")
+    sample_size = models.PositiveIntegerField(null=True, blank=True, help_text="Blank: every frame")
+    frames_checked = models.PositiveIntegerField(default=0)
+    frames_without_checksum = models.PositiveIntegerField(
+        default=0, help_text="Kept as received (lossy or uncompressed): only presence and size are checked")
+    frames_bad = models.PositiveIntegerField(default=0)
+    bad_frames = models.JSONField(default=list, blank=True, help_text="The first bad frames found")
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"Frame scrub {self.pk}"
