@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 import imagecodecs
 import numpy as np
 import pytest
+from botocore.exceptions import BotoCoreError, ClientError
 from pydicom.uid import generate_uid
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
@@ -75,7 +76,7 @@ def retrying(call, *, attempts: int = 5):
     for attempt in range(attempts):
         try:
             return call()
-        except Exception:
+        except (ClientError, BotoCoreError):  # a 502 from nginx, or a connection cut
             if attempt == attempts - 1:
                 raise
             time.sleep(0.5)
