@@ -14,27 +14,29 @@ import dj_database_url
 from cryptography.fernet import Fernet
 
 from config.env import env_bool, env_choice, env_int, env_list, env_mapping, env_pattern, env_str
+from config.secret_files import (
+    ENCRYPTION_KEY_VARIABLE,
+    SECRET_KEY_VARIABLE,
+    encryption_key_check,
+    persisted_secret,
+    required_secrets_check,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("APERTURE_DATA_DIR", str(BASE_DIR / "var"))).resolve()
 DATA_DIR.mkdir(parents=True, exist_ok=True)
 
-
-def _persisted_secret(filename: str, make) -> str:
-    """A secret generated once per data directory and kept there with owner-only permissions."""
-    path = DATA_DIR / filename
-    if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(make())
-    return path.read_text().strip()
-
-
-SECRET_KEY = env_str("DJANGO_SECRET_KEY") or _persisted_secret("django-secret-key", lambda: secrets.token_urlsafe(50))
+_database_url = env_str("DATABASE_URL")
+# At scale (a shared database) every process must be given the same secrets; the embedded default generates them
+# once into its data folder, race-free (config/secret_files.py).
+_at_scale = bool(_database_url) and not dj_database_url.parse(_database_url)["ENGINE"].endswith("sqlite3")
+if _at_scale:
+    required_secrets_check(secret_key=env_str(SECRET_KEY_VARIABLE), encryption_key=env_str(ENCRYPTION_KEY_VARIABLE))
+SECRET_KEY = env_str(SECRET_KEY_VARIABLE) or persisted_secret(
+    DATA_DIR / "django-secret-key", lambda: secrets.token_urlsafe(50))
 # Access-key secrets are encrypted at rest with this Fernet key (never hashed: SigV4 needs the plaintext).
-APERTURE_KEY_ENCRYPTION_KEY = env_str("APERTURE_KEY_ENCRYPTION_KEY") or _persisted_secret(
-    "key-encryption-key", lambda: Fernet.generate_key().decode()
-)
+APERTURE_KEY_ENCRYPTION_KEY = encryption_key_check(env_str(ENCRYPTION_KEY_VARIABLE) or persisted_secret(
+    DATA_DIR / "key-encryption-key", lambda: Fernet.generate_key().decode()))
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
 # Host names this server answers to. Loopback only by default: a deployment names its own (`archive.example.org`).
@@ -91,7 +93,6 @@ TEMPLATES = [
 WSGI_APPLICATION = None
 ASGI_APPLICATION = "config.asgi.application"
 
-_database_url = env_str("DATABASE_URL")
 if _database_url:
     DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=60)}
 else:
