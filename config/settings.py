@@ -176,13 +176,6 @@ APERTURE_MAX_ACTIVE_DATASTORES = env_int("APERTURE_MAX_ACTIVE_DATASTORES", 100, 
 APERTURE_MAX_TAGS_PER_RESOURCE = 50
 APERTURE_IDEMPOTENCY_HOURS = env_int("APERTURE_IDEMPOTENCY_HOURS", 24, minimum=1)
 
-if _tasks_alias == "celery" or env_bool("APERTURE_REDIS_CHANNELS", False):
-    CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
-    }
-else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-
 CELERY_BROKER_URL = REDIS_URL
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -247,6 +240,9 @@ APERTURE_EMBED_ORIGINS = env_list("APERTURE_EMBED_ORIGINS", [])
 # How often an open viewer socket re-checks its session, user, share link and grants (logout and revocation close it
 # at once; this catches expiry and removed grants).
 APERTURE_WS_RECHECK_SECONDS = env_int("APERTURE_WS_RECHECK_SECONDS", 60, minimum=1)
+# How often an open viewer socket is sent a keepalive ping (viewer/consumers.py): well below a proxy's idle read
+# timeout (nginx's proxy_read_timeout is 60 s by default). The browser reconnects after three intervals of silence.
+APERTURE_WS_PING_SECONDS = env_int("APERTURE_WS_PING_SECONDS", 20, minimum=1)
 APERTURE_SHARE_LINK_MAX_DAYS = env_int("APERTURE_SHARE_LINK_MAX_DAYS", 30, minimum=1)
 SESSION_COOKIE_AGE = env_int("APERTURE_SESSION_IDLE_SECONDS", 30 * 60, minimum=60)
 SESSION_SAVE_EVERY_REQUEST = True  # the age above is an idle timeout: every request extends the session
@@ -290,6 +286,32 @@ APERTURE_SHARED_STATE_BACKEND = APERTURE_SHARED_STATE_BACKEND_ALIASES[_shared_st
 # Prefix of every shared-state key, so that two deployments (or test runs) can share one Redis database.
 APERTURE_SHARED_STATE_PREFIX = env_pattern("APERTURE_SHARED_STATE_PREFIX", "aperture", r"[A-Za-z0-9_.:-]{1,64}",
                                            "1 to 64 letters, digits or _.:-")
+
+# The viewer's websockets reach each other across processes through the channel layer (logout and revocation close
+# sockets held by any web process). channels-redis waits for messages with a blocking pop of up to 5 s; redis-py 8
+# cuts every read off after 5 s by default (socket_timeout), which killed each idle socket with 1011 (channels_redis
+# issue 422). Reads wait longer than the pop, and a connection that went quiet is proved alive by a PING first.
+APERTURE_REDIS_SOCKET_TIMEOUT = env_int("APERTURE_REDIS_SOCKET_TIMEOUT", 30, minimum=10)
+if _tasks_alias == "celery" or env_bool("APERTURE_REDIS_CHANNELS", False):
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [{
+                    "address": REDIS_URL,
+                    "socket_timeout": APERTURE_REDIS_SOCKET_TIMEOUT,
+                    "socket_connect_timeout": 5,
+                    "socket_keepalive": True,
+                    "health_check_interval": 15,
+                }],
+                # Channel and group keys carry the deployment's prefix, like the shared state's keys.
+                "prefix": f"{APERTURE_SHARED_STATE_PREFIX}:asgi",
+            },
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
 # /metrics adds up every web process sharing this folder (prometheus_client's multiprocess mode). It must be in the
 # environment before Python starts (prometheus_client reads it once, at import); `manage.py serve` empties it when
 # the first web process on it starts, and sets DATA_DIR/metrics itself for `serve --workers N` when it is unset.
