@@ -12,6 +12,7 @@ from pathlib import Path
 
 import dj_database_url
 from cryptography.fernet import Fernet
+from django.core.exceptions import ImproperlyConfigured
 
 from config.env import env_bool, env_choice, env_int, env_list, env_mapping, env_pattern, env_str
 from config.secret_files import (
@@ -93,8 +94,29 @@ TEMPLATES = [
 WSGI_APPLICATION = None
 ASGI_APPLICATION = "config.asgi.application"
 
+# Database connections at scale are bounded per process. Under ASGI every request may run in a thread of its own,
+# so persistent connections (CONN_MAX_AGE > 0) pile up, one per thread, until PostgreSQL refuses more ("too many
+# clients already"; Django's documentation warns of this). Instead each process keeps a pool of at most
+# APERTURE_DB_POOL_MAX connections (Django's PostgreSQL pool, psycopg_pool), lent per request and returned after it;
+# a request that finds them all busy waits up to APERTURE_DB_POOL_TIMEOUT seconds. APERTURE_DB_POOL_MAX=0 turns the
+# pool off (behind pgbouncer in transaction mode, say): each request then opens and closes its own connection.
+APERTURE_DB_POOL_MAX = env_int("APERTURE_DB_POOL_MAX", 10, minimum=0)
+APERTURE_DB_POOL_MIN = env_int("APERTURE_DB_POOL_MIN", min(2, APERTURE_DB_POOL_MAX), minimum=0)
+APERTURE_DB_POOL_TIMEOUT = env_int("APERTURE_DB_POOL_TIMEOUT", 30, minimum=1)
+if APERTURE_DB_POOL_MIN > APERTURE_DB_POOL_MAX:
+    raise ImproperlyConfigured(f"APERTURE_DB_POOL_MIN must be at most APERTURE_DB_POOL_MAX ({APERTURE_DB_POOL_MAX}), "
+                               f"not {APERTURE_DB_POOL_MIN}")
 if _database_url:
-    DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=60)}
+    DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=0)}
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and APERTURE_DB_POOL_MAX:
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": APERTURE_DB_POOL_MIN,
+            "max_size": APERTURE_DB_POOL_MAX,
+            "timeout": APERTURE_DB_POOL_TIMEOUT,
+        }
+        # A pooled connection is checked before it is lent: one broken by a PostgreSQL restart or a network cut is
+        # replaced instead of failing the request that drew it (Django passes the pool its check for this).
+        DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 else:
     DATABASES = {
         "default": {
