@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import signal
 import time
 
 import pytest
@@ -164,3 +165,46 @@ def test_a_logout_on_one_web_process_closes_the_socket_held_by_another(two_proce
         time.sleep(6)  # idle past redis-py's default read timeout: the layer must still deliver
         assert browser.log_out() == 302
         assert "signed out" in ended(socket)["message"]
+
+
+def test_the_viewer_answers_pings_and_replaces_a_socket_gone_silent(browser):
+    """The browser cannot see protocol pings: it answers the consumer's pings, and when they stop coming (here the
+    server is frozen, its connections open and mute, as behind a proxy that lost them) it takes the socket for dead
+    and connects again."""
+    server, ids = start_viewer_server(APERTURE_WS_PING_SECONDS="1")
+    try:
+        context = browser.new_context()
+        page = context.new_page()
+        sent: list[str] = []
+        page.on("websocket", lambda ws: ws.on("framesent", lambda payload: sent.append(str(payload))))
+        page.goto(server.url + "/accounts/login/")
+        page.fill("input[name=username]", "reader")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url(server.url + "/")
+        page.goto(f"{server.url}/view/{ids['datastore']}/{ids['imageSet']}/")
+        page.wait_for_function("window.apertureViewer && window.apertureViewer.rendered > 0")
+        def sent_after(start: int, kind: str, count: int) -> bool:
+            """Playwright delivers frame events while the page is being driven: drive it until they arrived."""
+            for _ in range(150):
+                if sum(f'"type":"{kind}"' in payload for payload in sent[start:]) >= count:
+                    return True
+                page.wait_for_timeout(200)
+            return False
+
+        assert sent_after(0, "pong", 2), sent
+        assert page.evaluate("window.apertureViewer.connection") == "open"
+        assert page.text_content("#status").strip() == ""  # no error answered the pongs
+
+        rendered, before = page.evaluate("window.apertureViewer.rendered"), len(sent)
+        server.process.send_signal(signal.SIGSTOP)
+        try:
+            page.wait_for_function("window.apertureViewer.connection !== 'open'", timeout=30_000)
+        finally:
+            server.process.send_signal(signal.SIGCONT)
+        page.wait_for_function("window.apertureViewer.connection === 'open'", timeout=30_000)
+        assert sent_after(before, "open", 1), sent[before:]  # the new socket opened the image set again
+        page.wait_for_function(f"window.apertureViewer.rendered > {rendered}", timeout=30_000)
+        context.close()
+    finally:
+        server.stop()
