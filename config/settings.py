@@ -101,7 +101,9 @@ ASGI_APPLICATION = "config.asgi.application"
 # a request that finds them all busy waits up to APERTURE_DB_POOL_TIMEOUT seconds. APERTURE_DB_POOL_MAX=0 turns the
 # pool off (behind pgbouncer in transaction mode, say): each request then opens and closes its own connection.
 APERTURE_DB_POOL_MAX = env_int("APERTURE_DB_POOL_MAX", 10, minimum=0)
-APERTURE_DB_POOL_MIN = env_int("APERTURE_DB_POOL_MIN", min(2, APERTURE_DB_POOL_MAX), minimum=0)
+# Connections are opened on demand and kept while used (idle ones close after 10 minutes down to this many); 0 suits
+# Celery's prefork children, whose pool is closed after every task.
+APERTURE_DB_POOL_MIN = env_int("APERTURE_DB_POOL_MIN", 0, minimum=0)
 APERTURE_DB_POOL_TIMEOUT = env_int("APERTURE_DB_POOL_TIMEOUT", 30, minimum=1)
 if APERTURE_DB_POOL_MIN > APERTURE_DB_POOL_MAX:
     raise ImproperlyConfigured(f"APERTURE_DB_POOL_MIN must be at most APERTURE_DB_POOL_MAX ({APERTURE_DB_POOL_MAX}), "
