@@ -66,23 +66,41 @@ def test_processes_starting_together_on_a_fresh_folder_share_one_pair_of_secrets
             assert (Path(folder) / "key-encryption-key").stat().st_mode & 0o077 == 0
 
 
-@pytest.mark.parametrize("given, missing", [
-    ({}, ["DJANGO_SECRET_KEY", "APERTURE_KEY_ENCRYPTION_KEY"]),
-    ({"DJANGO_SECRET_KEY": "a-shared-secret-key-for-every-process-of-this-site"}, ["APERTURE_KEY_ENCRYPTION_KEY"]),
-    ({"APERTURE_KEY_ENCRYPTION_KEY": "Q0hBTkdFTUVDSEFOR0VNRUNIQU5HRU1FQ0hBTkdFTUU="}, ["DJANGO_SECRET_KEY"]),
-], ids=["neither", "no-encryption-key", "no-secret-key"])
-@pytest.mark.parametrize("command", [["migrate", "--noinput"], ["serve", "127.0.0.1:1"]], ids=["migrate", "serve"])
-def test_at_scale_a_process_without_the_shared_secrets_refuses_to_start(tmp_path, command, given, missing):
-    env = child_env(APERTURE_DATA_DIR=str(tmp_path), DATABASE_URL="postgres://root@127.0.0.1:5432/never_created",
-                    **given)
-    result = subprocess.run([sys.executable, "manage.py", *command], cwd=REPO_ROOT, env=env, capture_output=True,
-                            text=True, timeout=120)
+AT_SCALE = {"DATABASE_URL": "postgres://root@127.0.0.1:5432/never_created"}
+
+
+def start_at_scale(tmp_path, argv: list[str], **given: str) -> str:
+    """What a process at scale says when it refuses to start (its last line on stderr); fails if it starts."""
+    env = child_env(APERTURE_DATA_DIR=str(tmp_path), APERTURE_TASKS="celery", REDIS_URL="redis://127.0.0.1:6379/12",
+                    **AT_SCALE, **given)
+    result = subprocess.run([sys.executable, *argv], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                            timeout=120)
     assert result.returncode != 0
-    message = result.stderr.strip().splitlines()[-1]
-    assert "ImproperlyConfigured" in message and "must be set when DATABASE_URL names a shared database" in message
-    for name in ("DJANGO_SECRET_KEY", "APERTURE_KEY_ENCRYPTION_KEY"):
-        assert (name in message.split(" must be set")[0]) == (name in missing), message
     assert not (tmp_path / "django-secret-key").exists()  # nothing generated where it would not be shared
+    return result.stderr.strip().splitlines()[-1]
+
+
+def named(message: str) -> set[str]:
+    assert "ImproperlyConfigured" in message and "must be set when DATABASE_URL names a shared database" in message
+    return {name for name in ("DJANGO_SECRET_KEY", "APERTURE_KEY_ENCRYPTION_KEY")
+            if name in message.split(" must be set")[0]}
+
+
+@pytest.mark.parametrize("argv", [
+    ["manage.py", "migrate", "--noinput"],
+    ["manage.py", "serve", "127.0.0.1:1"],
+    ["-m", "celery", "-A", "config.celery", "worker", "--pool=solo"],
+], ids=["migrate", "serve", "celery-worker"])
+def test_at_scale_a_process_without_the_shared_secrets_refuses_to_start(tmp_path, argv):
+    assert named(start_at_scale(tmp_path, argv)) == {"DJANGO_SECRET_KEY", "APERTURE_KEY_ENCRYPTION_KEY"}
+
+
+@pytest.mark.parametrize("given, missing", [
+    ({"DJANGO_SECRET_KEY": "a-shared-secret-key-for-every-process-of-this-site"}, {"APERTURE_KEY_ENCRYPTION_KEY"}),
+    ({"APERTURE_KEY_ENCRYPTION_KEY": "Q0hBTkdFTUVDSEFOR0VNRUNIQU5HRU1FQ0hBTkdFTUU="}, {"DJANGO_SECRET_KEY"}),
+], ids=["no-encryption-key", "no-secret-key"])
+def test_the_refusal_names_only_the_missing_secret(tmp_path, given, missing):
+    assert named(start_at_scale(tmp_path, ["manage.py", "migrate", "--noinput"], **given)) == missing
 
 
 def test_a_key_encryption_key_that_is_not_a_fernet_key_is_refused_at_start(tmp_path):
