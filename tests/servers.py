@@ -151,14 +151,14 @@ def start_web_processes(count: int, extra_env: dict[str, str] | None = None) -> 
     return servers
 
 
-def start_celery_worker(server: "ApertureServer", name: str, *, pool: str = "solo",
-                        concurrency: int = 1) -> subprocess.Popen:
+def start_celery_worker(server: "ApertureServer", name: str, *, pool: str = "solo", concurrency: int = 1,
+                        app: str = "config.celery") -> subprocess.Popen:
     """A Celery worker on the server's environment (its broker, database and blob store), `--pool=solo` or, as
     the documented `celery -A config.celery worker` runs, prefork with `concurrency` children; kill it when done.
     Its output goes to celery-<name>.log in the server's data dir."""
     log = open(server.data_dir / f"celery-{name}.log", "ab")
     return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config.celery", "worker", f"--pool={pool}",
+        [sys.executable, "-m", "celery", "-A", app, "worker", f"--pool={pool}",
          f"--concurrency={concurrency}", "--without-gossip", "--without-mingle", "--without-heartbeat", "-l",
          "info", "-n", f"{name}-{secrets.token_hex(3)}@%h"],
         cwd=REPO_ROOT, env=server.env, stdout=log, stderr=subprocess.STDOUT,

@@ -34,7 +34,8 @@ BUCKET = "distributed"
 
 
 @contextmanager
-def celery_deployment(seaweed, workers: int, *, beat: bool = False, **env: str) -> Iterator[tuple]:
+def celery_deployment(seaweed, workers: int, *, beat: bool = False, app: str = "config.celery",
+                      **env: str) -> Iterator[tuple]:
     """A server publishing to Redis db 11, `workers` prefork workers of two children each, and beat if asked."""
     redis.Redis.from_url(REDIS_URL).flushdb()  # our own db number: no queued task of an earlier run is left
     server = ApertureServer(extra_env={**seaweed.env(), "APERTURE_TASKS": "celery", "REDIS_URL": REDIS_URL,
@@ -43,7 +44,7 @@ def celery_deployment(seaweed, workers: int, *, beat: bool = False, **env: str) 
     try:
         names = [f"w{n}" for n in range(workers)]
         for name in names:
-            processes.append(start_celery_worker(server, name, pool="prefork", concurrency=2))
+            processes.append(start_celery_worker(server, name, pool="prefork", concurrency=2, app=app))
         for name in names:
             wait_for(lambda: "ready." in (server.data_dir / f"celery-{name}.log").read_text(errors="replace"),
                      timeout=60, interval=0.2)
@@ -216,3 +217,29 @@ def test_a_job_whose_worker_is_killed_finishes_on_the_other_within_60s(seaweed, 
                                   " AND attempts > 1")
         assert taken_over  # the killed worker's batch really was run again elsewhere
         assert_imported_once(server, client, s3, datastore_id, job_id, prefix, series, count)
+
+
+def test_a_file_past_its_time_limit_fails_alone_in_a_prefork_worker(seaweed, s3):
+    """Celery's prefork children run tasks in their main thread, so SIGALRM interrupts a file stuck in Python at
+    its limit; a child stuck in native code is ended by the watchdog, and its redelivered batch fails that file
+    once it has ended a worker twice. The other files are imported."""
+    ensure_bucket(s3, BUCKET)
+    prefix = f"hang-{secrets.token_hex(4)}/"
+    study, series = generate_uid(), generate_uid()
+    names = [f"{n:04}.dcm" for n in range(6)] + ["0006-python-hang.dcm", "0007-native-hang.dcm"]
+    for n, name in enumerate(names):
+        s3.put_object(Bucket=BUCKET, Key=prefix + name,
+                      Body=ct_bytes(study_uid=study, series_uid=series, instance_number=n, seed=n))
+    with celery_deployment(seaweed, 1, app="tests.celery_hang_app", APERTURE_IMPORT_FILE_TIMEOUT_SECONDS="1",
+                           APERTURE_IMPORT_STALE_SECONDS="5") as (server, client, _):
+        datastore_id = new_datastore(client)
+        job_id = start_job(client, datastore_id, prefix)
+        assert job_ended(client, datastore_id, job_id, 120)["jobStatus"] == "COMPLETED"
+        out = f"out-{prefix}{datastore_id}-DicomImport-{job_id}/"
+        failures = {line["inputFile"].rsplit("/", 1)[-1]: line["exception"]
+                    for line in read_ndjson(s3, BUCKET, out + "FAILURE/failure.ndjson")}
+        assert failures["0006-python-hang.dcm"]["exceptionType"] == "ValidationException"
+        assert "APERTURE_IMPORT_FILE_TIMEOUT_SECONDS (1 s)" in failures["0006-python-hang.dcm"]["message"]
+        assert failures["0007-native-hang.dcm"]["exceptionType"] == "InternalServerException"
+        assert failures["0007-native-hang.dcm"]["message"].startswith("The worker processing the file crashed")
+        assert len(read_ndjson(s3, BUCKET, out + "SUCCESS/success.ndjson")) == 6
