@@ -216,6 +216,11 @@ def test_a_job_whose_worker_is_killed_finishes_on_the_other_within_60s(seaweed, 
         taken_over = rows(server, f"SELECT attempts FROM imaging_importbatch WHERE job_id = '{job_id}'"
                                   " AND attempts > 1")
         assert taken_over  # the killed worker's batch really was run again elsewhere
+        if victim == "child":
+            # Celery handed the lost child's task straight back; its batch's heartbeat was still fresh, so the
+            # copy was retried later instead of being acknowledged and dropped.
+            logs = "".join((server.data_dir / f"celery-w{n}.log").read_text(errors="replace") for n in range(2))
+            assert "WorkerLostError" in logs and "retry: Retry in" in logs
         assert_imported_once(server, client, s3, datastore_id, job_id, prefix, series, count)
 
 
