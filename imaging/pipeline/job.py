@@ -157,15 +157,27 @@ def claim_job(job_id: str) -> ImportJob | None:
 
 def jobs_to_recover(*, assume_dead: bool = False) -> list[str]:
     """The ids of the jobs a crashed worker left behind, to be queued again; `assume_dead` when the calling
-    process is the only worker, so that no running job can be alive (their heartbeats are cleared)."""
+    process is the only worker, so that no running job can be alive (their heartbeats are cleared).
+
+    Otherwise (Celery workers, and the periodic recovery task) a job IN_PROGRESS is taken back once its heartbeat
+    is stale. A job still SUBMITTED is normally waiting in the queue, which keeps it: it is queued again only when
+    it has waited three stale periods (its message may be lost), and then stamped, so that a long queue is not
+    flooded with copies of it."""
+    now = timezone.now()
     # A job split into batches is recovered batch by batch (imaging/pipeline/batches.py), not run again whole.
     queryset = ImportJob.objects.filter(status__in=RUNNING, plan__isnull=True)
     if not assume_dead:
-        queryset = queryset.filter(Q(heartbeat_at__lt=_stale_before(timezone.now()))
-                                   | Q(heartbeat_at__isnull=True, status=JobStatus.SUBMITTED))
+        lost_before = now - 3 * timedelta(seconds=settings.APERTURE_IMPORT_STALE_SECONDS)
+        abandoned = Q(status=JobStatus.IN_PROGRESS) & (Q(heartbeat_at__lt=_stale_before(now))
+                                                       | Q(heartbeat_at__isnull=True))
+        lost = Q(status=JobStatus.SUBMITTED) & (Q(heartbeat_at__isnull=True, submitted_at__lt=lost_before)
+                                                | Q(heartbeat_at__lt=lost_before))
+        queryset = queryset.filter(abandoned | lost)
     job_ids = list(queryset.values_list("id", flat=True))
     if assume_dead:
         ImportJob.objects.filter(pk__in=job_ids, status=JobStatus.IN_PROGRESS).update(heartbeat_at=None)
+    else:
+        ImportJob.objects.filter(pk__in=job_ids, status=JobStatus.SUBMITTED).update(heartbeat_at=now)
     return job_ids
 
 
