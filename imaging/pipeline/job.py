@@ -245,7 +245,9 @@ def _ended(job: ImportJob, s3: S3Settings, import_step: Callable[[], None]) -> J
     return JobOutcome.completed(job)
 
 
-def job_plan(job: ImportJob, *, s3: S3Settings, limits: JobLimits | None = None, batch_files: int) -> JobOutcome | None:
+def job_plan(
+    job: ImportJob, *, s3: S3Settings, limits: JobLimits | None = None, batch_files: int
+) -> JobOutcome | None:
     """Split a claimed job into batches for task workers (imaging/pipeline/batches.py): discovery, quotas, the
     output probe and the JSON metadata happen here, once; the files then run batch by batch wherever a worker
     is free. None when the batches are recorded (queue them); a FAILED outcome when the job fails at discovery.
