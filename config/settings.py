@@ -189,8 +189,11 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # A task taken by a worker that vanished (SIGKILL, power loss) goes back to the queue after this many seconds
 # (kombu's default is an hour). A task still running after it is delivered to a second worker as well: every task
 # is safe to run twice, and import batches and jobs are claimed in the database, so the copy waits its turn.
+# Workers look for such tasks every 5 s (kombu's default sweep comes only every 10 x 10 s).
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env_int("APERTURE_CELERY_VISIBILITY_TIMEOUT_SECONDS", 60, minimum=10),
+    "unacked_restore_interval": 5,
+    "unacked_restore_throttle": 1,
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 

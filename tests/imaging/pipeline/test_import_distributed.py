@@ -248,3 +248,24 @@ def test_a_file_past_its_time_limit_fails_alone_in_a_prefork_worker(seaweed, s3)
         assert failures["0007-native-hang.dcm"]["exceptionType"] == "InternalServerException"
         assert failures["0007-native-hang.dcm"]["message"].startswith("The worker processing the file crashed")
         assert len(read_ndjson(s3, BUCKET, out + "SUCCESS/success.ndjson")) == 6
+
+
+def test_without_beat_the_broker_gives_a_killed_workers_batch_to_the_other(seaweed, s3):
+    """acks_late and the Redis visibility timeout alone: the SIGKILLed worker's task was never acknowledged, so
+    Redis hands it to the surviving worker once the timeout has passed; its batch's heartbeat is stale by then."""
+    count = 60
+    prefix, series = upload_series(s3, count, size=256)
+    with celery_deployment(seaweed, 2, APERTURE_CELERY_VISIBILITY_TIMEOUT_SECONDS="10",
+                           APERTURE_IMPORT_STALE_SECONDS="5") as (server, client, workers):
+        datastore_id = new_datastore(client)
+        job_id = start_job(client, datastore_id, prefix)
+        running = wait_for(lambda: rows(server, "SELECT worker FROM imaging_importbatch WHERE status = 'RUNNING'"
+                                                " AND results != '[]' AND job_id = '" + job_id + "'"),
+                           timeout=120, interval=0.05)
+        pid = int(running[0][0].rsplit(":", 1)[1])
+        next(w for w in workers if pid in prefork_children(w)).send_signal(signal.SIGKILL)
+        job = job_ended(client, datastore_id, job_id, 60)
+        assert job["jobStatus"] == "COMPLETED", job
+        assert rows(server, f"SELECT COUNT(*) FROM imaging_importbatch WHERE job_id = '{job_id}' AND attempts > 1")[
+            0][0] >= 1
+        assert_imported_once(server, client, s3, datastore_id, job_id, prefix, series, count)
