@@ -119,6 +119,13 @@ def batch_results(job_id: str) -> list[FileResult]:
     return results
 
 
+def batches_release(job_id: str) -> None:
+    """Once the job has ended, its batches' file lists and results (each file's metadata, now in the image sets and
+    manifests) are dropped, so the table does not keep a second copy of every import; the rows stay, with who ran
+    each batch and how many attempts it took."""
+    ImportBatch.objects.filter(job_id=job_id).update(files=[], results=[])
+
+
 # --- running a batch ---------------------------------------------------------------------------------------------
 
 @dataclass

@@ -27,6 +27,7 @@ from imaging.pipeline.batches import (
     batch_claim,
     batches_all_done,
     batches_pending,
+    batches_release,
     distributed_work_to_recover,
     finish_claim,
     finish_heartbeat,
@@ -270,6 +271,7 @@ def import_job_finish(*, job_id: str) -> None:
 def _outcome_record(job: ImportJob, outcome: JobOutcome) -> None:
     ImportJob.objects.filter(pk=outcome.job_id).update(status=outcome.status, ended_at=timezone.now(),
                                                        message=outcome.message)
+    batches_release(job.id)
     discard_uploads(job)
 
 

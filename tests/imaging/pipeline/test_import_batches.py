@@ -110,6 +110,8 @@ def test_a_distributed_job_has_the_outcome_and_manifests_of_a_job_run_in_one_pro
     assert spread.plan["batches"] == 3 and spread.batches.filter(status=BatchStatus.DONE).count() == 3
     assert manifests(tmp_path, spread) == manifests(tmp_path, local)
     assert (spread.scanned_files, spread.imported_files, spread.failed_files) == (6, 5, 1)
+    # The job has ended: its batches no longer keep a copy of every file's metadata.
+    assert list(spread.batches.values_list("results", "files").distinct()) == [([], [])]
     assert ImageSet.objects.filter(datastore_id=spread.datastore_id).count() == 1
 
 
