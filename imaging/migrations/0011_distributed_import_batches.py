@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('imaging', '0009_audit_users_axes'),
+        ('imaging', '0010_ops_frame_scrub'),
     ]
 
     operations = [
