@@ -202,7 +202,18 @@ APERTURE_IDEMPOTENCY_HOURS = env_int("APERTURE_IDEMPOTENCY_HOURS", 24, minimum=1
 
 CELERY_BROKER_URL = REDIS_URL
 CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# A task taken by a worker that vanished (SIGKILL, power loss) goes back to the queue after this many seconds
+# (kombu's default is an hour). A task still running after it is delivered to a second worker as well: every task
+# is safe to run twice, and import batches and jobs are claimed in the database, so the copy waits its turn.
+# Workers look for such tasks every 5 s (kombu's default sweep comes only every 10 x 10 s).
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env_int("APERTURE_CELERY_VISIBILITY_TIMEOUT_SECONDS", 60, minimum=10),
+    "unacked_restore_interval": 5,
+    "unacked_restore_throttle": 1,
+}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 LOGGING = {
     "version": 1,
@@ -241,8 +252,14 @@ APERTURE_IMPORT_ROOTS = env_list("APERTURE_IMPORT_ROOTS", [])
 # How long an import waits for a primary image set LOCKED by an update or copy before the instances that would
 # merge into it fail with ConflictException (SPEC 4.4 rule 7).
 APERTURE_IMPORT_MERGE_WAIT_SECONDS = env_int("APERTURE_IMPORT_MERGE_WAIT_SECONDS", 15 * 60, minimum=0)
-# A job whose worker has not reported for this long is taken to be dead and is run again.
-APERTURE_IMPORT_STALE_SECONDS = env_int("APERTURE_IMPORT_STALE_SECONDS", 120, minimum=5)
+# A job (or, with Celery, a batch of a job's files) whose worker has not reported for this long is taken to be
+# dead and is run again; workers report every few seconds. With Celery the recovery task (every
+# APERTURE_RECOVERY_EVERY_SECONDS, run by beat) re-queues it, so a killed worker's job finishes elsewhere.
+APERTURE_IMPORT_STALE_SECONDS = env_int("APERTURE_IMPORT_STALE_SECONDS", 20 if _tasks_alias == "celery" else 120,
+                                        minimum=5)
+APERTURE_RECOVERY_EVERY_SECONDS = env_int("APERTURE_RECOVERY_EVERY_SECONDS", 10, minimum=1)
+# With Celery a job is split into tasks of this many files, which any worker takes.
+APERTURE_IMPORT_BATCH_FILES = env_int("APERTURE_IMPORT_BATCH_FILES", 8, minimum=1)
 # Frame and metadata blobs referenced by nothing (left by a crash) are removed once this old, at start-up and
 # every APERTURE_ORPHAN_SWEEP_SECONDS (imaging/services/orphans.py).
 APERTURE_ORPHAN_GRACE_SECONDS = env_int("APERTURE_ORPHAN_GRACE_SECONDS", 6 * 3600, minimum=0)

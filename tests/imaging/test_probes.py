@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import tempfile
 import urllib.error
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 from asgiref.sync import async_to_sync
 from channels.testing import HttpCommunicator
+from cryptography.fernet import Fernet
 
 from imaging.probes import HealthProbes
 from imaging.services.health import health_forget
@@ -151,7 +153,10 @@ def test_live_readyz_is_503_when_postgresql_is_unreachable():
     data_dir = Path(tempfile.mkdtemp(prefix="aperture-test-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_SETTINGS", "APERTURE_TASKS"))}
     env.update({"APERTURE_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1",
-                "DATABASE_URL": f"postgres://aperture:pw-not-shown@127.0.0.1:{port}/aperture"})
+                "DATABASE_URL": f"postgres://aperture:pw-not-shown@127.0.0.1:{port}/aperture",
+                # A process at scale refuses to start without the shared secrets (config/secret_files.py).
+                "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+                "APERTURE_KEY_ENCRYPTION_KEY": Fernet.generate_key().decode()})
     server = ApertureServer(port=free_port(), data_dir=data_dir, env=env)
     try:
         server.launch()
