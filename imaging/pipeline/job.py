@@ -144,7 +144,9 @@ def claim_job(job_id: str) -> ImportJob | None:
     ).update(status=JobStatus.FAILED, ended_at=now,
              message=f"DICOM import job has failed: it was interrupted {MAX_ATTEMPTS} times")
     if given_up:
-        discard_uploads(ImportJob.objects.get(pk=job_id))
+        job = ImportJob.objects.get(pk=job_id)
+        failure_manifests_write(job, s3_settings())
+        discard_uploads(job)
     stale = _stale_before(now)
     claimable = Q(status=JobStatus.SUBMITTED) | Q(status=JobStatus.IN_PROGRESS, heartbeat_at__lt=stale) | Q(
         status=JobStatus.IN_PROGRESS, heartbeat_at__isnull=True
@@ -179,6 +181,16 @@ def jobs_to_recover(*, assume_dead: bool = False) -> list[str]:
     else:
         ImportJob.objects.filter(pk__in=job_ids, status=JobStatus.SUBMITTED).update(heartbeat_at=now)
     return job_ids
+
+
+def failure_manifests_write(job: ImportJob, s3: S3Settings) -> None:
+    """The manifests of a job that failed as a whole, its message in the summary. Best effort: the failure may be
+    that the output location cannot be written, and the job's status says what happened either way."""
+    try:
+        manifests_write(job, s3, failure=job.message or "DICOM import job has failed")
+    except Exception as e:  # noqa: BLE001 - the job has failed already; a second failure must not hide the first
+        logger.warning("import job %s: the manifests of the failed job could not be written (%s)", job.id,
+                       type(e).__name__)
 
 
 def discard_uploads(job: ImportJob) -> None:

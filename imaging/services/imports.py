@@ -39,6 +39,7 @@ from imaging.pipeline.job import (
     JobOutcome,
     claim_job,
     discard_uploads,
+    failure_manifests_write,
     job_batch_run,
     job_finish,
     job_plan,
@@ -271,6 +272,9 @@ def import_job_finish(*, job_id: str) -> None:
 def _outcome_record(job: ImportJob, outcome: JobOutcome) -> None:
     ImportJob.objects.filter(pk=outcome.job_id).update(status=outcome.status, ended_at=timezone.now(),
                                                        message=outcome.message)
+    if outcome.status == JobStatus.FAILED:
+        job.refresh_from_db()
+        failure_manifests_write(job, s3_settings())
     batches_release(job.id)
     discard_uploads(job)
 
