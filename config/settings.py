@@ -204,6 +204,10 @@ CELERY_BROKER_URL = REDIS_URL
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# A worker takes a message only when a child of its pool is free: one it merely held would come back only after
+# the visibility timeout if the worker vanished, while a running batch is taken over as soon as its heartbeat is
+# stale (imaging/pipeline/batches.py).
+CELERY_WORKER_DISABLE_PREFETCH = True
 # A task taken by a worker that vanished (SIGKILL, power loss) goes back to the queue after this many seconds
 # (kombu's default is an hour). A task still running after it is delivered to a second worker as well: every task
 # is safe to run twice, and import batches and jobs are claimed in the database, so the copy waits its turn.

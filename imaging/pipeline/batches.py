@@ -251,11 +251,12 @@ def distributed_work_to_recover(*, assume_dead: bool = False) -> Recovery:
     if not assume_dead:
         running = running.filter(Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=stale))
     running = running.filter(Q(queued_at__isnull=True) | Q(queued_at__lt=stale) | Q(queued_at__lt=F("heartbeat_at")))
-    # A PENDING batch is normally in the broker's queue (which redelivers what a lost worker had taken); it is
-    # queued again only when its job has made no progress for three stale periods.
-    lost_before = now - timedelta(seconds=3 * stale_seconds())
+    # A PENDING batch is normally in the broker's queue, and the broker gives back what a lost worker had taken,
+    # but only after its visibility timeout. It is queued again as soon as its job has made no progress for a stale
+    # period (nothing of the job runs anywhere), at most once per period: a copy of a message still queued is
+    # refused by the batch's claim, so the cost of a wrong guess is one empty task.
     pending = ImportBatch.objects.filter(status=BatchStatus.PENDING, job__status=JobStatus.IN_PROGRESS,
-                                         queued_at__lt=lost_before, job__heartbeat_at__lt=lost_before)
+                                         queued_at__lt=stale, job__heartbeat_at__lt=stale)
     batches: list[tuple[str, int]] = []
     for queryset in (running, pending):
         for pk, job_id, index in queryset.values_list("pk", "job_id", "index"):

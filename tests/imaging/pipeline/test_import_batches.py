@@ -23,6 +23,7 @@ from imaging.pipeline.batches import (
     batch_result_record,
     distributed_work_to_recover,
     finish_claim,
+    stale_seconds,
 )
 from imaging.pipeline.job import JobLimits, claim_job, job_batch_run, job_finish, job_plan, s3_settings
 from imaging.pipeline.pool import process_file
@@ -222,4 +223,17 @@ def test_a_pending_batch_is_queued_again_only_when_its_job_has_stalled(datastore
     job = planned_job(datastore, tmp_path, 1)
     assert distributed_work_to_recover().batches == []
     make_stale(0, job=job)
+    assert distributed_work_to_recover().batches == [(job.id, 0)]
+    assert distributed_work_to_recover().batches == []  # once per stale period, not on every round
+
+
+def test_a_pending_batch_a_vanished_worker_held_is_queued_again_after_one_stale_period(datastore, tmp_path):
+    """A worker that took the message and died before claiming the batch: the broker would give it back only after
+    its visibility timeout; recovery does once nothing of the job has run for one stale period."""
+    job = planned_job(datastore, tmp_path, 1)
+    just_stale = timezone.now() - timedelta(seconds=stale_seconds() + 2)
+    ImportBatch.objects.filter(job=job).update(queued_at=just_stale)
+    ImportJob.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now())  # another batch of the job beats
+    assert distributed_work_to_recover().batches == []
+    ImportJob.objects.filter(pk=job.pk).update(heartbeat_at=just_stale)
     assert distributed_work_to_recover().batches == [(job.id, 0)]
