@@ -23,6 +23,9 @@ def throwaway_store(prefix: str) -> Iterator[None]:
         database = PostgresDatabase(os.environ["DATABASE_URL"])
         database.create()
         os.environ["DATABASE_URL"] = database.url
+        from tests.scale_secrets import scale_secrets_provide
+
+        scale_secrets_provide()  # at scale the settings require shared secrets
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django
 

@@ -12,29 +12,32 @@ from pathlib import Path
 
 import dj_database_url
 from cryptography.fernet import Fernet
+from django.core.exceptions import ImproperlyConfigured
 
 from config.env import env_bool, env_choice, env_int, env_list, env_mapping, env_pattern, env_str
+from config.secret_files import (
+    ENCRYPTION_KEY_VARIABLE,
+    SECRET_KEY_VARIABLE,
+    encryption_key_check,
+    persisted_secret,
+    required_secrets_check,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("APERTURE_DATA_DIR", str(BASE_DIR / "var"))).resolve()
 DATA_DIR.mkdir(parents=True, exist_ok=True)
 
-
-def _persisted_secret(filename: str, make) -> str:
-    """A secret generated once per data directory and kept there with owner-only permissions."""
-    path = DATA_DIR / filename
-    if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(make())
-    return path.read_text().strip()
-
-
-SECRET_KEY = env_str("DJANGO_SECRET_KEY") or _persisted_secret("django-secret-key", lambda: secrets.token_urlsafe(50))
+_database_url = env_str("DATABASE_URL")
+# At scale (a shared database) every process must be given the same secrets; the embedded default generates them
+# once into its data folder, race-free (config/secret_files.py).
+_at_scale = bool(_database_url) and not dj_database_url.parse(_database_url)["ENGINE"].endswith("sqlite3")
+if _at_scale:
+    required_secrets_check(secret_key=env_str(SECRET_KEY_VARIABLE), encryption_key=env_str(ENCRYPTION_KEY_VARIABLE))
+SECRET_KEY = env_str(SECRET_KEY_VARIABLE) or persisted_secret(
+    DATA_DIR / "django-secret-key", lambda: secrets.token_urlsafe(50))
 # Access-key secrets are encrypted at rest with this Fernet key (never hashed: SigV4 needs the plaintext).
-APERTURE_KEY_ENCRYPTION_KEY = env_str("APERTURE_KEY_ENCRYPTION_KEY") or _persisted_secret(
-    "key-encryption-key", lambda: Fernet.generate_key().decode()
-)
+APERTURE_KEY_ENCRYPTION_KEY = encryption_key_check(env_str(ENCRYPTION_KEY_VARIABLE) or persisted_secret(
+    DATA_DIR / "key-encryption-key", lambda: Fernet.generate_key().decode()))
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
 # Host names this server answers to. Loopback only by default: a deployment names its own (`archive.example.org`).
@@ -91,9 +94,31 @@ TEMPLATES = [
 WSGI_APPLICATION = None
 ASGI_APPLICATION = "config.asgi.application"
 
-_database_url = env_str("DATABASE_URL")
+# Database connections at scale are bounded per process. Under ASGI every request may run in a thread of its own,
+# so persistent connections (CONN_MAX_AGE > 0) pile up, one per thread, until PostgreSQL refuses more ("too many
+# clients already"; Django's documentation warns of this). Instead each process keeps a pool of at most
+# APERTURE_DB_POOL_MAX connections (Django's PostgreSQL pool, psycopg_pool), lent per request and returned after it;
+# a request that finds them all busy waits up to APERTURE_DB_POOL_TIMEOUT seconds. APERTURE_DB_POOL_MAX=0 turns the
+# pool off (behind pgbouncer in transaction mode, say): each request then opens and closes its own connection.
+APERTURE_DB_POOL_MAX = env_int("APERTURE_DB_POOL_MAX", 10, minimum=0)
+# Connections are opened on demand and kept while used (idle ones close after 10 minutes down to this many); 0 suits
+# Celery's prefork children, whose pool is closed after every task.
+APERTURE_DB_POOL_MIN = env_int("APERTURE_DB_POOL_MIN", 0, minimum=0)
+APERTURE_DB_POOL_TIMEOUT = env_int("APERTURE_DB_POOL_TIMEOUT", 30, minimum=1)
+if APERTURE_DB_POOL_MIN > APERTURE_DB_POOL_MAX:
+    raise ImproperlyConfigured(f"APERTURE_DB_POOL_MIN must be at most APERTURE_DB_POOL_MAX ({APERTURE_DB_POOL_MAX}), "
+                               f"not {APERTURE_DB_POOL_MIN}")
 if _database_url:
-    DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=60)}
+    DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=0)}
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and APERTURE_DB_POOL_MAX:
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": APERTURE_DB_POOL_MIN,
+            "max_size": APERTURE_DB_POOL_MAX,
+            "timeout": APERTURE_DB_POOL_TIMEOUT,
+        }
+        # A pooled connection is checked before it is lent: one broken by a PostgreSQL restart or a network cut is
+        # replaced instead of failing the request that drew it (Django passes the pool its check for this).
+        DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 else:
     DATABASES = {
         "default": {
@@ -175,16 +200,24 @@ APERTURE_MAX_ACTIVE_DATASTORES = env_int("APERTURE_MAX_ACTIVE_DATASTORES", 100, 
 APERTURE_MAX_TAGS_PER_RESOURCE = 50
 APERTURE_IDEMPOTENCY_HOURS = env_int("APERTURE_IDEMPOTENCY_HOURS", 24, minimum=1)
 
-if _tasks_alias == "celery" or env_bool("APERTURE_REDIS_CHANNELS", False):
-    CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
-    }
-else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-
 CELERY_BROKER_URL = REDIS_URL
 CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# A worker takes a message only when a child of its pool is free: one it merely held would come back only after
+# the visibility timeout if the worker vanished, while a running batch is taken over as soon as its heartbeat is
+# stale (imaging/pipeline/batches.py).
+CELERY_WORKER_DISABLE_PREFETCH = True
+# A task taken by a worker that vanished (SIGKILL, power loss) goes back to the queue after this many seconds
+# (kombu's default is an hour). A task still running after it is delivered to a second worker as well: every task
+# is safe to run twice, and import batches and jobs are claimed in the database, so the copy waits its turn.
+# Workers look for such tasks every 5 s (kombu's default sweep comes only every 10 x 10 s).
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env_int("APERTURE_CELERY_VISIBILITY_TIMEOUT_SECONDS", 60, minimum=10),
+    "unacked_restore_interval": 5,
+    "unacked_restore_throttle": 1,
+}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 LOGGING = {
     "version": 1,
@@ -223,8 +256,14 @@ APERTURE_IMPORT_ROOTS = env_list("APERTURE_IMPORT_ROOTS", [])
 # How long an import waits for a primary image set LOCKED by an update or copy before the instances that would
 # merge into it fail with ConflictException (SPEC 4.4 rule 7).
 APERTURE_IMPORT_MERGE_WAIT_SECONDS = env_int("APERTURE_IMPORT_MERGE_WAIT_SECONDS", 15 * 60, minimum=0)
-# A job whose worker has not reported for this long is taken to be dead and is run again.
-APERTURE_IMPORT_STALE_SECONDS = env_int("APERTURE_IMPORT_STALE_SECONDS", 120, minimum=5)
+# A job (or, with Celery, a batch of a job's files) whose worker has not reported for this long is taken to be
+# dead and is run again; workers report every few seconds. With Celery the recovery task (every
+# APERTURE_RECOVERY_EVERY_SECONDS, run by beat) re-queues it, so a killed worker's job finishes elsewhere.
+APERTURE_IMPORT_STALE_SECONDS = env_int("APERTURE_IMPORT_STALE_SECONDS", 20 if _tasks_alias == "celery" else 120,
+                                        minimum=5)
+APERTURE_RECOVERY_EVERY_SECONDS = env_int("APERTURE_RECOVERY_EVERY_SECONDS", 10, minimum=1)
+# With Celery a job is split into tasks of this many files, which any worker takes.
+APERTURE_IMPORT_BATCH_FILES = env_int("APERTURE_IMPORT_BATCH_FILES", 8, minimum=1)
 # Frame and metadata blobs referenced by nothing (left by a crash) are removed once this old, at start-up and
 # every APERTURE_ORPHAN_SWEEP_SECONDS (imaging/services/orphans.py).
 APERTURE_ORPHAN_GRACE_SECONDS = env_int("APERTURE_ORPHAN_GRACE_SECONDS", 6 * 3600, minimum=0)
@@ -246,6 +285,9 @@ APERTURE_EMBED_ORIGINS = env_list("APERTURE_EMBED_ORIGINS", [])
 # How often an open viewer socket re-checks its session, user, share link and grants (logout and revocation close it
 # at once; this catches expiry and removed grants).
 APERTURE_WS_RECHECK_SECONDS = env_int("APERTURE_WS_RECHECK_SECONDS", 60, minimum=1)
+# How often an open viewer socket is sent a keepalive ping (viewer/consumers.py): well below a proxy's idle read
+# timeout (nginx's proxy_read_timeout is 60 s by default). The browser reconnects after three intervals of silence.
+APERTURE_WS_PING_SECONDS = env_int("APERTURE_WS_PING_SECONDS", 20, minimum=1)
 APERTURE_SHARE_LINK_MAX_DAYS = env_int("APERTURE_SHARE_LINK_MAX_DAYS", 30, minimum=1)
 SESSION_COOKIE_AGE = env_int("APERTURE_SESSION_IDLE_SECONDS", 30 * 60, minimum=60)
 SESSION_SAVE_EVERY_REQUEST = True  # the age above is an idle timeout: every request extends the session
@@ -289,6 +331,32 @@ APERTURE_SHARED_STATE_BACKEND = APERTURE_SHARED_STATE_BACKEND_ALIASES[_shared_st
 # Prefix of every shared-state key, so that two deployments (or test runs) can share one Redis database.
 APERTURE_SHARED_STATE_PREFIX = env_pattern("APERTURE_SHARED_STATE_PREFIX", "aperture", r"[A-Za-z0-9_.:-]{1,64}",
                                            "1 to 64 letters, digits or _.:-")
+
+# The viewer's websockets reach each other across processes through the channel layer (logout and revocation close
+# sockets held by any web process). channels-redis waits for messages with a blocking pop of up to 5 s; redis-py 8
+# cuts every read off after 5 s by default (socket_timeout), which killed each idle socket with 1011 (channels_redis
+# issue 422). Reads wait longer than the pop, and a connection that went quiet is proved alive by a PING first.
+APERTURE_REDIS_SOCKET_TIMEOUT = env_int("APERTURE_REDIS_SOCKET_TIMEOUT", 30, minimum=10)
+if _tasks_alias == "celery" or env_bool("APERTURE_REDIS_CHANNELS", False):
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [{
+                    "address": REDIS_URL,
+                    "socket_timeout": APERTURE_REDIS_SOCKET_TIMEOUT,
+                    "socket_connect_timeout": 5,
+                    "socket_keepalive": True,
+                    "health_check_interval": 15,
+                }],
+                # Channel and group keys carry the deployment's prefix, like the shared state's keys.
+                "prefix": f"{APERTURE_SHARED_STATE_PREFIX}:asgi",
+            },
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
 # /metrics adds up every web process sharing this folder (prometheus_client's multiprocess mode). It must be in the
 # environment before Python starts (prometheus_client reads it once, at import); `manage.py serve` empties it when
 # the first web process on it starts, and sets DATA_DIR/metrics itself for `serve --workers N` when it is unset.

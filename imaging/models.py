@@ -150,6 +150,12 @@ class ImportJob(models.Model):
     # Written in the same transaction as the job's image sets: the manifests are rebuilt from it, so a crash
     # between persisting and writing manifests never imports twice.
     outcome = models.JSONField(null=True, blank=True)
+    # A job distributed over task workers (imaging/pipeline/batches.py): what its discovery found that the batches
+    # do not carry (the failures found while listing, the JSON metadata overrides, the number of batches). Set
+    # once, when the batches are created; null for a job run in one process.
+    plan = models.JSONField(null=True, blank=True)
+    # Who is gathering a distributed job's batches into its outcome (a claim token; "" when nobody is).
+    finisher = models.CharField(max_length=32, blank=True)
 
     class Meta:
         ordering = ["-submitted_at", "-id"]
@@ -157,6 +163,40 @@ class ImportJob(models.Model):
 
     def __str__(self) -> str:
         return self.name or self.id
+
+
+class BatchStatus(models.TextChoices):
+    PENDING = "PENDING"  # queued for any worker
+    RUNNING = "RUNNING"  # a worker has it and beats its heartbeat
+    DONE = "DONE"  # every file's result is recorded
+
+
+class ImportBatch(models.Model):
+    """A slice of a distributed import job's files, run as one task by any worker (imaging/pipeline/batches.py).
+
+    Each file's result (a FileResult as JSON, frames already in the blob store) is appended to `results` as it
+    completes, so a batch taken over after a crash resumes after its last recorded file. `claim` changes at every
+    claim: a write by a worker whose claim was taken over matches no row, so a replayed batch records nothing
+    twice."""
+
+    job = models.ForeignKey(ImportJob, on_delete=models.CASCADE, related_name="batches")
+    index = models.PositiveIntegerField()
+    # [[uri, display name], ...] in discovery order.
+    files = models.JSONField()
+    status = models.CharField(max_length=8, choices=BatchStatus.choices, default=BatchStatus.PENDING)
+    results = models.JSONField(default=list)
+    claim = models.CharField(max_length=32, blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    # How often the worker running the file at `results`' length was lost: a file that kills its worker twice
+    # fails alone.
+    crashes = models.PositiveIntegerField(default=0)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["job", "index"], name="unique_batch_per_job")]
+        indexes = [models.Index(fields=["status", "heartbeat_at"])]
 
 
 class ImageSetState(models.TextChoices):
@@ -416,3 +456,24 @@ class ShareLink(models.Model):
 
     def __str__(self) -> str:
         return f"Share link {self.id}"
+
+
+class FrameScrub(models.Model):
+    """One run of `manage.py verify_frames`: how many stored frames it re-read and which no longer match what the
+    import recorded (bit rot, a truncated copy, a lost object). Frames are named by image set and frame id only."""
+
+    started_at = models.DateTimeField(auto_now_add=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    datastore_id = models.CharField(max_length=32, blank=True, db_index=True, help_text="Blank: every data store")
+    sample_size = models.PositiveIntegerField(null=True, blank=True, help_text="Blank: every frame")
+    frames_checked = models.PositiveIntegerField(default=0)
+    frames_without_checksum = models.PositiveIntegerField(
+        default=0, help_text="Kept as received (lossy or uncompressed): only presence and size are checked")
+    frames_bad = models.PositiveIntegerField(default=0)
+    bad_frames = models.JSONField(default=list, blank=True, help_text="The first bad frames found")
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"Frame scrub {self.pk}"

@@ -45,12 +45,10 @@ def report_peak_memory(items, s3, storage_format, sink, **options):
     return results
 
 
-def hang_on_named_files(items, s3, storage_format, sink, **options):
-    """Files named *python-hang.dcm never finish in Python code; *native-hang.dcm never finish in a call that
-    ignores signals (SIGALRM blocked, as native code that never returns to the interpreter would)."""
-    from imaging.pipeline import pool
-
-    original = pool.process_source
+def hanging_on_named_files(process_source):
+    """`process_source`, except that files named *python-hang.dcm never finish in Python code, and *native-hang.dcm
+    never finish in a call that ignores signals (SIGALRM blocked, as native code that never returns to the
+    interpreter would)."""
 
     def hanging(uri, name, *args):
         if name.endswith("python-hang.dcm"):
@@ -59,9 +57,17 @@ def hang_on_named_files(items, s3, storage_format, sink, **options):
         if name.endswith("native-hang.dcm"):
             signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGALRM])
             time.sleep(3600)
-        return original(uri, name, *args)
+        return process_source(uri, name, *args)
 
-    pool.process_source = hanging
+    return hanging
+
+
+def hang_on_named_files(items, s3, storage_format, sink, **options):
+    """process_batch with the hangs of `hanging_on_named_files`."""
+    from imaging.pipeline import pool
+
+    original = pool.process_source
+    pool.process_source = hanging_on_named_files(original)
     try:
         return process_batch(items, s3, storage_format, sink, **options)
     finally:

@@ -151,11 +151,33 @@ def start_web_processes(count: int, extra_env: dict[str, str] | None = None) -> 
     return servers
 
 
-def start_celery_worker(server: "ApertureServer", name: str) -> subprocess.Popen:
-    """A solo Celery worker on the server's environment (its broker, database and blob store); kill it when done."""
+def start_celery_worker(server: "ApertureServer", name: str, *, pool: str = "solo", concurrency: int = 1,
+                        app: str = "config.celery") -> subprocess.Popen:
+    """A Celery worker on the server's environment (its broker, database and blob store), `--pool=solo` or, as
+    the documented `celery -A config.celery worker` runs, prefork with `concurrency` children; kill it when done.
+    Its output goes to celery-<name>.log in the server's data dir."""
+    log = open(server.data_dir / f"celery-{name}.log", "ab")
     return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config.celery", "worker", "--pool=solo", "--concurrency=1",
-         "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "warning", "-n",
-         f"{name}-{secrets.token_hex(3)}@%h"],
-        cwd=REPO_ROOT, env=server.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [sys.executable, "-m", "celery", "-A", app, "worker", f"--pool={pool}",
+         f"--concurrency={concurrency}", "--without-gossip", "--without-mingle", "--without-heartbeat", "-l",
+         "info", "-n", f"{name}-{secrets.token_hex(3)}@%h"],
+        cwd=REPO_ROOT, env=server.env, stdout=log, stderr=subprocess.STDOUT,
     )
+
+
+def start_celery_beat(server: "ApertureServer") -> subprocess.Popen:
+    """Celery beat on the server's environment (it queues the periodic tasks, recovery among them)."""
+    log = open(server.data_dir / "celery-beat.log", "ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "config.celery", "beat", "-l", "info",
+         "-s", str(server.data_dir / "celerybeat-schedule")],
+        cwd=REPO_ROOT, env=server.env, stdout=log, stderr=subprocess.STDOUT,
+    )
+
+
+def prefork_children(worker: subprocess.Popen) -> list[int]:
+    """The process ids of a prefork worker's children (the processes that run its tasks)."""
+    try:
+        return [int(pid) for pid in Path(f"/proc/{worker.pid}/task/{worker.pid}/children").read_text().split()]
+    except OSError:
+        return []

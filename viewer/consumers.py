@@ -9,7 +9,17 @@ Server -> client:
   {"type": "dropped", "id"} for a request superseded before it was rendered;
   binary: 4-byte big-endian header length, the JSON header ({"id", "frame", "window", ...}), the image bytes;
   text {"type": "ended", "message"} before the server closes the socket (code 4401) because the session, user or
-  share link that opened it has ended (viewer.socket_sessions); the client then stops reconnecting.
+  share link that opened it has ended (viewer.socket_sessions); the client then stops reconnecting;
+  text {"type": "ping", "interval": seconds} every APERTURE_WS_PING_SECONDS, which the client answers with
+  {"type": "pong"}.
+
+Keepalive: the ping is an application message, not only the ASGI server's protocol-level ping, because it proves
+more: that this consumer (and its channel-layer receive loop) is alive, and it is visible to browser code, which
+cannot see protocol pings; the client reconnects when pings stop coming. It also keeps idle sockets from being
+closed by a proxy's read timeout (nginx: 60 s by default).
+
+Database work runs through `database_sync_to_async`, which returns the thread's connection (to the pool, at scale)
+after each call: a plain `sync_to_async` thread would keep its connection checked out for as long as it lives.
 
 Only the newest pending render request is kept: a request the user scrolled past is dropped, not rendered. After
 each render the neighbouring frames are decoded ahead. Malformed or hostile messages get an error message and the
@@ -26,7 +36,6 @@ from typing import Any
 
 from urllib.parse import parse_qs
 
-from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -99,9 +108,10 @@ class RenderConsumer(AsyncWebsocketConsumer):
             await self.channel_layer.group_add(group, self.channel_name)
         self.worker = asyncio.ensure_future(self._render_loop())
         self.watchdog = asyncio.ensure_future(self._watch_authority())
+        self.keepalive = asyncio.ensure_future(self._keep_alive())
 
     async def disconnect(self, code: int) -> None:
-        for task in (getattr(self, "worker", None), getattr(self, "watchdog", None)):
+        for task in (getattr(self, "worker", None), getattr(self, "watchdog", None), getattr(self, "keepalive", None)):
             if task is not None:
                 task.cancel()
         authority = getattr(self, "authority", None)
@@ -142,6 +152,16 @@ class RenderConsumer(AsyncWebsocketConsumer):
             if self.active and self.authority.session_key:
                 self.active = False
                 await database_sync_to_async(session_touch)(self.authority.session_key)
+            # Group membership expires in the channel layer (a day in channels-redis): joining again keeps a socket
+            # open for longer reachable by logout and revocation.
+            for group in self.authority.groups():
+                await self.channel_layer.group_add(group, self.channel_name)
+
+    async def _keep_alive(self) -> None:
+        interval = settings.APERTURE_WS_PING_SECONDS
+        while True:
+            await asyncio.sleep(interval)
+            await self.send(text_data=json.dumps({"type": "ping", "interval": interval}))
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if getattr(self, "authority", None) is None:
@@ -160,6 +180,8 @@ class RenderConsumer(AsyncWebsocketConsumer):
             kind = message.get("type")
             if kind == "open":
                 await self._open(message)
+            elif kind == "pong":
+                pass  # the answer to our keepalive ping: arriving at all is its whole message
             elif kind == "render":
                 if self.view is None:
                     raise BadMessage("open an image set first")
@@ -170,7 +192,7 @@ class RenderConsumer(AsyncWebsocketConsumer):
                 self.pending = request
                 self.wakeup.set()
             else:
-                raise BadMessage("type must be open or render")
+                raise BadMessage("type must be open, render or pong")
         except BadMessage as e:
             await self._error(str(e), request_id)
         except ApertureError as e:
@@ -189,10 +211,10 @@ class RenderConsumer(AsyncWebsocketConsumer):
             raise BadMessage("series must be a UID")
         if not await self._still_allowed():
             return
-        view = await sync_to_async(selectors.viewable_image_set)(
+        view = await database_sync_to_async(selectors.viewable_image_set)(
             user=self.scope.get("user"), datastore_id=datastore_id, image_set_id=image_set_id,
             share_token=self.share_token)
-        await sync_to_async(audit_record)(
+        await database_sync_to_async(audit_record)(
             event_name="StartFrameStream", event_type="ViewerEvent", user=self.scope.get("user"),
             source_ip=(self.scope.get("client") or [None])[0], datastore_id=datastore_id, image_set_id=image_set_id,
             parameters={"imageSetId": image_set_id, "shareLink": bool(self.share_token)})
@@ -221,7 +243,7 @@ class RenderConsumer(AsyncWebsocketConsumer):
                 continue
             view, series = self.view, self.series
             try:
-                body, header = await sync_to_async(frames.frame_render, thread_sensitive=False)(
+                body, header = await database_sync_to_async(frames.frame_render, thread_sensitive=False)(
                     view=view, index=request["frame"], series_uid=series, window=request["window"],
                     invert=request["invert"], max_size=request["size"], fmt=request["format"],
                     quality=request["quality"])
@@ -236,5 +258,5 @@ class RenderConsumer(AsyncWebsocketConsumer):
             await self.send(bytes_data=struct.pack(">I", len(header_bytes)) + header_bytes + body)
             neighbours = [request["frame"] + step for step in range(1, PREFETCH_AHEAD + 1)]
             neighbours += [request["frame"] - step for step in range(1, PREFETCH_AHEAD + 1)]
-            asyncio.ensure_future(sync_to_async(frames.frames_prefetch, thread_sensitive=False)(
+            asyncio.ensure_future(database_sync_to_async(frames.frames_prefetch, thread_sensitive=False)(
                 view=view, indices=neighbours, series_uid=series, max_size=request["size"]))

@@ -18,6 +18,7 @@ from imaging.models import Datastore, LosslessStorageFormat
 from imaging.selectors import datastore_storage_by_tier
 from imaging.services.datastores import datastore_create, datastore_delete, datastore_rename
 from imaging.services.imports import import_job_start, import_job_start_local, import_job_start_upload
+from imaging.services.scrub import scrub_latest
 
 
 class DatastoreCreateForm(forms.ModelForm):
@@ -84,7 +85,7 @@ class DatastoreAdmin(admin.ModelAdmin):
     list_filter = ["status", "lossless_storage_format"]
     search_fields = ["name", "id"]
     readonly_fields = ["id", "status", "lossless_storage_format", "kms_key_arn", "lambda_authorizer_arn",
-                       "created_at", "updated_at", "storage_by_tier", "delete_link"]
+                       "created_at", "updated_at", "storage_by_tier", "last_scrub", "delete_link"]
     fields = readonly_fields
 
     def get_form(self, request, obj=None, **kwargs):
@@ -121,6 +122,16 @@ class DatastoreAdmin(admin.ModelAdmin):
             (totals.storage_tier, f"{totals.image_sets:,}", f"{totals.frame_bytes:,}")
             for totals in datastore_storage_by_tier(datastore_id=obj.pk)))
         return format_html("<table><tr><th>Tier</th><th>Image sets</th><th>Frame bytes</th></tr>{}</table>", rows)
+
+    @admin.display(description="Last frame scrub (manage.py verify_frames)")
+    def last_scrub(self, obj: Datastore) -> str:
+        scrub = scrub_latest(datastore_id=obj.pk)
+        if scrub is None:
+            return "never"
+        link = reverse("admin:imaging_framescrub_change", args=[scrub.pk])
+        return format_html('<a href="{}">{}</a>: {} frames checked, {} bad{}', link, scrub.ended_at.isoformat(
+            timespec="seconds"), f"{scrub.frames_checked:,}", f"{scrub.frames_bad:,}",
+            "" if scrub.datastore_id else " (a run over every data store)")
 
     @admin.display(description="Actions")
     def delete_link(self, obj: Datastore) -> str:

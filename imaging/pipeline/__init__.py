@@ -1,12 +1,15 @@
 """The import pipeline: discover -> read -> normalize -> transcode -> verify -> persist, one module per step.
 
 In the task worker, with the database:
-  job.py            the job driver: claim, quotas, the worker pool loop, persisting, recovery; returns a JobOutcome
+  job.py            the job driver: claim, quotas, the worker pool loop (or the plan, batches and finish of a job
+                    distributed over Celery workers), persisting, recovery; returns a JobOutcome
+  batches.py        the bookkeeping of a distributed job: batch rows, claims, results, the finish claim, recovery
+  heartbeat.py      the thread that says a job, batch or finish step is alive while it runs
   discover.py       list the input, read each file once, enforce the file quotas
   json_metadata.py  the job's JSON metadata mappings (SPEC 4.10)
   persist.py        group instances into image sets and write them in one transaction
   manifests.py      the job's four output manifests
-  pool.py           the worker processes
+  pool.py           the worker processes (and one file under its time limit in a Celery worker's own process)
 In the worker processes, without Django:
   process.py        one file through the steps below, never raising for the file's own problems
   sources.py        read input objects (and write manifests) on S3 or local folders

@@ -1,8 +1,10 @@
 """The four manifests of an import job, written under the job's output prefix from its recorded outcome.
 
 Manifests are derived data: they are written from `ImportJob.outcome` after the job's transaction has committed,
-and a job cut off after that commit only writes them again. This module reads the job row and writes objects;
-it changes no row.
+and a job cut off after that commit only writes them again. A job that fails as a whole (a quota, an unreadable
+input, an interrupted job given up) gets its manifests too, from what it had found by then, with the job's status
+and message in the summary: the probe's empty `{}` would tell the operator who reads the bucket nothing. This module
+reads the job row and writes objects; it changes no row.
 """
 from __future__ import annotations
 
@@ -28,12 +30,13 @@ def output_probe_write(job: ImportJob, s3: S3Settings) -> None:
     write_object(job_output_prefix(job) + SUMMARY, b"{}", s3)
 
 
-def manifest_summary(job: ImportJob) -> dict[str, Any]:
+def manifest_summary(job: ImportJob, *, failure: str = "") -> dict[str, Any]:
+    """The summary of job-output-manifest.json; with `failure`, the message of a job that failed as a whole."""
     outcome = job.outcome or {}
     lines = outcome.get("lines", [])
     prefix = job_output_prefix(job)
     failures = [line for line in lines if "exception" in line]
-    return {
+    summary = {
         "jobSummary": {
             "jobId": job.id,
             "datastoreId": job.datastore_id,
@@ -54,18 +57,22 @@ def manifest_summary(job: ImportJob) -> dict[str, Any]:
             "imageSetsSummary": outcome.get("imageSetsSummary", []),
         }
     }
+    if failure:
+        summary["jobSummary"].update({"jobStatus": "FAILED", "message": failure})
+    return summary
 
 
-def manifests_write(job: ImportJob, s3: S3Settings) -> None:
+def manifests_write(job: ImportJob, s3: S3Settings, *, failure: str = "") -> None:
+    """All four manifests (SPEC 4.8); `failure` is the message of a job that failed as a whole."""
     lines = (job.outcome or {}).get("lines", [])
     prefix = job_output_prefix(job)
     success = [line for line in lines if "importResponse" in line and not line["importResponse"].get("warnings")]
     warning = [line for line in lines if "importResponse" in line and line["importResponse"].get("warnings")]
-    failure = [line for line in lines if "exception" in line]
+    failed = [line for line in lines if "exception" in line]
     write_object(prefix + "SUCCESS/success.ndjson", _ndjson(success), s3, "application/x-ndjson")
     write_object(prefix + "WARNING/warning.ndjson", _ndjson(warning), s3, "application/x-ndjson")
-    write_object(prefix + "FAILURE/failure.ndjson", _ndjson(failure), s3, "application/x-ndjson")
-    write_object(prefix + SUMMARY, json.dumps(manifest_summary(job), indent=1).encode(), s3)
+    write_object(prefix + "FAILURE/failure.ndjson", _ndjson(failed), s3, "application/x-ndjson")
+    write_object(prefix + SUMMARY, json.dumps(manifest_summary(job, failure=failure), indent=1).encode(), s3)
 
 
 def _ndjson(lines: list[dict[str, Any]]) -> bytes:

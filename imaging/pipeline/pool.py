@@ -118,9 +118,8 @@ def _time_limited(uri: str, name: str, s3: S3Settings, storage_format: str, sink
         return process_source(uri, name, s3, storage_format, sink, limits)
     previous = signal.signal(signal.SIGALRM, _on_alarm)
     signal.setitimer(signal.ITIMER_REAL, seconds)
-    if _devnull is not None:
-        grace = min(HARD_LIMIT_GRACE_SECONDS, seconds)
-        faulthandler.dump_traceback_later(seconds + grace, exit=True, file=_devnull)
+    grace = min(HARD_LIMIT_GRACE_SECONDS, seconds)
+    faulthandler.dump_traceback_later(seconds + grace, exit=True, file=_watchdog_output())
     try:
         return process_source(uri, name, s3, storage_format, sink, limits)
     except FileTimeLimit:
@@ -131,6 +130,24 @@ def _time_limited(uri: str, name: str, s3: S3Settings, storage_format: str, sink
         signal.setitimer(signal.ITIMER_REAL, 0)
         faulthandler.cancel_dump_traceback_later()
         signal.signal(signal.SIGALRM, previous)
+
+
+def _watchdog_output():
+    """Where faulthandler's watchdog writes the traceback it dumps before ending the process: nowhere (a
+    traceback's locals are not printed, but the file names in it may be patient data)."""
+    global _devnull
+    if _devnull is None:
+        _devnull = open(os.devnull, "w")
+    return _devnull
+
+
+def process_file(uri: str, name: str, s3: S3Settings, storage_format: str, sink: FrameSink | None,
+                 limits: DecodeLimits = DEFAULT_LIMITS, file_timeout: float | None = None) -> FileResult:
+    """One file under its time limit in this process, as a Celery worker runs its batches. Celery's prefork
+    children and its solo pool run tasks in the main thread, so SIGALRM interrupts a file that outlives its
+    limit; a worker stuck in native code is ended by the watchdog, and its batch, redelivered, fails that file
+    once it has ended a worker twice (imaging/pipeline/batches.py). In another thread there is no limit."""
+    return _time_limited(uri, name, s3, storage_format, sink, limits, file_timeout)
 
 
 def process_batch(items: list[tuple[str, str]], s3: S3Settings, storage_format: str,

@@ -1,11 +1,15 @@
 """DICOM import jobs (SPEC 4), as the API and the admin see them: start one, read one, list them, and the
-background task that runs one.
+background tasks that run them.
 
-The job driver itself (claim, quotas, the worker pool, persisting, manifests, recovery) is imaging/pipeline/job.py;
-this module starts jobs, hands a queued job to the driver and records the outcome the driver returns.
+The job driver itself (claim, quotas, the worker pool, persisting, manifests, recovery) is imaging/pipeline/job.py,
+and the bookkeeping of a job distributed over workers is imaging/pipeline/batches.py; this module starts jobs, hands
+a queued job to the driver and records the outcome the driver returns. Which way a job runs is the task backend's
+property `distributes_work`: in one task on the local process pool (thread, eager), or as one planning task, a task
+per batch of files and a finish task (celery), with a periodic task that re-queues what a dead worker left.
 """
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from pathlib import Path
@@ -17,18 +21,44 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from imaging.errors import NotFound, QuotaExceeded, ValidationFailed
-from imaging.models import ImportJob
-from imaging.pipeline.job import RUNNING, JobOutcome, claim_job, discard_uploads, jobs_to_recover, run_job, s3_settings
+from imaging.models import ImportJob, JobStatus
+from imaging.pipeline.batches import (
+    BatchBusy,
+    batch_claim,
+    batches_all_done,
+    batches_pending,
+    batches_release,
+    distributed_work_to_recover,
+    finish_claim,
+    finish_heartbeat,
+    seconds_until_stale,
+)
+from imaging.pipeline.job import (
+    MAX_ATTEMPTS,
+    RUNNING,
+    JobOutcome,
+    claim_job,
+    discard_uploads,
+    failure_manifests_write,
+    job_batch_run,
+    job_finish,
+    job_plan,
+    jobs_to_recover,
+    run_job,
+    s3_settings,
+)
 from imaging.pipeline.manifests import manifest_summary
 from imaging.services.datastores import datastore_get_live, datastore_require_active
 from imaging.services.idempotency import idempotent
 from imaging.storage import blob_store
-from imaging.tasks import enqueue, task
+from imaging.tasks import RetryLater, enqueue, periodic, task, task_backend, worker_name
+
+logger = logging.getLogger(__name__)
 
 # The admin pages and `manage.py import_dicom` show a job's summary through this service.
 __all__ = [
     "import_job_get", "import_job_list", "import_job_run", "import_job_start", "import_job_start_local",
-    "import_job_start_upload", "import_jobs_recover", "manifest_summary", "upload_file_name",
+    "import_job_start_upload", "import_jobs_recover", "import_batch_run", "import_job_finish", "manifest_summary", "upload_file_name",
 ]
 
 
@@ -160,24 +190,120 @@ def import_job_list(*, datastore_id: str, status: str | None = None) -> QuerySet
 
 @task
 def import_job_run(*, job_id: str) -> None:
-    """Run a queued job, unless a live worker already has it, and record how it ended."""
+    """Run a queued job, unless a live worker already has it, and record how it ended. With a task backend that
+    distributes work the job is split into batches instead, each its own task (import_batch_run)."""
+    if ImportJob.objects.filter(pk=job_id, plan__isnull=False).exists():
+        _batches_queue(job_id)  # a replay of the task that planned it: queue what may not have been queued
+        return
     job = claim_job(job_id)
     if job is None:
+        _retry_while_held(job_id)
+        return
+    if task_backend().distributes_work:
+        outcome = job_plan(job, s3=s3_settings(), batch_files=settings.APERTURE_IMPORT_BATCH_FILES)
+        if outcome is None:
+            _batches_queue(job_id)
+        else:
+            _outcome_record(job, outcome)
         return
     outcome = run_job(job, s3=s3_settings(), blob_store=blob_store())
-    _outcome_record(job, outcome)
+    if outcome is not None:
+        _outcome_record(job, outcome)
+
+
+def _retry_while_held(job_id: str) -> None:
+    """A job another worker holds with a fresh heartbeat (this task is a redelivered copy, say of a killed
+    worker's task): come back once that heartbeat would be stale, so the job is never left without a task."""
+    job = ImportJob.objects.filter(pk=job_id, status__in=RUNNING).values("heartbeat_at").first()
+    if job is not None:
+        raise RetryLater(seconds_until_stale(job["heartbeat_at"], timezone.now()))
+
+
+def _batches_queue(job_id: str) -> None:
+    pending = batches_pending(job_id)
+    with transaction.atomic():
+        for index in pending:
+            enqueue(import_batch_run, job_id=job_id, index=index)
+    if not pending:
+        _finish_if_done(job_id)
+
+
+def _finish_if_done(job_id: str) -> None:
+    """Queue the job's finish step once its last batch is done (whoever completes it, or a replay, or recovery;
+    the step is claimed, so queuing it twice finishes it once)."""
+    if batches_all_done(job_id) and ImportJob.objects.filter(pk=job_id, status=JobStatus.IN_PROGRESS).exists():
+        with transaction.atomic():
+            enqueue(import_job_finish, job_id=job_id)
+
+
+@task
+def import_batch_run(*, job_id: str, index: int) -> None:
+    """Run one batch of a distributed job's files in this worker; when it was the last, queue the finish."""
+    try:
+        claim = batch_claim(job_id=job_id, index=index, worker=worker_name())
+    except BatchBusy as e:
+        raise RetryLater(e.seconds) from None
+    if claim is not None:
+        job = ImportJob.objects.select_related("datastore").get(pk=job_id)
+        if not job_batch_run(job, claim):
+            return
+    _finish_if_done(job_id)
+
+
+@task
+def import_job_finish(*, job_id: str) -> None:
+    """Gather a distributed job's batches into its outcome and manifests, and record how it ended."""
+    try:
+        claimed = finish_claim(job_id)
+    except BatchBusy as e:
+        raise RetryLater(e.seconds) from None
+    if claimed is None:
+        return
+    job, token = claimed
+    if job.outcome is None and job.attempts > MAX_ATTEMPTS + 1:  # planning was one attempt
+        outcome = JobOutcome.failed(job, f"DICOM import job has failed: it was interrupted {MAX_ATTEMPTS} times")
+    else:
+        outcome = job_finish(job, s3=s3_settings(), blob_store=blob_store(),
+                             heartbeat=lambda: finish_heartbeat(job_id, token))
+    if outcome is not None:
+        _outcome_record(job, outcome)
 
 
 def _outcome_record(job: ImportJob, outcome: JobOutcome) -> None:
     ImportJob.objects.filter(pk=outcome.job_id).update(status=outcome.status, ended_at=timezone.now(),
                                                        message=outcome.message)
+    if outcome.status == JobStatus.FAILED:
+        job.refresh_from_db()
+        failure_manifests_write(job, s3_settings())
+    batches_release(job.id)
     discard_uploads(job)
 
 
 def import_jobs_recover(*, assume_dead: bool = False) -> int:
-    """Queue again the jobs a crashed worker left behind; `assume_dead` when this process is the only worker."""
+    """Queue again the work a crashed worker left behind: whole jobs, and the batches and finish steps of jobs
+    distributed over workers; `assume_dead` when this process is the only worker. Returns how many jobs."""
     job_ids = jobs_to_recover(assume_dead=assume_dead)
     for job_id in job_ids:
         with transaction.atomic():
             enqueue(import_job_run, job_id=job_id)
-    return len(job_ids)
+    recovery = distributed_work_to_recover(assume_dead=assume_dead)
+    with transaction.atomic():
+        for job_id, index in recovery.batches:
+            enqueue(import_batch_run, job_id=job_id, index=index)
+        for job_id in recovery.finishes:
+            enqueue(import_job_finish, job_id=job_id)
+    if recovery.batches or recovery.finishes:
+        logger.info("re-queued %d batch(es) and %d finish step(s) of interrupted import jobs",
+                    len(recovery.batches), len(recovery.finishes))
+    return len(job_ids) + len({job_id for job_id, _ in recovery.batches} | set(recovery.finishes))
+
+
+@periodic(every="APERTURE_RECOVERY_EVERY_SECONDS")
+@task
+def import_work_recover() -> None:
+    """Every few seconds, wherever periodic tasks run (Celery beat; the thread backend's timer): queue again the
+    jobs and batches whose worker stopped beating, so a killed worker's job finishes on another one without
+    waiting for a restart."""
+    count = import_jobs_recover()
+    if count:
+        logger.info("re-queued work of %d interrupted import job(s)", count)

@@ -47,6 +47,11 @@ class BlobStore(ABC):
         """Every object whose key starts with `prefix`, with its last modification time, a page at a time (stores
         can be large); objects written or removed meanwhile may or may not appear."""
 
+    def check(self) -> None:
+        """Raise BlobStoreError unless the store answers now (readiness probes); cheap, changes nothing. By default
+        a listing of a prefix no key uses."""
+        next(iter(self.list_blobs("health-probe/")), None)
+
     def prepare(self, prefix: str) -> None:
         """Make room for a new data store's objects; most backends need nothing."""
 

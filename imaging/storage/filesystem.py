@@ -124,6 +124,16 @@ class FilesystemBlobStore(BlobStore):
             if name_start and directory == str(start):
                 dirs[:] = [name for name in dirs if name.startswith(name_start)]
 
+    def check(self) -> None:
+        """The root must be a folder this process can read and write; it is made if missing, as a first write
+        would make it."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise BlobStoreError(f"cannot make the blob folder: {e.strerror}") from e
+        if not os.access(self.root, os.R_OK | os.W_OK | os.X_OK):
+            raise BlobStoreError("the blob folder is not readable and writable")
+
     def prepare(self, prefix: str) -> None:
         self._path(prefix.rstrip("/")).mkdir(parents=True, exist_ok=True)
 

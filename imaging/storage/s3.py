@@ -89,6 +89,13 @@ class S3BlobStore(BlobStore):
         except (ClientError, BotoCoreError) as e:
             raise BlobStoreError(f"cannot delete blobs under {prefix}") from e
 
+    def check(self) -> None:
+        """HeadBucket: the endpoint answers, the keys are accepted and the bucket exists."""
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except (ClientError, BotoCoreError) as e:
+            raise BlobStoreError("the blob bucket cannot be reached") from e
+
     def list_blobs(self, prefix: str) -> Iterator[BlobInfo]:
         try:
             paginator = self.client.get_paginator("list_objects_v2")

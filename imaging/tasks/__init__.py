@@ -11,12 +11,18 @@ next to its task; every backend that has workers of its own schedules them) and 
 worker does once when it starts, such as picking up work a crash left behind).
 
 Task functions take keyword arguments of plain JSON types and must be safe to run twice: a crash can replay them.
+A task that finds its work held by another live worker (a redelivered copy of a task still running elsewhere)
+raises `RetryLater`: the backend runs it again after the given delay, so a replay is never silently dropped.
+`worker_name()` says which worker runs the current task (for the records that show where work ran).
+
 Tasks register when their module is imported; ImagingConfig.ready() imports every service module, so every process
 (web, worker, command) knows the same tasks. This module imports no backend implementation (it loads the one
 settings name by its path), no service and never the project's `config`: backends and services import it.
 """
 from __future__ import annotations
 
+import os
+import socket
 import threading
 from typing import Any, Callable, TypeVar
 
@@ -33,6 +39,29 @@ _periodic: dict[str, PeriodicTask] = {}
 _start_hooks: list[Callable[[], None]] = []
 _backends: dict[str, TaskBackend] = {}
 _backends_lock = threading.Lock()
+
+
+class RetryLater(Exception):
+    """Raised by a task whose work is held by another worker that may still be alive: run me again in `seconds`."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"retry in {seconds:g}s")
+        self.seconds = seconds
+
+
+_worker = threading.local()
+
+
+def worker_name() -> str:
+    """The name of the worker running the current task: the Celery node name when a backend set one for this
+    thread, else host:pid; with the process id, so that prefork children of one worker tell apart."""
+    name = getattr(_worker, "name", "") or socket.gethostname()
+    return f"{name}:{os.getpid()}"
+
+
+def worker_name_set(name: str) -> None:
+    """A backend names the worker whose thread runs the next tasks."""
+    _worker.name = name
 
 
 def task_name(fn: Callable[..., Any]) -> str:

@@ -3,11 +3,13 @@ revocation and expiry of a share link, a session that is gone, and a removed gra
 rendering; another user's logout does not."""
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from importlib import import_module
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
+from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
@@ -167,3 +169,38 @@ def test_several_web_processes_need_a_channel_layer_they_share():
 
     with pytest.raises(CommandError, match="Redis channel layer"):
         call_command("serve", "127.0.0.1:1", workers=2)
+
+
+def test_an_idle_socket_is_pinged_and_its_pongs_are_accepted(viewer_data, settings):
+    settings.APERTURE_WS_PING_SECONDS = 1
+    _, comm = signed_in(viewer_data.clinician)
+
+    async def scenario():
+        await open_image_set(comm, viewer_data)
+        for _ in range(2):
+            assert await comm.receive_json_from(timeout=10) == {"type": "ping", "interval": 1}
+            await comm.send_json_to({"type": "pong"})
+        await assert_still_renders(comm)  # no error answered the pongs: the next message is the frame
+        await comm.disconnect()
+
+    async_to_sync(scenario)()
+
+
+def test_the_socket_rejoins_its_groups_at_each_recheck(viewer_data, settings):
+    """Group membership expires in channels-redis (a day): a socket kept open longer must still hear a logout."""
+    settings.APERTURE_WS_RECHECK_SECONDS = 1
+    client, comm = signed_in(viewer_data.clinician)
+
+    async def scenario():
+        await open_image_set(comm, viewer_data)
+        layer = get_channel_layer()
+        for group in list(layer.groups):
+            layer.groups[group].clear()  # as if every membership had expired
+        deadline = asyncio.get_running_loop().time() + 10
+        while not any(layer.groups.values()) and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.1)
+        response = await sync_to_async(client.post)("/accounts/logout/")
+        assert response.status_code == 302
+        await assert_ended(comm, "signed out")
+
+    async_to_sync(scenario)()

@@ -25,6 +25,9 @@ class TaskBackend(ABC):
     #: Whether tasks run in this process: then, when it starts, work a crash left marked in progress belonged to a
     #: process that is gone; with workers elsewhere, a live worker may still hold it.
     workers_in_this_process: bool = True
+    #: Whether tasks reach workers in other processes and machines: then one large job is worth splitting into
+    #: tasks (imports fan out into batches of files); otherwise a job runs in one task on a local process pool.
+    distributes_work: bool = False
 
     @abstractmethod
     def submit(self, name: str, kwargs: dict[str, Any]) -> None:

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from imaging.tasks import run_task
 from imaging.tasks.backends.local import LocalWorkersBackend
 
 
 class EagerBackend(LocalWorkersBackend):
     def submit(self, name: str, kwargs: dict[str, Any]) -> None:
-        run_task(name, kwargs)
+        self.run_or_retry_later(name, kwargs)

@@ -9,11 +9,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, connections
 
-from imaging.tasks import periodic_tasks, run_task, start_hooks
+from imaging.tasks import RetryLater, periodic_tasks, run_task, start_hooks
 from imaging.tasks.backends.base import PeriodicTask, TaskBackend
 
 logger = logging.getLogger(__name__)
@@ -32,6 +33,15 @@ class LocalWorkersBackend(TaskBackend):
     """A backend whose tasks run in this process."""
 
     workers_in_this_process = True
+
+    def run_or_retry_later(self, name: str, kwargs: dict[str, Any]) -> None:
+        """Run the task; one that raises RetryLater is submitted again after its delay, from a timer thread."""
+        try:
+            run_task(name, kwargs)
+        except RetryLater as e:
+            timer = threading.Timer(e.seconds, self.submit, args=(name, kwargs))
+            timer.daemon = True
+            timer.start()
 
     def server_started(self) -> None:
         threading.Thread(target=run_start_hooks, name="aperture-recover", daemon=True).start()

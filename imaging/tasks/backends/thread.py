@@ -10,7 +10,6 @@ from typing import Any
 from django.conf import settings
 from django.db import close_old_connections, connections
 
-from imaging.tasks import run_task
 from imaging.tasks.backends.local import LocalWorkersBackend
 
 logger = logging.getLogger(__name__)
@@ -31,11 +30,10 @@ class ThreadBackend(LocalWorkersBackend):
                                                 thread_name_prefix="aperture-task")
             return self._pool
 
-    @staticmethod
-    def _run(name: str, kwargs: dict[str, Any]) -> None:
+    def _run(self, name: str, kwargs: dict[str, Any]) -> None:
         close_old_connections()
         try:
-            run_task(name, kwargs)
+            self.run_or_retry_later(name, kwargs)
         except Exception:
             logger.exception("background task %s failed", name)
         finally:

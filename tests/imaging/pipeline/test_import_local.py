@@ -48,6 +48,20 @@ def test_file_count_quota_fails_the_job_before_writing(datastore, tmp_path, stor
     assert not (tmp_path / "blobs" / "datastores" / datastore.id / "frames").exists()
 
 
+def test_a_failed_job_writes_its_manifests_with_its_status_and_message(datastore, tmp_path, store_settings):
+    """Not the output probe's empty `{}`: the operator reading the bucket sees why the job failed."""
+    store_settings.APERTURE_IMPORT_MAX_FILES = 2
+    write_series(tmp_path / "in", 3)
+    job = import_job_start_local(datastore_id=datastore.id, paths=[str(tmp_path / "in")])
+    out = tmp_path / "imports" / f"{datastore.id}-DicomImport-{job.id}"
+    summary = json.loads((out / "job-output-manifest.json").read_text())["jobSummary"]
+    assert summary["jobId"] == job.id and summary["jobStatus"] == "FAILED"
+    assert summary["message"] == "DICOM import job has failed. FILE_COUNTS_LIMIT_EXCEEDED"
+    assert (summary["numberOfImportedFiles"], summary["numberOfGeneratedImageSets"]) == (0, 0)
+    for name in ("SUCCESS/success.ndjson", "FAILURE/failure.ndjson", "WARNING/warning.ndjson"):
+        assert (out / name).read_text() == ""
+
+
 def test_total_size_quota(datastore, tmp_path, store_settings):
     store_settings.APERTURE_IMPORT_MAX_BYTES = 1000
     write_series(tmp_path / "in", 1)

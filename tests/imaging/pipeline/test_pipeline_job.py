@@ -3,9 +3,11 @@ what it removes when a job fails. The service that records outcomes is tested th
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.utils import timezone
 from pydicom.uid import generate_uid
 
 from imaging.models import ImageSet, ImportJob, JobStatus
@@ -81,7 +83,10 @@ def test_recovery_finds_queued_and_abandoned_jobs(datastore, tmp_path):
     queued = queued_job(datastore, tmp_path)
     running = claim_job(queued_job(datastore, tmp_path).id)
     done = queued_job(datastore, tmp_path, status=JobStatus.COMPLETED)
-    assert jobs_to_recover() == [queued.id]  # the running job's heartbeat is fresh
+    assert jobs_to_recover() == []  # the queued job is in the queue, the running job's heartbeat is fresh
+    ImportJob.objects.filter(pk=queued.pk).update(submitted_at=timezone.now() - timedelta(hours=1))
+    assert jobs_to_recover() == [queued.id]  # waited three stale periods: its message may be lost
+    assert jobs_to_recover() == []  # queued again once, not at every recovery run
     assert set(jobs_to_recover(assume_dead=True)) == {queued.id, running.id}
     running.refresh_from_db()
     assert running.heartbeat_at is None and done.id not in jobs_to_recover(assume_dead=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 
 import pytest
 from django.db import transaction
@@ -11,9 +12,12 @@ from django.db import transaction
 from imaging.services.imageset_writes import imagesets_archive_sweep
 from imaging.services.orphans import orphan_blobs_sweep
 from imaging.services.recovery import background_work_recover
-from imaging.tasks import enqueue, periodic_tasks, start_hooks, task, task_backend, task_name
+from imaging.services.imports import import_work_recover
+from imaging.tasks import RetryLater, enqueue, periodic_tasks, start_hooks, task, task_backend, task_name
 from imaging.tasks.backends.celery import RUN_TASK, beat_schedule
+from imaging.tasks.backends.celery import CeleryBackend
 from imaging.tasks.backends.eager import EagerBackend
+from imaging.tasks.backends.thread import ThreadBackend
 from tests.paths import REPO_ROOT
 
 ROOT = REPO_ROOT
@@ -101,3 +105,36 @@ def test_the_beat_schedule_has_each_periodic_task_once_with_intervals_from_setti
     tiering = schedule[task_name(imagesets_archive_sweep)]
     assert tiering == {"task": RUN_TASK, "schedule": 600.0, "args": (task_name(imagesets_archive_sweep), {})}
     assert schedule[task_name(orphan_blobs_sweep)]["schedule"] == 7200.0
+
+
+def test_import_recovery_is_periodic_on_its_own_interval_setting(settings):
+    declared = {periodic.name: periodic for periodic in periodic_tasks()}
+    assert declared[task_name(import_work_recover)].every_setting == "APERTURE_RECOVERY_EVERY_SECONDS"
+    settings.APERTURE_RECOVERY_EVERY_SECONDS = 7
+    assert beat_schedule()[task_name(import_work_recover)]["schedule"] == 7.0
+
+
+def test_only_celery_distributes_work():
+    assert CeleryBackend.distributes_work
+    assert not ThreadBackend.distributes_work and not EagerBackend.distributes_work
+
+
+attempts: list[int] = []
+retried = threading.Event()
+
+
+@task
+def _busy_once(*, value: int) -> None:
+    attempts.append(value)
+    if len(attempts) == 1:
+        raise RetryLater(0.01)
+    retried.set()
+
+
+def test_a_task_that_asks_to_retry_later_runs_again_on_the_thread_backend():
+    """What a redelivered import batch held by a live worker does: it is not dropped, it comes back."""
+    attempts.clear()
+    retried.clear()
+    ThreadBackend().submit(task_name(_busy_once), {"value": 3})
+    assert retried.wait(30)
+    assert attempts == [3, 3]
