@@ -14,7 +14,9 @@ StartDICOMImportJob jobs through the import service with the thread backend (the
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -62,6 +64,7 @@ def main() -> None:
     parser.add_argument("--s3-blobs", action="store_true", help="frame blobs on S3 too")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="aperture-profile-"))
+    atexit.register(shutil.rmtree, work, True)  # the series, the blobs and the database: ~700 MB a run
     os.environ["APERTURE_DATA_DIR"] = str(work / "data")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django
