@@ -10,11 +10,21 @@ Two more rows put the ratio in context: the CT import with each worker count of 
 scales with cores), and "codec work", what every transcoded frame needs whatever the rest of the pipeline does
 (encode, the OpenJPEG verification decode, the checksums of every resolution level), one after another on one
 core.
+
+Two rows compare the import with its peer, side by side in the same run (skip them with --no-s3 / --no-orthanc):
+- "S3 job": the same series uploaded to a bucket of a SeaweedFS started on loopback (tests/s3.py), imported by a
+  StartDICOMImportJob through the import service with the embedded thread backend, timed from submit to
+  COMPLETED, its worker pool warmed by one job first as a running server has it; frames go to the file blob store,
+  and with --s3-blobs a second row writes them to a bucket of the same SeaweedFS.
+- "Orthanc REST": Debian's Orthanc (installed by bench/orthanc.py if missing), a private instance on loopback,
+  ingesting the same files through POST /instances, two uploads at a time. Orthanc stores files as received.
 """
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -115,6 +125,87 @@ def import_seconds(paths: list[Path]) -> tuple[float, int]:
     return elapsed, job.imported_files
 
 
+def s3_series_upload(seaweed, folder: Path) -> str:
+    """The folder's files in a fresh bucket under in/; the bucket's name."""
+    from tests.importing import ensure_bucket
+
+    client = seaweed.client()
+    bucket = "bench-" + os.urandom(4).hex()
+    ensure_bucket(client, bucket)
+    for path in sorted(folder.rglob("*.dcm")):
+        client.put_object(Bucket=bucket, Key=f"in/{path.name}", Body=path.read_bytes())
+    return bucket
+
+
+def s3_import_seconds(seaweed, bucket: str, *, blobs_in_s3: bool) -> tuple[float, int]:
+    """Import the bucket's in/ folder into a fresh data store through StartDICOMImportJob's service with the thread
+    backend, timed from submit to COMPLETED; (seconds, files imported)."""
+    from django.conf import settings
+
+    from imaging.models import ImportJob, JobStatus
+    from imaging.services.datastores import datastore_create
+    from imaging.services.imports import import_job_start
+    from tests.importing import ROLE, ensure_bucket
+
+    settings.APERTURE_S3_ENDPOINT_URL = seaweed.endpoint
+    settings.APERTURE_S3_ACCESS_KEY_ID = seaweed.access_key
+    settings.APERTURE_S3_SECRET_ACCESS_KEY = seaweed.secret_key
+    file_blobs = settings.APERTURE_BLOB_STORE
+    if blobs_in_s3:
+        ensure_bucket(seaweed.client(), bucket + "-blobs")
+        settings.APERTURE_BLOB_STORE = f"s3://{bucket}-blobs/store"
+    try:
+        settings.APERTURE_TASK_BACKEND = settings.APERTURE_TASK_BACKEND_ALIASES["eager"]  # the store ACTIVE at once
+        datastore_id = datastore_create(client_token=os.urandom(8).hex(), name="bench-s3")["datastoreId"]
+        settings.APERTURE_TASK_BACKEND = settings.APERTURE_TASK_BACKEND_ALIASES["thread"]
+        start = time.perf_counter()
+        job_id = import_job_start(datastore_id=datastore_id, client_token=os.urandom(8).hex(),
+                                  data_access_role_arn=ROLE, input_s3_uri=f"s3://{bucket}/in/",
+                                  output_s3_uri=f"s3://{bucket}/out/")["jobId"]
+        while True:
+            job = ImportJob.objects.get(pk=job_id)
+            if job.status in (JobStatus.COMPLETED, JobStatus.FAILED):
+                break
+            time.sleep(0.02)
+        elapsed = time.perf_counter() - start
+    finally:
+        settings.APERTURE_BLOB_STORE = file_blobs
+    assert job.status == "COMPLETED", job.message
+    return elapsed, job.imported_files
+
+
+def s3_rows(series_dir: Path, series_bytes: int, encode: float, repeat: int, s3_blobs: bool) -> list[tuple]:
+    from tests.s3 import SeaweedS3
+
+    seaweed = SeaweedS3().start()
+    rows = []
+    try:
+        bucket = s3_series_upload(seaweed, series_dir)
+        s3_import_seconds(seaweed, bucket, blobs_in_s3=False)  # the pool and the S3 clients, warmed
+        for label, blobs_in_s3 in [("S3 job, file blobs", False)] + ([("S3 job, S3 blobs", True)] if s3_blobs else []):
+            runs = sorted(s3_import_seconds(seaweed, bucket, blobs_in_s3=blobs_in_s3) for _ in range(repeat))
+            seconds, imported = runs[len(runs) // 2]
+            rows.append((label, imported, series_bytes, seconds, encode))
+    finally:
+        seaweed.stop()
+    return rows
+
+
+def orthanc_row(series_dir: Path, series_bytes: int, encode: float, repeat: int) -> tuple:
+    from bench.orthanc import Orthanc
+
+    paths = sorted(series_dir.rglob("*.dcm"))
+    runs = []
+    for _ in range(repeat):
+        orthanc = Orthanc().start()  # an empty store each time, as the S3 job gets a fresh data store
+        try:
+            runs.append(orthanc.ingest_seconds(paths, uploads=2))
+        finally:
+            orthanc.stop()
+    runs.sort()
+    return ("Orthanc REST, 2 uploads", len(paths), series_bytes, runs[len(runs) // 2], encode)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--slices", type=int, default=300)
@@ -122,8 +213,12 @@ def main() -> None:
     parser.add_argument("--workers", default="", help="comma-separated worker counts for extra CT rows, e.g. 1,2")
     parser.add_argument("--repeat", type=int, default=3,
                         help="CT imports, each right after its own baseline encode; the median pair is shown")
+    parser.add_argument("--no-s3", action="store_true", help="leave out the S3 job row (needs weed)")
+    parser.add_argument("--s3-blobs", action="store_true", help="also an S3 job row with the blob store on S3")
+    parser.add_argument("--no-orthanc", action="store_true", help="leave out the Orthanc row")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="aperture-bench-"))
+    atexit.register(shutil.rmtree, work, True)  # the series, the blobs and the database: ~700 MB a run
     os.environ["APERTURE_DATA_DIR"] = str(work / "data")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django
@@ -158,6 +253,10 @@ def main() -> None:
         rows.append((f"  with {workers} worker(s)", imported, series_bytes, pipeline, encode))
     settings.APERTURE_IMPORT_CONCURRENCY = default_workers
     rows.append(("  codec work, 1 core", len(frames), series_bytes, codec_work_seconds(frames), encode))
+    if not args.no_s3:
+        rows += s3_rows(series_dir, series_bytes, encode, max(1, args.repeat), args.s3_blobs)
+    if not args.no_orthanc:
+        rows.append(orthanc_row(series_dir, series_bytes, encode, max(1, args.repeat)))
     shared = Path(args.shared)
     if shared.is_dir():
         shared_bytes = sum(p.stat().st_size for p in shared.rglob("*.dcm"))

@@ -55,7 +55,7 @@ from imaging.pipeline.manifests import manifests_write, output_probe_write, with
 from imaging.pipeline.persist import StoredInstance, persist_instances, stored_instance
 from imaging.pipeline.pool import process_all, process_file
 from imaging.pipeline.results import FileResult
-from imaging.pipeline.sources import S3Settings, SourceError, SourceObject, split_s3_uri
+from imaging.pipeline.sources import S3Settings, SourceError, SourceObject, read_ahead, split_s3_uri
 from imaging.storage import BlobStore, blob_store_address, discard_blobs
 from imaging.storage.keys import frame_blob_key
 
@@ -327,6 +327,9 @@ def job_batch_run(job: ImportJob, claim: BatchClaim, *, limits: JobLimits | None
     url, s3_address = blob_store_address()
     sink = FrameSink(blob_store_url=url, blob_store_s3=s3_address, datastore_id=job.datastore_id, job_id=job.id)
     decode_limits = DecodeLimits(max_decoded_bytes=limits.max_decoded_bytes, max_frame_pixels=limits.max_frame_pixels)
+    # Each S3 object is fetched while the file before it is processed. Frame writes are not deferred here: a
+    # file's result is recorded as soon as it is done, so its frames must be stored by then.
+    read_ahead([uri for uri, _ in claim.files[claim.next_position:]], s3)
     with Heartbeat(lambda: batch_heartbeat(claim)):
         while claim.next_position < len(claim.files):
             uri, name = claim.files[claim.next_position]

@@ -17,9 +17,9 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Iterator
 
-from imaging.pipeline.sources import S3Settings, SourceObject
+from imaging.pipeline.sources import S3Settings, SourceObject, read_ahead
 from imaging.dicom.reader import DEFAULT_LIMITS, DecodeLimits
-from imaging.pipeline.frame_store import FrameSink
+from imaging.pipeline.frame_store import FrameSink, frames_deferred
 from imaging.pipeline.process import process_source
 from imaging.pipeline.results import FileResult
 
@@ -153,7 +153,9 @@ def process_file(uri: str, name: str, s3: S3Settings, storage_format: str, sink:
 def process_batch(items: list[tuple[str, str]], s3: S3Settings, storage_format: str,
                   sink: FrameSink | None, limits: DecodeLimits = DEFAULT_LIMITS,
                   file_timeout: float | None = None) -> list[FileResult]:
-    return [_time_limited(uri, name, s3, storage_format, sink, limits, file_timeout) for uri, name in items]
+    read_ahead([uri for uri, _ in items], s3)  # each S3 object is fetched while the one before it is processed
+    with frames_deferred():  # a file's frames are written while the next file is processed
+        return [_time_limited(uri, name, s3, storage_format, sink, limits, file_timeout) for uri, name in items]
 
 
 def process_all(

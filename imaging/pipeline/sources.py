@@ -7,12 +7,19 @@ is resolved; a link that leads out of the folder, a broken link, something that 
 entry that cannot be read becomes that entry's own failure and the rest of the job goes on. Listed files carry
 their real path, and reading opens exactly that path without following links, so a file or folder swapped for a
 link between listing and reading is refused too.
+
+A worker reads S3 objects one file ahead (`read_ahead`): while it transcodes a file, a thread of its own fetches
+the next one of its batch, so the round trip to the object store overlaps the codec work instead of adding to it.
+At most one object per worker is held ahead, and only one no larger than READ_AHEAD_MAX_BYTES, so memory stays
+bounded; a larger object is read when its turn comes, as without read-ahead.
 """
 from __future__ import annotations
 
 import errno
 import os
 import stat
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -21,6 +28,8 @@ from urllib.parse import unquote, unquote_to_bytes, urlparse
 from botocore.exceptions import BotoCoreError, ClientError
 
 MAX_NESTED_FOLDERS = 10_000
+# The largest object read ahead of its turn; one larger is read when the worker reaches it.
+READ_AHEAD_MAX_BYTES = 64 * 1024 * 1024
 
 
 class SourceError(Exception):
@@ -144,12 +153,81 @@ def _file_entry(path: str, root: str) -> SourceObject | None:
     return SourceObject(uri=Path(real).as_uri(), display_name=str(path), size=info.st_size)
 
 
+class _ReadAhead:
+    """The objects of one worker's batch still to be read, and the one being fetched ahead of its turn. One per
+    process: a worker runs one batch at a time, and a new batch drops what was left of the last one."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._executor: ThreadPoolExecutor | None = None
+        self._queue: list[str] = []
+        self._s3: S3Settings | None = None
+        self._pending: tuple[str, Future] | None = None
+
+    def start(self, uris: list[str], s3: S3Settings) -> None:
+        with self._lock:
+            self._drop()
+            self._queue = [uri for uri in reversed(uris) if uri.startswith("s3://")]
+            self._s3 = s3
+            self._fetch_next()
+
+    def take(self, uri: str) -> bytes | None:
+        """The object's bytes when they were fetched ahead (raising its SourceError if the fetch failed); None
+        when the caller must read it itself."""
+        with self._lock:
+            if self._pending is None or self._pending[0] != uri:
+                if uri in self._queue:
+                    self._queue.remove(uri)  # read out of turn: it will not be fetched again
+                return None
+            _, future = self._pending
+            self._pending = None
+            self._fetch_next()
+        return future.result()
+
+    def _fetch_next(self) -> None:
+        if not self._queue or self._s3 is None:
+            return
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-ahead")
+        uri = self._queue.pop()
+        self._pending = (uri, self._executor.submit(_s3_read, uri, self._s3, READ_AHEAD_MAX_BYTES))
+
+    def _drop(self) -> None:
+        if self._pending is not None:
+            self._pending[1].cancel()
+        self._pending, self._queue = None, []
+
+
+_read_ahead = _ReadAhead()
+
+
+def read_ahead(uris: list[str], s3: S3Settings) -> None:
+    """Announce the objects this worker reads next, in order: each S3 object is fetched while the one before it
+    is processed. What is left of an earlier announcement is dropped."""
+    _read_ahead.start(uris, s3)
+
+
+def _s3_read(uri: str, s3: S3Settings, max_bytes: int | None = None) -> bytes | None:
+    """The object's bytes; None when it is larger than `max_bytes` (its body is then left unread)."""
+    bucket, key = split_s3_uri(uri)
+    try:
+        response = _s3(s3).get_object(Bucket=bucket, Key=key)
+        if max_bytes is not None and response.get("ContentLength", 0) > max_bytes:
+            response["Body"].close()
+            return None
+        return response["Body"].read()
+    except (ClientError, BotoCoreError) as e:
+        raise SourceError(f"The object cannot be read: {_s3_reason(e)}") from e
+
+
 def read_object(uri: str, s3: S3Settings) -> bytes:
+    ahead = _read_ahead.take(uri)
+    if ahead is not None:
+        return ahead
     try:
         if uri.startswith("file://"):
             return _read_listed_file(_local_path(uri))
-        bucket, key = split_s3_uri(uri)
-        return _s3(s3).get_object(Bucket=bucket, Key=key)["Body"].read()
+        return _s3_read(uri, s3)
     except OSError as e:
         raise SourceError(f"The file cannot be read: {e.strerror}") from e
     except (ClientError, BotoCoreError) as e:
