@@ -110,3 +110,24 @@ def test_without_configured_origins_there_is_no_cors(settings):
     status, headers, _ = preflight(STUDIES, ALLOWED)
     assert status == 404 and headers["x-amzn-errortype"] == "UnknownOperationException"
     assert cors_headers(headers) == {}
+
+
+@pytest.mark.parametrize("raw, expected", [("", []), ("https://A.example.org/, http://localhost:3000",
+                                                      ["https://a.example.org", "http://localhost:3000"])])
+def test_configured_origins_are_read_exactly(monkeypatch, raw, expected):
+    from config.env import env_origins
+
+    monkeypatch.setenv("APERTURE_CORS_ORIGINS", raw)
+    assert env_origins("APERTURE_CORS_ORIGINS") == expected
+
+
+@pytest.mark.parametrize("raw", ["*", "https://*.example.org", "viewer.example.org", "https://a.example.org/ohif",
+                                 "ftp://a.example.org"])
+def test_a_wildcard_or_a_path_is_not_an_origin(monkeypatch, raw):
+    from django.core.exceptions import ImproperlyConfigured
+
+    from config.env import env_origins
+
+    monkeypatch.setenv("APERTURE_CORS_ORIGINS", raw)
+    with pytest.raises(ImproperlyConfigured, match="APERTURE_CORS_ORIGINS"):
+        env_origins("APERTURE_CORS_ORIGINS")
