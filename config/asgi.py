@@ -1,7 +1,8 @@
 """ASGI entry point: HTTP through Django, websockets through Channels, on one server (`manage.py serve`).
 
-`/healthz` and `/readyz` are answered before anything else (imaging/probes.py). Other HTTP requests pass the body
-limits first (imaging/body_limits.py); websocket handshakes must come from the server's
+`/healthz` and `/readyz` are answered before anything else (imaging/probes.py). Other HTTP requests pass CORS
+(imaging/cors.py: DICOMweb preflights are answered there, and every DICOMweb response, a 413 included, gets its CORS
+headers there) and then the body limits (imaging/body_limits.py); websocket handshakes must come from the server's
 own origin or an allowed embedding portal (viewer/origins.py) before the session is even looked at.
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs the app regi
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from imaging.body_limits import BodyLimitMiddleware  # noqa: E402
+from imaging.cors import CorsMiddleware  # noqa: E402
 from imaging.probes import HealthProbes  # noqa: E402
 from imaging.tasks import task_backend  # noqa: E402
 from viewer.origins import SameOriginValidator  # noqa: E402
@@ -24,7 +26,7 @@ from viewer.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": HealthProbes(BodyLimitMiddleware(django_asgi_app)),
+        "http": HealthProbes(CorsMiddleware(BodyLimitMiddleware(django_asgi_app))),
         "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

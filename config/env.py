@@ -47,6 +47,17 @@ def env_list(name: str, default: list[str] | None = None) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+def env_origins(name: str) -> list[str]:
+    """A comma-separated list of web origins, each exactly `scheme://host[:port]` (http or https, no path and no
+    wildcard), lower-cased."""
+    origins = []
+    for item in (entry.rstrip("/") for entry in env_list(name)):
+        if not re.fullmatch(r"https?://[A-Za-z0-9.\-\[\]:]+", item) or item.count("://") != 1:
+            raise ImproperlyConfigured(f"{name} must list origins like https://viewer.example.org:8443, not {item!r}")
+        origins.append(item.lower())
+    return origins
+
+
 def env_pattern(name: str, default: str, pattern: str, description: str) -> str:
     value = os.environ.get(name) or default
     if not re.fullmatch(pattern, value):

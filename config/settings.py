@@ -14,7 +14,7 @@ import dj_database_url
 from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import env_bool, env_choice, env_int, env_list, env_mapping, env_pattern, env_str
+from config.env import env_bool, env_choice, env_int, env_list, env_mapping, env_origins, env_pattern, env_str
 from config.secret_files import (
     ENCRYPTION_KEY_VARIABLE,
     SECRET_KEY_VARIABLE,
@@ -282,6 +282,8 @@ APERTURE_TRUSTED_PROXIES = env_list("APERTURE_TRUSTED_PROXIES", [])
 APERTURE_METRICS_TOKEN = env_str("APERTURE_METRICS_TOKEN")
 # Origins allowed to frame share links (CSP frame-ancestors); every other page sends X-Frame-Options: DENY.
 APERTURE_EMBED_ORIGINS = env_list("APERTURE_EMBED_ORIGINS", [])
+# Origins whose pages may call the DICOMweb routes from a browser (CORS, imaging/cors.py); empty: no CORS at all.
+APERTURE_CORS_ORIGINS = env_origins("APERTURE_CORS_ORIGINS")
 # How often an open viewer socket re-checks its session, user, share link and grants (logout and revocation close it
 # at once; this catches expiry and removed grants).
 APERTURE_WS_RECHECK_SECONDS = env_int("APERTURE_WS_RECHECK_SECONDS", 60, minimum=1)
