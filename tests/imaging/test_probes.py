@@ -156,7 +156,10 @@ def test_live_readyz_is_503_when_postgresql_is_unreachable():
                 "DATABASE_URL": f"postgres://aperture:pw-not-shown@127.0.0.1:{port}/aperture",
                 # A process at scale refuses to start without the shared secrets (config/secret_files.py).
                 "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
-                "APERTURE_KEY_ENCRYPTION_KEY": Fernet.generate_key().decode()})
+                "APERTURE_KEY_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+                # Requests that need the database give up on the pool after 1 s, not the default 30 s: the server's
+                # start is awaited through such a request, polled with a 2 s timeout (tests/servers.py).
+                "APERTURE_DB_POOL_TIMEOUT": "1"})
     server = ApertureServer(port=free_port(), data_dir=data_dir, env=env)
     try:
         server.launch()
