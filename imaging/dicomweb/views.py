@@ -1,5 +1,5 @@
 """DICOMweb routes under /datastore/{id} (SPEC 11). Served so far: GetDICOMInstance (11.4) and the
-study and series searches of QIDO-RS (11.2).
+QIDO-RS searches (11.2).
 
 Authentication is SigV4 as for the API (UNSIGNED-PAYLOAD allowed, as for every DICOMweb route); errors use the
 same JSON error envelope. Both come from imaging.aws.signed, so a view here is only the happy path.
@@ -17,8 +17,15 @@ from imaging.aws.signed import SignedCall, signed_route
 from imaging.errors import NotAcceptable
 from imaging.models import datastore_arn
 from imaging.services.instances import instance_image_set, instance_p10
-from imaging.services.qido import ADDITIONAL_RESULTS_WARNING, Search, SearchResult, search_parse, series_search, \
-    studies_search
+from imaging.services.qido import (
+    ADDITIONAL_RESULTS_WARNING,
+    Search,
+    SearchResult,
+    instances_search,
+    search_parse,
+    series_search,
+    studies_search,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -100,4 +107,21 @@ def search_studies(call: SignedCall, *, datastoreId: str) -> HttpResponse:
 def search_series(call: SignedCall, *, datastoreId: str, study: str | None = None) -> HttpResponse:
     result = series_search(datastore_id=datastoreId, search=_search(call.request),
                            base_url=_base_url(call, datastoreId), study_uid=study)
+    return _search_response(call, result)
+
+
+def _instance_search_parameters(request: HttpRequest, *, datastoreId: str, study: str | None = None,
+                                series: str | None = None) -> dict[str, Any]:
+    parameters = _search_parameters(request, datastoreId=datastoreId, study=study)
+    if series is not None:
+        parameters["series"] = series
+    return parameters
+
+
+@signed_route(operation_name="SearchDICOMInstances", parameters=_instance_search_parameters,
+              allow_unsigned_payload=True, resources=lambda call: [datastore_arn(call.parameters["datastoreId"])])
+def search_instances(call: SignedCall, *, datastoreId: str, study: str | None = None,
+                     series: str | None = None) -> HttpResponse:
+    result = instances_search(datastore_id=datastoreId, search=_search(call.request),
+                              base_url=_base_url(call, datastoreId), study_uid=study, series_uid=series)
     return _search_response(call, result)

@@ -1,7 +1,9 @@
-"""QIDO-RS searches (SPEC 11.2) at the study and series levels, answered from indexed columns only.
+"""QIDO-RS searches (SPEC 11.2) at the study, series and instance levels.
 
 Studies come from StudyIndex (one row per study, built from its primary image sets) and series from the primary,
-non-deleted ImageSet rows; no metadata document is read. A search returns DICOM JSON objects (PS3.18 Annex F) and
+non-deleted ImageSet rows: both are answered from indexed columns, without reading a metadata document. Instances
+are read from the metadata documents of the matching series (found as the series search finds them), one series
+at a time in series order, until the page is full. A search returns DICOM JSON objects (PS3.18 Annex F) and
 whether more matches exist beyond the page. Bad parameters are a ValidationFailed (400).
 
 Matching: exact and case-sensitive; comma-separated UID lists; DA/TM ranges `A-B`, `A-`, `-B`; `*` and `?`
@@ -17,9 +19,12 @@ from typing import Any, Iterable
 from django.db.models import F, Q, QuerySet
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 
+from imaging.dicom.document import decode_document
+from imaging.dicom.rebuild import dict_to_dataset
 from imaging.errors import ValidationFailed
 from imaging.models import ImageSet, ImageSetState, StudyIndex, StudyNameToken
 from imaging.services.datastores import datastore_require_active
+from imaging.storage import blob_store
 from imaging.study_index import name_tokens
 
 DEFAULT_LIMIT = 1000
@@ -248,10 +253,7 @@ def _study_values(row: StudyIndex, study_id: str, base_url: str) -> dict[str, An
     }
 
 
-def series_search(*, datastore_id: str, search: Search, base_url: str, study_uid: str | None = None) -> SearchResult:
-    """GET /studies/{study}/series (`study_uid`) and GET /series (study-level keys search the parent studies):
-    SeriesNumber ascending."""
-    datastore_require_active(datastore_id=datastore_id)
+def _series_queryset(datastore_id: str, search: Search, study_uid: str | None) -> QuerySet[ImageSet]:
     queryset = _primary_sets(datastore_id)
     if study_uid is not None:
         queryset = queryset.filter(study_instance_uid=study_uid)
@@ -270,7 +272,14 @@ def series_search(*, datastore_id: str, search: Search, base_url: str, study_uid
             queryset = queryset.filter(dicom_tags__DICOMSeriesNumber=int(value))
         elif keyword == "BodyPartExamined":
             queryset = queryset.filter(_wildcard("dicom_tags__DICOMSeriesBodyPart", value))
-    queryset = queryset.order_by(F("dicom_tags__DICOMSeriesNumber").asc(nulls_last=True), "series_instance_uid", "id")
+    return queryset.order_by(F("dicom_tags__DICOMSeriesNumber").asc(nulls_last=True), "series_instance_uid", "id")
+
+
+def series_search(*, datastore_id: str, search: Search, base_url: str, study_uid: str | None = None) -> SearchResult:
+    """GET /studies/{study}/series (`study_uid`) and GET /series (study-level keys search the parent studies):
+    SeriesNumber ascending."""
+    datastore_require_active(datastore_id=datastore_id)
+    queryset = _series_queryset(datastore_id, search, study_uid)
     rows, more = _page(queryset, search)
     wanted = _wanted(search, SERIES_DEFAULTS, SERIES_AVAILABLE)
     return SearchResult([_dicom_json(_series_values(row, base_url), wanted) for row in rows], more)
@@ -288,3 +297,95 @@ def _series_values(row: ImageSet, base_url: str) -> dict[str, Any]:
         "RetrieveURL": f"{base_url}/studies/{row.study_instance_uid}/series/{row.series_instance_uid}",
     }
 
+
+
+INSTANCE_DEFAULTS = ["SOPClassUID", "SOPInstanceUID", "InstanceNumber", "Rows", "Columns", "BitsAllocated",
+                     "NumberOfFrames", "StudyInstanceUID", "SeriesInstanceUID"]
+_INSTANCE_KEYS = {"SOPInstanceUID", "SOPClassUID", "InstanceNumber"}
+
+
+def instances_search(*, datastore_id: str, search: Search, base_url: str, study_uid: str | None = None,
+                     series_uid: str | None = None) -> SearchResult:
+    """GET /studies/{s}/series/{se}/instances, /studies/{s}/instances and /instances. Series are taken in the
+    series search's order (/studies/{s}/instances: last update first) and the instances of each by InstanceNumber;
+    each series' metadata document is read only while the page is not full."""
+    datastore_require_active(datastore_id=datastore_id)
+    queryset = _series_queryset(datastore_id, search, study_uid)
+    if series_uid is not None:
+        queryset = queryset.filter(series_instance_uid=series_uid)
+    elif study_uid is not None:
+        queryset = queryset.order_by("-updated_at", "-id")
+    if "InstanceNumber" in search.matches and not re.fullmatch(r"[+-]?\d{1,9}", search.matches["InstanceNumber"]):
+        raise ValidationFailed("InstanceNumber must be an integer")
+    needed, skip = search.limit + 1, search.offset
+    objects: list[dict[str, Any]] = []
+    store = blob_store()
+    for image_set in queryset.iterator(chunk_size=100):
+        version = image_set.versions.filter(version=image_set.content_version).first()
+        blob = store.get(version.metadata_key) if version else None
+        if not blob:
+            continue
+        document = decode_document(blob)
+        series = document.get("Study", {}).get("Series", {}).get(image_set.series_instance_uid)
+        if series is None:
+            continue
+        for sop_uid, instance in sorted(series.get("Instances", {}).items(), key=_instance_order):
+            values = instance.get("DICOM", {})
+            if not _instance_matches(sop_uid, values, search):
+                continue
+            if skip:
+                skip -= 1
+                continue
+            objects.append(_instance_json(document, series, instance, search, base_url))
+            if len(objects) == needed:
+                return SearchResult(objects[:search.limit], True)
+    return SearchResult(objects, False)
+
+
+def _instance_order(item: tuple[str, dict[str, Any]]) -> tuple[int, int, str]:
+    number = _as_int(item[1].get("DICOM", {}).get("InstanceNumber"))
+    return (0 if number is not None else 1, number or 0, item[0])
+
+
+def _as_int(value: Any) -> int | None:
+    try:
+        return int(str(value).strip())
+    except (TypeError, ValueError):
+        return None
+
+
+def _instance_matches(sop_uid: str, values: dict[str, Any], search: Search) -> bool:
+    for keyword, value in search.matches.items():
+        if keyword == "SOPInstanceUID" and sop_uid not in value.split(","):
+            return False
+        if keyword == "SOPClassUID" and str(values.get("SOPClassUID", "")) not in value.split(","):
+            return False
+        if keyword == "InstanceNumber" and _as_int(values.get("InstanceNumber")) != int(value):
+            return False
+    return True
+
+
+def _instance_json(document: dict[str, Any], series: dict[str, Any], instance: dict[str, Any], search: Search,
+                   base_url: str) -> dict[str, Any]:
+    """The instance's attributes as DICOM JSON: the defaults, the included and matched fields (of any level), or
+    with `all` every attribute of the instance level; binary values inline (PixelData is never included)."""
+    merged: dict[str, Any] = {}
+    vrs: dict[str, str] = {}
+    for node in (document.get("Patient", {}), document.get("Study", {}), series, instance):
+        merged.update(node.get("DICOM", {}))
+        vrs.update(node.get("DICOMVRs", {}))
+    instance_keys = set(instance.get("DICOM", {}))
+    wanted = set(INSTANCE_DEFAULTS) | search.includefields | set(search.matches)
+    if search.include_all:
+        wanted |= instance_keys
+    chosen = {k: v for k, v in merged.items() if k in wanted and k not in PIXEL_DATA_KEYS}
+    chosen["DICOMVRs"] = vrs
+    dataset = dict_to_dataset(chosen, signed=merged.get("PixelRepresentation") == 1)
+    out = dataset.to_json_dict(bulk_data_threshold=1 << 20)
+    study_uid, series_uid = merged.get("StudyInstanceUID", ""), merged.get("SeriesInstanceUID", "")
+    sop_uid = merged.get("SOPInstanceUID", "")
+    out["00081190"] = {"vr": "UR", "Value": [f"{base_url}/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}"]}
+    return dict(sorted(out.items()))
+
+
+PIXEL_DATA_KEYS = {"PixelData", "FloatPixelData", "DoubleFloatPixelData"}
