@@ -70,7 +70,7 @@ async def _sent_from_threads(parts: Iterator[bytes], request_id: str) -> AsyncIt
 
 
 def _search_parameters(request: HttpRequest, *, datastoreId: str, study: str | None = None) -> dict[str, Any]:
-    parameters: dict[str, Any] = {"datastoreId": datastoreId, "query": request.GET.urlencode()[:1024]}
+    parameters: dict[str, Any] = {"datastoreId": datastoreId, "searchCriteria": request.GET.urlencode()[:1024]}
     if study is not None:
         parameters["study"] = study
     return parameters
