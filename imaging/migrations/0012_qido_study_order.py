@@ -14,4 +14,16 @@ class Migration(migrations.Migration):
             model_name='studyindex',
             index=models.Index(models.F('datastore'), models.OrderBy(models.F('updated_at'), descending=True), models.OrderBy(models.F('id'), descending=True), name='studyindex_updated_desc'),
         ),
+        migrations.AddIndex(
+            model_name='studyindex',
+            index=models.Index(models.F('datastore'), models.F('patient_id'), models.OrderBy(models.F('updated_at'), descending=True), models.OrderBy(models.F('id'), descending=True), name='studyindex_patient_updated'),
+        ),
+        migrations.AddIndex(
+            model_name='studyindex',
+            index=models.Index(models.F('datastore'), models.F('accession_number'), models.OrderBy(models.F('updated_at'), descending=True), models.OrderBy(models.F('id'), descending=True), name='studyindex_accession_updated'),
+        ),
+        migrations.AddIndex(
+            model_name='studyindex',
+            index=models.Index(fields=['datastore', 'study_date'], name='studyindex_datastore_date'),
+        ),
     ]

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from django.db.models import F, Q, QuerySet
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 
 from imaging.dicom.document import decode_document
@@ -174,8 +174,8 @@ def _study_filter(datastore_id: str, search: Search) -> Q:
                 any_of |= Q(modalities__contains=f" {modality.strip()} ")
             q &= any_of
         elif keyword == "PatientName" and search.fuzzy:
-            for part in name_tokens(value.replace("*", "")):
-                q &= Q(id__in=StudyNameToken.objects.filter(token__startswith=part).values("study_id"))
+            for part in name_tokens(value.replace("*", "").replace("?", "")):
+                q &= _name_part_prefix(part)
         elif vr == "UI":
             q &= Q(**{f"{column}__in": value.split(",")})
         elif vr in ("DA", "TM"):
@@ -183,6 +183,20 @@ def _study_filter(datastore_id: str, search: Search) -> Q:
         else:
             q &= _wildcard(column, value)
     return q
+
+
+RARE_NAME_MATCHES = 2000
+
+
+def _name_part_prefix(token: str) -> Q:
+    """Studies with a name part starting with `token`, as an index range (token >= 'DO' and < 'DP'); a rare prefix
+    is resolved to its study ids first, a common one checked row by row while studies are read in order."""
+    upper = token[:-1] + chr(ord(token[-1]) + 1)
+    matching = StudyNameToken.objects.filter(token__gte=token, token__lt=upper)
+    ids = list(matching.values_list("study_id", flat=True)[:RARE_NAME_MATCHES + 1])
+    if len(ids) <= RARE_NAME_MATCHES:
+        return Q(id__in=ids)
+    return Q(Exists(matching.filter(study=OuterRef("pk"))))
 
 
 def _primary_sets(datastore_id: str) -> QuerySet[ImageSet]:
