@@ -372,6 +372,13 @@ class StudyIndex(models.Model):
             models.Index(fields=["patient_id"]),
             models.Index(fields=["accession_number"]),
             models.Index(fields=["patient_name", "id"]),
+            # QIDO-RS /studies lists a data store's studies last update first (SPEC 11.2).
+            models.Index(F("datastore"), F("updated_at").desc(), F("id").desc(), name="studyindex_updated_desc"),
+            models.Index(F("datastore"), F("patient_id"), F("updated_at").desc(), F("id").desc(),
+                         name="studyindex_patient_updated"),
+            models.Index(F("datastore"), F("accession_number"), F("updated_at").desc(), F("id").desc(),
+                         name="studyindex_accession_updated"),
+            models.Index(fields=["datastore", "study_date"], name="studyindex_datastore_date"),
         ]
 
 

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from django.urls import path
 
-from imaging.dicomweb.views import get_instance
+from imaging.dicomweb.views import get_instance, search_instances, search_series, search_studies
 
 urlpatterns = [
+    path("datastore/<str:datastoreId>/studies", search_studies),
+    path("datastore/<str:datastoreId>/studies/<str:study>/series", search_series),
+    path("datastore/<str:datastoreId>/series", search_series),
+    path("datastore/<str:datastoreId>/studies/<str:study>/series/<str:series>/instances", search_instances),
+    path("datastore/<str:datastoreId>/studies/<str:study>/instances", search_instances),
+    path("datastore/<str:datastoreId>/instances", search_instances),
     path("datastore/<str:datastoreId>/studies/<str:study>/series/<str:series>/instances/<str:sop>", get_instance),
 ]

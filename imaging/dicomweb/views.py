@@ -1,10 +1,12 @@
-"""DICOMweb routes under /datastore/{id} (SPEC 11). Served so far: GetDICOMInstance (11.4).
+"""DICOMweb routes under /datastore/{id} (SPEC 11). Served so far: GetDICOMInstance (11.4) and the
+QIDO-RS searches (11.2).
 
 Authentication is SigV4 as for the API (UNSIGNED-PAYLOAD allowed, as for every DICOMweb route); errors use the
 same JSON error envelope. Both come from imaging.aws.signed, so a view here is only the happy path.
 """
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any, AsyncIterator, Iterator
 
@@ -12,8 +14,18 @@ from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
 from imaging.aws.signed import SignedCall, signed_route
+from imaging.errors import NotAcceptable
 from imaging.models import datastore_arn
 from imaging.services.instances import instance_image_set, instance_p10
+from imaging.services.qido import (
+    ADDITIONAL_RESULTS_WARNING,
+    Search,
+    SearchResult,
+    instances_search,
+    search_parse,
+    series_search,
+    studies_search,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -55,3 +67,61 @@ async def _sent_from_threads(parts: Iterator[bytes], request_id: str) -> AsyncIt
         if part is finished:
             return
         yield part
+
+
+def _search_parameters(request: HttpRequest, *, datastoreId: str, study: str | None = None) -> dict[str, Any]:
+    parameters: dict[str, Any] = {"datastoreId": datastoreId, "searchCriteria": request.GET.urlencode()[:1024]}
+    if study is not None:
+        parameters["study"] = study
+    return parameters
+
+
+def _search_response(call: SignedCall, result: SearchResult) -> HttpResponse:
+    accept = call.request.headers.get("Accept")
+    if accept and not any(media in accept for media in ("application/dicom+json", "application/json", "*/*")):
+        raise NotAcceptable("QIDO-RS answers application/dicom+json only")
+    response = HttpResponse(json.dumps(result.objects), content_type="application/dicom+json")
+    if result.more:
+        response["Warning"] = ADDITIONAL_RESULTS_WARNING
+    return response
+
+
+def _base_url(call: SignedCall, datastore_id: str) -> str:
+    return call.request.build_absolute_uri(f"/datastore/{datastore_id}")
+
+
+def _search(request: HttpRequest) -> Search:
+    return search_parse(dict(request.GET.lists()))
+
+
+@signed_route(operation_name="SearchDICOMStudies", parameters=_search_parameters, allow_unsigned_payload=True,
+              resources=lambda call: [datastore_arn(call.parameters["datastoreId"])])
+def search_studies(call: SignedCall, *, datastoreId: str) -> HttpResponse:
+    result = studies_search(datastore_id=datastoreId, search=_search(call.request),
+                            base_url=_base_url(call, datastoreId))
+    return _search_response(call, result)
+
+
+@signed_route(operation_name="SearchDICOMSeries", parameters=_search_parameters, allow_unsigned_payload=True,
+              resources=lambda call: [datastore_arn(call.parameters["datastoreId"])])
+def search_series(call: SignedCall, *, datastoreId: str, study: str | None = None) -> HttpResponse:
+    result = series_search(datastore_id=datastoreId, search=_search(call.request),
+                           base_url=_base_url(call, datastoreId), study_uid=study)
+    return _search_response(call, result)
+
+
+def _instance_search_parameters(request: HttpRequest, *, datastoreId: str, study: str | None = None,
+                                series: str | None = None) -> dict[str, Any]:
+    parameters = _search_parameters(request, datastoreId=datastoreId, study=study)
+    if series is not None:
+        parameters["series"] = series
+    return parameters
+
+
+@signed_route(operation_name="SearchDICOMInstances", parameters=_instance_search_parameters,
+              allow_unsigned_payload=True, resources=lambda call: [datastore_arn(call.parameters["datastoreId"])])
+def search_instances(call: SignedCall, *, datastoreId: str, study: str | None = None,
+                     series: str | None = None) -> HttpResponse:
+    result = instances_search(datastore_id=datastoreId, search=_search(call.request),
+                              base_url=_base_url(call, datastoreId), study_uid=study, series_uid=series)
+    return _search_response(call, result)

@@ -21,7 +21,8 @@ HIDDEN = "HIDDEN_DUE_TO_SECURITY_REASONS"
 SENSITIVE_MEMBERS = {"searchCriteria", "updateImageSetMetadataUpdates", "copiableAttributes", "DICOMCopies",
                      "studyInstanceUID", "seriesInstanceUID", "sopInstanceUID", "study", "series", "sop"}
 READ_PREFIXES = ("Get", "List", "Search")
-DATA_EVENTS = {"GetImageFrame", "GetDICOMInstance"}
+DATA_EVENTS = {"GetImageFrame", "GetDICOMInstance", "SearchDICOMStudies", "SearchDICOMSeries",
+               "SearchDICOMInstances"}
 
 
 def redact(value: Any) -> Any:
