@@ -140,6 +140,21 @@ def canonical_query(query_string: str) -> str:
     return "&".join(f"{key}={value}" for key, value in encoded)
 
 
+def canonical_queries(query_string: str) -> list[str]:
+    """The canonical query strings a valid signature may have been made over. First the SigV4 form (each key and
+    value decoded, then encoded per RFC 3986); then, when it differs, the pairs exactly as sent, sorted: botocore
+    signs a URL that already carries its query that way, and DICOMweb clients built on `requests` (dicomweb-client)
+    send a space in a value as `+`, which the first form turns into `%20`. Both are made from the bytes received,
+    so either binds the signature to the query the server acts on."""
+    forms = [canonical_query(query_string)]
+    if query_string:
+        as_sent = "&".join(sorted(f"{key}={value}" for key, _, value in
+                                  (pair.partition("=") for pair in query_string.split("&"))))
+        if as_sent not in forms:
+            forms.append(as_sent)
+    return forms
+
+
 def canonical_headers(headers: dict[str, str], signed: list[str]) -> str:
     lines = []
     for name in signed:
@@ -161,12 +176,13 @@ def payload_hash(request: SignedRequest, *, allow_unsigned: bool) -> str:
     return actual
 
 
-def canonical_request(request: SignedRequest, auth: Authorization, body_hash: str) -> str:
+def canonical_request(request: SignedRequest, auth: Authorization, body_hash: str, query: str | None = None) -> str:
+    """`query` is one of canonical_queries(); the SigV4 form when not given."""
     return "\n".join(
         [
             request.method.upper(),
             canonical_uri(request.raw_path),
-            canonical_query(request.query_string),
+            canonical_query(request.query_string) if query is None else query,
             canonical_headers(request.headers, auth.signed_headers),
             ";".join(auth.signed_headers),
             body_hash,
@@ -200,10 +216,14 @@ def verify(
     when = request_time(request.headers)
     check_scope(auth, when=when, regions=regions, now=now or datetime.now(timezone.utc), max_skew=max_skew)
     body_hash = payload_hash(request, allow_unsigned=allow_unsigned_payload)
-    canonical = canonical_request(request, auth, body_hash)
-    to_sign = string_to_sign(auth, request.headers["x-amz-date"], canonical)
-    expected = hmac.new(signing_key(secret, auth), to_sign.encode(), hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, auth.signature):
+    key = signing_key(secret, auth)
+    matches = False
+    for query in canonical_queries(request.query_string):
+        canonical = canonical_request(request, auth, body_hash, query)
+        to_sign = string_to_sign(auth, request.headers["x-amz-date"], canonical)
+        expected = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+        matches = hmac.compare_digest(expected, auth.signature) or matches
+    if not matches:
         raise InvalidSignature(
             "The request signature we calculated does not match the signature you provided. "
             "Check your AWS Secret Access Key and signing method."

@@ -46,6 +46,16 @@ def test_botocore_signatures_verify(url):
     check(botocore_signed("GET", url))
 
 
+def test_a_query_signed_as_sent_verifies_and_binds_its_bytes():
+    """dicomweb-client (requests) sends a space as `+` and botocore signs the URL's query as it stands."""
+    url = "http://localhost:8080/datastore/x/studies?PatientName=Doe%5EJohn*&PatientID=no+such+patient"
+    check(botocore_signed("GET", url))
+    signed = botocore_signed("GET", url)
+    tampered = sigv4.SignedRequest(**{**signed.__dict__, "query_string": signed.query_string.replace("no+", "an+")})
+    with pytest.raises(sigv4.InvalidSignature):
+        check(tampered)
+
+
 def test_canonical_uri_encodes_twice():
     assert sigv4.canonical_uri("/tags/arn%3Aaws%2Fx") == "/tags/arn%253Aaws%252Fx"
     assert sigv4.canonical_uri("/a/./b/../c") == "/a/c"

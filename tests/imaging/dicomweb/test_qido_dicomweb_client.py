@@ -59,4 +59,6 @@ def test_search_every_level_with_dicomweb_client(dicomweb):
     every = dicomweb.search_for_instances(fields=["all"])
     assert {i["00080018"]["Value"][0] for i in every} == {d.SOPInstanceUID for d in sources}
     assert dicomweb.search_for_studies(search_filters={"PatientID": "nobody"}) == []
+    # requests sends the spaces as `+`, signed as sent (imaging/aws/sigv4.py canonical_queries)
+    assert dicomweb.search_for_studies(search_filters={"PatientID": "no such patient"}) == []
     assert len(dicomweb.search_for_studies(limit=1)) == 1
