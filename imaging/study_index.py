@@ -8,13 +8,34 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
+from django.db.models import Exists, OuterRef, Q
+
 from imaging.models import ImageSet, ImageSetState, StudyIndex, StudyNameToken
 
 _NAME_PARTS = re.compile(r"[\^= ,]+")
 
 
+# Above this many studies a name prefix is checked row by row instead of resolved to its study ids first.
+RARE_NAME_MATCHES = 2000
+
+
 def name_tokens(patient_name: str) -> list[str]:
     return sorted({part.upper()[:64] for part in _NAME_PARTS.split(patient_name or "") if part})
+
+
+def name_part_prefix(token: str) -> Q:
+    """Studies with a name part starting with `token` (one of name_tokens' uppercase parts), as an index range
+    (token >= 'DO' and < 'DP'), for the viewer's study list and QIDO-RS alike.
+
+    A rare prefix is resolved to its few study ids first (then only those rows are sorted); a common one is checked
+    row by row while the study index is read in sort order, which stops as soon as the page is full.
+    """
+    upper = token[:-1] + chr(ord(token[-1]) + 1)
+    matching = StudyNameToken.objects.filter(token__gte=token, token__lt=upper)
+    ids = list(matching.values_list("study_id", flat=True)[: RARE_NAME_MATCHES + 1])
+    if len(ids) <= RARE_NAME_MATCHES:
+        return Q(id__in=ids)
+    return Q(Exists(matching.filter(study=OuterRef("pk"))))
 
 
 def study_index_refresh(*, datastore_id: str, study_uids: Iterable[str]) -> None:

@@ -27,7 +27,8 @@ def imaging_client(url: str, key: dict[str, str], *, validate: bool = True) -> A
     )
 
 
-def wait_for(predicate: Callable[[], T], *, timeout: float = 20.0, interval: float = 0.05) -> T:
+def wait_for(predicate: Callable[[], T], *, timeout: float = 20.0, interval: float = 0.05,
+             what: str = "condition") -> T:
     """Call `predicate` until it returns something truthy, and return that; fail the test after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -35,5 +36,5 @@ def wait_for(predicate: Callable[[], T], *, timeout: float = 20.0, interval: flo
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
+            raise AssertionError(f"{what} not reached within {timeout:g} s")
         time.sleep(interval)

@@ -29,6 +29,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.clients import wait_for
 from tests.paths import REPO_ROOT
 from tests.s3 import SeaweedS3
 from tests.servers import PostgresDatabase, free_port, wait_for_http
@@ -169,7 +170,8 @@ class Deployment:
         extra = f"-n {name}-{secrets.token_hex(3)}@%h" + (f" --concurrency={concurrency}" if concurrency else "")
         extra += f" {extra_args}" if extra_args else ""
         process = self.spawn("worker", name=name, extra_args=extra)
-        wait_until(lambda: " ready." in process.log() or not process.alive(), timeout=60, what=f"{name} ready")
+        wait_for(lambda: " ready." in process.log() or not process.alive(), timeout=60, interval=0.2,
+                 what=f"{name} ready")
         if not process.alive():
             raise RuntimeError(f"{name} exited:\n{process.log()[-3000:]}")
         self.workers.append(process)
@@ -231,17 +233,6 @@ class Deployment:
         self.database.drop()
         if not os.environ.get("APERTURE_KEEP_TEST_DATA"):
             shutil.rmtree(self.root, ignore_errors=True)
-
-
-def wait_until(predicate, *, timeout: float, what: str, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{what}: not reached within {timeout:.0f}s")
-        time.sleep(interval)
 
 
 def redis_flush(url: str) -> None:

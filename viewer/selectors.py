@@ -9,13 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from django.db.models import Exists, OuterRef, Q
-
 from imaging.errors import AccessDenied, NotFound
-from imaging.models import ImageSet, ImageSetState, ShareLink, StudyIndex, StudyNameToken
+from imaging.models import ImageSet, ImageSetState, ShareLink, StudyIndex
 from imaging.selectors import datastore_readable, datastores_readable
 from imaging.services.sharing import share_access
-from imaging.study_index import name_tokens
+from imaging.study_index import name_part_prefix, name_tokens
 from viewer.imagemeta import ImageSetView, InstanceView, image_set_view
 
 if TYPE_CHECKING:
@@ -26,21 +24,6 @@ if TYPE_CHECKING:
 STUDY_SORTS = {"date": ("-study_date", "-id"), "-date": ("study_date", "id"), "name": ("patient_name", "id"),
                "-name": ("-patient_name", "-id"), "id": ("patient_id", "id")}
 PAGE_SIZE = 25
-RARE_NAME_MATCHES = 2000
-
-
-def _name_part_prefix(token: str) -> Q:
-    """Studies with a name part starting with `token`, as an index range (token >= 'DO' and < 'DP').
-
-    A rare prefix is resolved to its few study ids first (then only those rows are sorted); a common one is checked
-    row by row while the study index is read in sort order, which stops as soon as the page is full.
-    """
-    upper = token[:-1] + chr(ord(token[-1]) + 1)
-    matching = StudyNameToken.objects.filter(token__gte=token, token__lt=upper)
-    ids = list(matching.values_list("study_id", flat=True)[: RARE_NAME_MATCHES + 1])
-    if len(ids) <= RARE_NAME_MATCHES:
-        return Q(id__in=ids)
-    return Q(Exists(matching.filter(study=OuterRef("pk"))))
 
 
 def studies_search(*, user: User, query: dict[str, str], page: int = 1) -> tuple[list[StudyIndex], bool]:
@@ -49,7 +32,7 @@ def studies_search(*, user: User, query: dict[str, str], page: int = 1) -> tuple
     if query.get("datastore"):
         queryset = queryset.filter(datastore_id=query["datastore"])
     for token in name_tokens(query.get("q", ""))[:3]:
-        queryset = queryset.filter(_name_part_prefix(token))
+        queryset = queryset.filter(name_part_prefix(token))
     if query.get("patient_id"):
         queryset = queryset.filter(patient_id=query["patient_id"])
     if query.get("accession"):

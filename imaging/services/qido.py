@@ -16,16 +16,16 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from django.db.models import Exists, F, OuterRef, Q, QuerySet
+from django.db.models import F, Q, QuerySet
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 
 from imaging.dicom.document import decode_document
 from imaging.dicom.rebuild import dict_to_dataset
 from imaging.errors import ValidationFailed
-from imaging.models import ImageSet, ImageSetState, StudyIndex, StudyNameToken
+from imaging.models import ImageSet, ImageSetState, StudyIndex
 from imaging.services.datastores import datastore_require_active
 from imaging.storage import blob_store
-from imaging.study_index import name_tokens
+from imaging.study_index import name_part_prefix, name_tokens
 
 DEFAULT_LIMIT = 1000
 MAX_OFFSET = 1_000_000
@@ -175,7 +175,7 @@ def _study_filter(datastore_id: str, search: Search) -> Q:
             q &= any_of
         elif keyword == "PatientName" and search.fuzzy:
             for part in name_tokens(value.replace("*", "").replace("?", "")):
-                q &= _name_part_prefix(part)
+                q &= name_part_prefix(part)
         elif vr == "UI":
             q &= Q(**{f"{column}__in": value.split(",")})
         elif vr in ("DA", "TM"):
@@ -183,20 +183,6 @@ def _study_filter(datastore_id: str, search: Search) -> Q:
         else:
             q &= _wildcard(column, value)
     return q
-
-
-RARE_NAME_MATCHES = 2000
-
-
-def _name_part_prefix(token: str) -> Q:
-    """Studies with a name part starting with `token`, as an index range (token >= 'DO' and < 'DP'); a rare prefix
-    is resolved to its study ids first, a common one checked row by row while studies are read in order."""
-    upper = token[:-1] + chr(ord(token[-1]) + 1)
-    matching = StudyNameToken.objects.filter(token__gte=token, token__lt=upper)
-    ids = list(matching.values_list("study_id", flat=True)[:RARE_NAME_MATCHES + 1])
-    if len(ids) <= RARE_NAME_MATCHES:
-        return Q(id__in=ids)
-    return Q(Exists(matching.filter(study=OuterRef("pk"))))
 
 
 def _primary_sets(datastore_id: str) -> QuerySet[ImageSet]:
