@@ -64,6 +64,11 @@ class SignedCall:
     parameters: dict[str, Any] = field(default_factory=dict)
     audit_response: Any = None
 
+    @property
+    def user(self) -> Any:
+        """The user the call acts for (None for a data store authorizer's role, or before authentication)."""
+        return self.caller.user if self.caller else None
+
     def authorize(self, resources: list[str], *, operation_name: str | None = None) -> str:
         """Authorize this call's caller for `operation_name` (this call's operation by default) on `resources`."""
         assert self.caller is not None, "authorize runs after authentication"

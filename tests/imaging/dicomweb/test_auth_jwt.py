@@ -254,3 +254,38 @@ def test_authorizer_decides_jwts_for_its_data_store_only(client, authorized, iss
 def test_unmapped_authorizer_is_401(client, authorized, settings):
     settings.APERTURE_AUTHORIZERS = {}
     _refused(get(client, authorized, _authorizer_token("reader")), "The data store's authorizer is not available")
+
+
+def test_authorizer_over_http_on_loopback(client, authorized, settings):
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    import threading
+
+    from imaging.services.authorizers import authorizer_target_valid
+
+    received = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            event = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            received.append(event["operation"])
+            body = json.dumps(fake_authorizer(event)).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        settings.APERTURE_AUTHORIZERS = {AUTHORIZER_ARN: f"http://127.0.0.1:{httpd.server_address[1]}/authorize"}
+        assert get(client, authorized, _authorizer_token("reader")).status_code == 200
+        _refused(get(client, authorized, _authorizer_token("refuse")), "The authorizer refused the token")
+        assert received == ["SearchDICOMStudies", "SearchDICOMStudies"]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert not authorizer_target_valid("http://authorizer.example/authorize")
+    assert authorizer_target_valid("https://authorizer.example/authorize")
