@@ -282,6 +282,9 @@ APERTURE_OIDC_ISSUER = env_str("APERTURE_OIDC_ISSUER")
 APERTURE_OIDC_AUDIENCE = env_str("APERTURE_OIDC_AUDIENCE")
 if APERTURE_OIDC_ISSUER and not APERTURE_OIDC_ISSUER.startswith(("https://", "http://")):
     raise ImproperlyConfigured(f"APERTURE_OIDC_ISSUER must be an http(s) URL, not {APERTURE_OIDC_ISSUER!r}")
+# Without an audience any token the issuer gives any of its clients would do.
+if APERTURE_OIDC_ISSUER and not APERTURE_OIDC_AUDIENCE:
+    raise ImproperlyConfigured("APERTURE_OIDC_AUDIENCE must be set when APERTURE_OIDC_ISSUER is")
 # The issuer's JWKS from a file instead of its discovery document (an issuer this server cannot reach).
 APERTURE_OIDC_JWKS_FILE = env_str("APERTURE_OIDC_JWKS_FILE")
 APERTURE_OIDC_USER_CLAIM = env_str("APERTURE_OIDC_USER_CLAIM", "preferred_username")

@@ -133,10 +133,8 @@ def oidc_identity(*, bearer: str) -> OidcIdentity:
         raise InvalidToken("The token algorithm does not match its key")
     try:
         claims = jwt.decode(
-            bearer, key=key.key, algorithms=[algorithm], audience=settings.APERTURE_OIDC_AUDIENCE or None,
-            issuer=settings.APERTURE_OIDC_ISSUER, leeway=LEEWAY_SECONDS,
-            options={"require": ["exp", "iss", "aud"] if settings.APERTURE_OIDC_AUDIENCE else ["exp", "iss"],
-                     "verify_aud": bool(settings.APERTURE_OIDC_AUDIENCE)},
+            bearer, key=key.key, algorithms=[algorithm], audience=settings.APERTURE_OIDC_AUDIENCE,
+            issuer=settings.APERTURE_OIDC_ISSUER, leeway=LEEWAY_SECONDS, options={"require": ["exp", "iss", "aud"]},
         )
     except jwt.ExpiredSignatureError as e:
         raise InvalidToken("The token has expired") from e
