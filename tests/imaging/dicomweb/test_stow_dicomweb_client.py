@@ -12,6 +12,10 @@ from dicomweb_client.api import DICOMwebClient
 
 from tests.clients import wait_for
 from tests.importing import find_instance, metadata
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
 from tests.imaging.dicomweb.test_qido_dicomweb_client import SigV4
 from tests.paths import DICOM_DIR
 
@@ -67,6 +71,33 @@ def test_store_study_instances(stow):
     assert refused.value.response.status_code == 409
     failed = pydicom.Dataset.from_json(refused.value.response.json()).FailedSOPSequence
     assert [item.FailureReason for item in failed] == [0xA900]
+
+
+class UnsignedPayloadSigV4(requests.auth.AuthBase):
+    """SigV4 with `X-Amz-Content-SHA256: UNSIGNED-PAYLOAD` (allowed on DICOMweb routes), for a body sent with chunked
+    transfer encoding, which a signer cannot hash before sending."""
+
+    def __init__(self, key: dict[str, str]) -> None:
+        self.credentials = Credentials(key["AccessKeyId"], key["SecretAccessKey"])
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        headers = {"X-Amz-Content-SHA256": "UNSIGNED-PAYLOAD"}
+        signed = AWSRequest(method=request.method, url=request.url, headers=headers)
+        SigV4Auth(self.credentials, "medical-imaging", "us-east-1").add_auth(signed)
+        for name in ("Authorization", "X-Amz-Date", "X-Amz-Content-SHA256"):
+            request.headers[name] = signed.headers[name]
+        return request
+
+
+def test_a_chunked_body_signed_as_unsigned_payload(server, stow):
+    datastore_id, _ = stow
+    session = requests.Session()
+    session.auth = UnsignedPayloadSigV4(server.admin_key)
+    chunked = DICOMwebClient(url=f"{server.url}/datastore/{datastore_id}", session=session, chunk_size=4096)
+    sources = [pydicom.dcmread(DICOM_DIR / name) for name in ("ELE__MR_small.dcm", "RLE__rtdose_rle.dcm")]
+    answer = chunked.store_instances(datasets=sources)  # over 4 KiB: Transfer-Encoding: chunked
+    assert [item.ReferencedSOPInstanceUID for item in answer.ReferencedSOPSequence] == [
+        source.SOPInstanceUID for source in sources]
 
 
 def assert_frames_bit_exact(mi, datastore_id: str, image_set_id: str, source: pydicom.Dataset) -> None:
