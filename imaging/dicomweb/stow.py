@@ -14,6 +14,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 
 from imaging.aws.signed import SignedCall, signed_route
+from imaging.errors import NotAcceptable
 from imaging.models import datastore_arn
 from imaging.services.stow import instances_store
 
@@ -27,6 +28,9 @@ def _store_parameters(request: HttpRequest, *, datastoreId: str, study: str | No
 
 def _stored(call: SignedCall, *, datastoreId: str, study: str | None) -> HttpResponse:
     assert call.body_file is not None, "STOW routes spool their body"
+    accept = call.request.headers.get("Accept")
+    if accept and not any(media in accept for media in ("application/dicom+json", "application/json", "*/*")):
+        raise NotAcceptable("STOW-RS answers application/dicom+json only")  # refused before anything is stored
     result = instances_store(datastore_id=datastoreId, body=call.body_file,
                              content_type=call.request.headers.get("Content-Type"), study_uid=study,
                              base_url=call.request.build_absolute_uri(f"/datastore/{datastoreId}"))

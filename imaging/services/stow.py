@@ -22,7 +22,7 @@ import shutil
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Iterable
 
 from django.conf import settings
 
@@ -90,7 +90,7 @@ class StowResult:
         return {"storedInstances": len(self.referenced), "failedInstances": len(self.failed), "jobId": self.job_id}
 
 
-def stow_media_check(content_type: str | None) -> tuple[str, str | None]:
+def _body_kind(content_type: str | None) -> tuple[str, str | None]:
     """(kind, boundary) of a STOW body's Content-Type: ("single", None) for application/dicom, ("multipart",
     boundary) for multipart/related of application/dicom parts. Any other media type is a 415; a multipart
     type without a usable boundary a 400."""
@@ -105,7 +105,7 @@ def stow_media_check(content_type: str | None) -> tuple[str, str | None]:
     if media.essence != MULTIPART:
         raise UnsupportedMediaType(f"STOW-RS accepts {MULTIPART} or {DICOM}, not {media.essence}")
     part_type = media.params.get("type")
-    if part_type is not None and media_type_parse_quiet(part_type) != DICOM:
+    if part_type is not None and _essence(part_type) != DICOM:
         raise UnsupportedMediaType(f"STOW-RS accepts multipart/related parts of type {DICOM} only")
     boundary = media.params.get("boundary")
     if not boundary:
@@ -113,7 +113,7 @@ def stow_media_check(content_type: str | None) -> tuple[str, str | None]:
     return "multipart", boundary
 
 
-def media_type_parse_quiet(text: str) -> str:
+def _essence(text: str) -> str:
     """The essence of a media type, or "" when it cannot be parsed."""
     try:
         return media_type_parse(text).essence
@@ -125,7 +125,7 @@ def instances_store(*, datastore_id: str, body: BinaryIO, content_type: str | No
                     base_url: str) -> StowResult:
     """Store every instance of `body` (see the module docstring). `study_uid` is StoreDICOMStudy's study, None for
     StoreDICOM; `base_url` the DICOMweb root of the data store, for RetrieveURLs."""
-    kind, boundary = stow_media_check(content_type)
+    kind, boundary = _body_kind(content_type)
     datastore_require_active(datastore_id=datastore_id)
     folder = Path(settings.DATA_DIR) / "uploads" / f"stow-{uuid.uuid4().hex}"
     folder.mkdir(parents=True)
@@ -160,7 +160,7 @@ def _parts_write(body: BinaryIO, folder: Path, *, kind: str, boundary: str | Non
     max_parts = settings.APERTURE_IMPORT_MAX_FILES
     parts: list[StoredPart] = []
 
-    def write(chunks, part_type: str | None) -> None:
+    def write(chunks: Iterable[bytes], part_type: str | None) -> None:
         if len(parts) >= max_parts:
             raise ValidationFailed(f"A STOW-RS request may hold at most {max_parts} instances")
         path = folder / f"part-{len(parts) + 1:06d}.dcm"
@@ -169,7 +169,7 @@ def _parts_write(body: BinaryIO, folder: Path, *, kind: str, boundary: str | Non
             for chunk in chunks:
                 handle.write(chunk)
                 size += len(chunk)
-        if part_type is not None and media_type_parse_quiet(part_type) != DICOM:
+        if part_type is not None and _essence(part_type) != DICOM:
             parts.append(StoredPart(path=path, identity=None, failure_reason=FAILURE_CANNOT_UNDERSTAND))
         else:
             parts.append(StoredPart(path=path, identity=p10_identity(path) if size else None))

@@ -168,6 +168,17 @@ def test_other_media_types_are_415(client, key, studies_path, content_type):
     assert response.json()["__type"] == "UnsupportedMediaTypeException"
 
 
+def test_an_answer_other_than_dicom_json_is_406_before_anything_is_stored(client, datastore, key, studies_path):
+    body = (DICOM_DIR / "ELE__CT_small.dcm").read_bytes()
+    response = signed_post(client, key, studies_path, body, "application/dicom",
+                           extra={"HTTP_ACCEPT": "application/dicom+xml"})
+    assert response.status_code == 406
+    assert not ImportJob.objects.filter(datastore=datastore).exists()
+    accepted = signed_post(client, key, studies_path, body, "application/dicom",
+                           extra={"HTTP_ACCEPT": "application/dicom+json, application/json"})
+    assert accepted.status_code == 200
+
+
 @pytest.mark.parametrize("body,content_type,rule", [
     (b"", "application/dicom", "no DICOM instance"),
     (multipart(), MULTIPART, "no DICOM instance"),
