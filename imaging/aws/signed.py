@@ -206,6 +206,7 @@ def _answer(call: SignedCall, step: Step, *, resources: Resources | None, path_t
     try:
         body_sha256 = None
         if spooled_body:
+            # STOW-RS is the one route that spools: its own limit applies.
             spooled = spool_body(call.request, limit=settings.APERTURE_MAX_STOW_BYTES)
             call.body_file, body_sha256 = spooled.file, spooled.sha256
         else:
