@@ -114,7 +114,8 @@ class OrthancDicomweb:
         shim, source = self.dir / "loopback.so", self.dir / "loopback.c"
         source.write_text(LOOPBACK_SHIM)
         subprocess.run(["gcc", "-shared", "-fPIC", "-O2", "-o", str(shim), str(source), "-ldl"], check=True)
-        config = {"Name": "stow", "StorageDirectory": str(self.dir / "storage"), "IndexDirectory": str(self.dir / "index"),
+        config = {"Name": "stow", "StorageDirectory": str(self.dir / "storage"),
+                  "IndexDirectory": str(self.dir / "index"),
                   "HttpPort": self.port, "DicomPort": _free_port(), "RemoteAccessAllowed": False,
                   "AuthenticationEnabled": False, "HttpCompressionEnabled": False,
                   "Plugins": ["/usr/share/orthanc/plugins/libOrthancDicomWeb.so"],

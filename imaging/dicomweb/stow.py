@@ -20,7 +20,8 @@ from imaging.services.stow import instances_store
 
 
 def _store_parameters(request: HttpRequest, *, datastoreId: str, study: str | None = None) -> dict[str, Any]:
-    parameters: dict[str, Any] = {"datastoreId": datastoreId, "contentType": request.headers.get("Content-Type", "")[:256]}
+    parameters: dict[str, Any] = {"datastoreId": datastoreId,
+                                  "contentType": request.headers.get("Content-Type", "")[:256]}
     if study is not None:
         parameters["study"] = study
     return parameters

@@ -40,7 +40,8 @@ def test_parts_come_out_whole_whatever_the_chunk_size(chunk_bytes):
 
 @pytest.mark.parametrize("chunk_bytes", [1, 5, 1 << 16])
 def test_a_body_that_opens_with_its_delimiter_as_dicomweb_client_writes_it(chunk_bytes):
-    body = b"--xyz\r\nContent-Type: application/dicom\r\n\r\nONE\r\n--xyz\r\nContent-Type: application/dicom\r\n\r\nTWO\r\n--xyz--"
+    body = (b"--xyz\r\nContent-Type: application/dicom\r\n\r\nONE"
+            b"\r\n--xyz\r\nContent-Type: application/dicom\r\n\r\nTWO\r\n--xyz--")
     assert [content for _, content in read_all(body, "xyz", chunk_bytes)] == [b"ONE", b"TWO"]
     assert [content for _, content in read_all(b"\r\n" + body, "xyz", chunk_bytes)] == [b"ONE", b"TWO"]
 

@@ -3,10 +3,8 @@ AWS credentials signs it: instances stored through the import pipeline, what the
 the media types and bodies refused, the body limit, and a large body never held in memory."""
 from __future__ import annotations
 
-import io
 import json
 import tracemalloc
-from pathlib import Path
 
 import imagecodecs
 import numpy as np
@@ -268,8 +266,8 @@ def test_a_large_body_is_spooled_not_held(datastore, key, studies_path, store_se
         handle.write(f"\r\n--{BOUNDARY}--".encode())
     del big
     path = f"{studies_path}/{study}"
-    request = AWSRequest(method="POST", url=f"http://testserver{path}", headers={"Content-Type": MULTIPART,
-                                                                              "X-Amz-Content-SHA256": "UNSIGNED-PAYLOAD"})
+    request = AWSRequest(method="POST", url=f"http://testserver{path}",
+                         headers={"Content-Type": MULTIPART, "X-Amz-Content-SHA256": "UNSIGNED-PAYLOAD"})
     SigV4Auth(Credentials(key.access_key_id, key.secret_access_key), "medical-imaging", "us-east-1").add_auth(request)
     with open(body_path, "rb") as stream:
         environ = {"REQUEST_METHOD": "POST", "PATH_INFO": path, "SERVER_NAME": "testserver", "SERVER_PORT": "80",
