@@ -47,6 +47,10 @@ class PayloadTooLarge(ApertureError):
     """A request body over the limit of its route, refused before it is held (413)."""
 
 
+class UnsupportedMediaType(ApertureError):
+    """The request body's Content-Type is not one the operation accepts (415)."""
+
+
 class InvalidToken(ApertureError):
     """A bearer credential (an access token, a JWT) that is not acceptable (401); the message says why without
     repeating the token."""

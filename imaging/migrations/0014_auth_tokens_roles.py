@@ -10,7 +10,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('imaging', '0012_qido_study_order'),
+        ('imaging', '0013_qido_attributes'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
