@@ -65,7 +65,8 @@ class _Jwks:
         with self._lock:
             now = time.monotonic()
             stale = source != self._source or now - self._fetched_at > settings.APERTURE_OIDC_JWKS_TTL_SECONDS
-            unknown = kid not in self._keys and now - self._fetched_at >= settings.APERTURE_OIDC_JWKS_MIN_REFRESH_SECONDS
+            may_refresh = now - self._fetched_at >= settings.APERTURE_OIDC_JWKS_MIN_REFRESH_SECONDS
+            unknown = kid not in self._keys and may_refresh
             if stale or unknown:
                 self._keys, self._source, self._fetched_at = _keys_by_kid(_jwks_document()), source, now
             found = self._keys.get(kid)

@@ -20,7 +20,8 @@ def test_tokens_are_listed_and_revoked_but_never_shown_or_made(admin_client):
     assert detail.status_code == 200 and secret not in detail.content
     assert AccessToken.objects.get(pk=issued.token_id).secret_sha256.encode() not in detail.content
     assert admin_client.get("/admin/imaging/accesstoken/add/").status_code == 403
-    revoked = admin_client.post("/admin/imaging/accesstoken/", {"action": "revoke", "_selected_action": [issued.token_id]})
+    revoked = admin_client.post("/admin/imaging/accesstoken/",
+                                {"action": "revoke", "_selected_action": [issued.token_id]})
     assert revoked.status_code == 302
     assert AccessToken.objects.get(pk=issued.token_id).revoked_at is not None
 

@@ -8,16 +8,19 @@ import shutil
 from datetime import timedelta
 from io import StringIO
 
+import pydicom
 import pytest
 from django.core.management import call_command
-from django.test import RequestFactory
 from django.utils import timezone
+from pydicom.uid import generate_uid
 
-from imaging.aws.signed import signed_call
+from imaging.errors import ValidationFailed
 from imaging.models import AccessToken, AuditEvent
 from imaging.services.accesstokens import accesstoken_create, accesstoken_revoke
+from imaging.services.audit import audit_as_json
 from imaging.services.imports import import_job_start_local
 from tests import personas
+from tests.dicomgen import ct_dataset, to_bytes
 from tests.local_store import local_datastore_create
 from tests.paths import DICOM_DIR
 
@@ -44,7 +47,6 @@ def store(store_settings, tmp_path) -> Store:
     folder.mkdir()
     shutil.copy(DICOM_DIR / "ELE__CT_small.dcm", folder / "ct.dcm")
     import_job_start_local(datastore_id=datastore.id, paths=[str(folder)])
-    import pydicom
     patient_id = str(pydicom.dcmread(folder / "ct.dcm", stop_before_pixels=True).PatientID)
     return Store(datastore, other, personas.clinician(datastore, other, username="pat-clinician"),
                  personas.outsider("pat-outsider"), personas.admin("pat-admin"), patient_id)
@@ -78,6 +80,7 @@ def test_token_searches_as_its_user_and_is_audited_as_bearer(client, store):
     assert (event.identity_type, event.access_key_id, event.username) == ("Bearer", issued.token_id, "pat-clinician")
     assert event.principal_arn.endswith(":user/pat-clinician")
     assert event.event_category == "Data" and event.status_code == 200
+    assert audit_as_json(event)["userIdentity"]["type"] == "Bearer"
     # The token's secret is in no audit row, and only its hash is stored.
     secret = issued.token.rsplit("_", 1)[1]
     assert not AuditEvent.objects.filter(request_parameters__icontains=secret).exists()
@@ -128,32 +131,25 @@ def test_token_limited_to_one_data_store_and_to_its_users_grants(client, store):
 
 
 def test_a_token_cannot_be_made_for_a_data_store_the_user_may_not_read(store):
-    from imaging.errors import ValidationFailed
     with pytest.raises(ValidationFailed):
         accesstoken_create(user=store.outsider, datastore_id=store.datastore.id)
     with pytest.raises(ValidationFailed):
         accesstoken_create(user=store.clinician, days=0)
 
 
-def test_tokens_store_only_for_a_superuser(store):
-    """The policy of a user's bearer credentials: DICOMweb reads, and StoreDICOM only where the user may write (a
+def test_tokens_store_only_for_a_superuser(client, store):
+    """The policy of a user's bearer credentials: DICOMweb reads, and STOW-RS only where the user may write (a
     superuser: grants are read rights)."""
-    factory = RequestFactory()
+    body = to_bytes(ct_dataset(study_uid=generate_uid(), series_uid=generate_uid(), patient_id="STOW-BEARER"))
     answers = {}
     for who in (store.clinician, store.admin):
         issued = accesstoken_create(user=who)
-        request = factory.post(store.studies(), data=b"", content_type="application/dicom",
-                               HTTP_AUTHORIZATION=f"Bearer {issued.token}")
-
-        def step(call):
-            call.authorize([store.datastore.arn])
-            from django.http import HttpResponse
-            return HttpResponse(status=200)
-
-        answers[who.username] = signed_call(request, operation_name="StoreDICOM", step=step,
-                                            parameters={"datastoreId": store.datastore.id},
-                                            labels={"datastoreId": store.datastore.id}, bearer=True).status_code
+        response = client.generic("POST", store.studies(), body, content_type="application/dicom",
+                                  HTTP_AUTHORIZATION=f"Bearer {issued.token}", HTTP_ACCEPT="application/dicom+json")
+        answers[who.username] = response.status_code
     assert answers == {"pat-clinician": 403, "pat-admin": 200}
+    event = _latest("StoreDICOM")
+    assert (event.identity_type, event.username, event.event_category) == ("Bearer", "pat-admin", "Data")
 
 
 def test_bearer_token_is_refused_on_the_healthimaging_api(client, store):
@@ -205,12 +201,12 @@ def test_session_cookie_is_refused_cross_origin_and_for_writes(client, store):
         assert response.status_code == 403, headers
         assert response["x-amzn-ErrorType"] == "MissingAuthenticationTokenException"
 
-    # A POST with the cookie is not a session call: it needs a signature (or a token).
-    request = RequestFactory().post(store.studies(), data=b"", content_type="application/dicom")
-    request.user = store.admin
-    response = signed_call(request, operation_name="StoreDICOM", step=lambda call: pytest.fail("not authenticated"),
-                           parameters={"datastoreId": store.datastore.id},
-                           labels={"datastoreId": store.datastore.id}, bearer=True)
+    # A POST (STOW-RS) with the cookie is not a session call: it needs a signature (or a token), even for an admin.
+    client.force_login(store.admin)
+    body = to_bytes(ct_dataset(study_uid=generate_uid(), series_uid=generate_uid(), patient_id="STOW-COOKIE"))
+    response = client.generic("POST", store.studies(), body, content_type="application/dicom",
+                              HTTP_ORIGIN="http://testserver")
+    assert response.status_code == 403
     assert response["x-amzn-ErrorType"] == "MissingAuthenticationTokenException"
 
 
