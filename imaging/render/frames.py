@@ -1,9 +1,11 @@
-"""Render orchestration for the viewer: which stored frame a request means, its bytes from the blob store, a cached
-decode, then viewer.render's pipeline to an 8-bit JPEG or PNG; series thumbnails; decoding neighbours ahead.
+"""Render orchestration for the viewer and DICOMweb's rendered resources: which stored frame a request means, its
+bytes from the blob store, a cached decode, then imaging.render.pixels's pipeline to an 8-bit JPEG, PNG or GIF;
+series thumbnails; decoding neighbours ahead.
 
-Callers (the pages and the websocket consumer) check access first (viewer.selectors.viewable_image_set) and pass
-the ImageSetView they were allowed to open: nothing here checks who asks. The pixel work itself (decode, LUTs,
-colour, encode) is viewer.render's; this module must not grow pixel code, only decide what to render and keep.
+Callers (the viewer's pages and websocket consumer, imaging.services.rendered) check access first and pass the
+ImageSetView they were allowed to open: nothing here checks who asks. The pixel work itself (decode, LUTs, colour,
+encode) is imaging.render.pixels's; this module must not grow pixel code, only decide what to render and keep. Both
+transports render through the same caches, so a frame the viewer decoded is not decoded again for DICOMweb.
 
 The caches are per process, in cachetools (with a lock, as the consumer renders on worker threads), not Django's
 cache framework: decoded frames and LUT pipelines are numpy arrays and objects that would be pickled on every get and
@@ -12,6 +14,7 @@ set, and every key holds an image set's content version or a frame id, so no pro
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,14 +25,16 @@ from imaging.codecs.description import PixelDescription
 from imaging.errors import NotFound
 from imaging.models import ImageFrame
 from imaging.storage import blob_store
-from viewer.imagemeta import ImageSetView, InstanceView
-from viewer.render import (
+from imaging.render.imagemeta import ImageSetView, InstanceView
+from imaging.render.pixels import (
     DecodedFrameCache,
     GrayscalePipeline,
+    Region,
     Window,
     color_to_rgb8,
     decode_frame,
     encode_image,
+    region_crop,
     skip_levels_for,
     stored_codestream,
 )
@@ -74,9 +79,42 @@ def frame_render(*, view: ImageSetView, index: int, series_uid: str | None = Non
     if not 0 <= index < len(frames):
         raise NotFound("No such frame")
     instance, number, frame_id = frames[index]
+    rendered = instance_frame_render(view=view, instance=instance, number=number, window=window, invert=invert,
+                                     max_size=max_size, fmt=fmt, quality=quality)
+    description = rendered.description
+    return rendered.body, {
+        "frame": index, "count": len(frames), "sop": instance.sop_uid, "number": number,
+        "instanceNumber": instance.instance_number, "position": instance.position,
+        "rows": description.rows, "columns": description.columns, "spacing": instance.pixel_spacing(),
+        "window": [rendered.window.center, rendered.window.width] if rendered.window else None,
+    }
+
+
+@dataclass(frozen=True)
+class RenderedFrame:
+    """An encoded frame, the window it was drawn with (None for colour) and how many levels below full it was
+    decoded."""
+
+    body: bytes
+    window: Window | None
+    description: PixelDescription
+    skip_levels: int
+
+
+def instance_frame_render(*, view: ImageSetView, instance: InstanceView, number: int, window: Window | None = None,
+                          invert: bool = False, max_size: tuple[int, int] | None = None, fmt: str = "jpeg",
+                          quality: int = 85, region: Region | None = None, enlarge: bool = False) -> RenderedFrame:
+    """Frame `number` (1-based) of one instance as an image: the stored window unless `window` is given, MONOCHROME1
+    inverted, fit within `max_size` (grown to it with `enlarge`), of `region` only where one is given; decoded from
+    the lowest resolution level that still covers `max_size`."""
+    if not 1 <= number <= len(instance.frame_ids):
+        raise NotFound("No such frame")
+    frame_id = instance.frame_ids[number - 1]
     description = PixelDescription.from_dicom(instance.dicom, instance.stored_transfer_syntax)
-    skip = skip_levels_for(description, max_size)
+    skip = skip_levels_for(description, max_size, region=region)
     stored = _decoded_frame(view, description, frame_id, skip)
+    if region is not None:
+        stored = region_crop(stored, region, skip_levels=skip)
     photometric = description.decoded_photometric
     if photometric.startswith("MONOCHROME") and stored.ndim == 2:
         pipeline = _pipeline(view, instance, description)
@@ -87,13 +125,8 @@ def frame_render(*, view: ImageSetView, index: int, series_uid: str | None = Non
         effective = None
         if invert:
             pixels = 255 - pixels
-    body = encode_image(pixels, fmt=fmt, quality=quality, max_size=max_size)
-    return body, {
-        "frame": index, "count": len(frames), "sop": instance.sop_uid, "number": number,
-        "instanceNumber": instance.instance_number, "position": instance.position,
-        "rows": description.rows, "columns": description.columns, "spacing": instance.pixel_spacing(),
-        "window": [effective.center, effective.width] if effective else None,
-    }
+    body = encode_image(pixels, fmt=fmt, quality=quality, max_size=max_size, enlarge=enlarge)
+    return RenderedFrame(body=body, window=effective, description=description, skip_levels=skip)
 
 
 @cached(_thumbnails, key=lambda *, view, series_uid: (view.image_set_id, view.version, series_uid),
