@@ -57,13 +57,17 @@ def _pipeline(view: ImageSetView, instance: InstanceView, description: PixelDesc
     return GrayscalePipeline(instance.dicom, instance.vrs, description)
 
 
-def _decoded_frame(view: ImageSetView, description: PixelDescription, frame_id: str, skip: int) -> np.ndarray:
-    """The frame's samples, `skip` resolution levels below full, from the cache or the blob store."""
+def _decoded_frame(view: ImageSetView, description: PixelDescription, frame_id: str, skip: int,
+                   blob_key: str | None = None) -> np.ndarray:
+    """The frame's samples, `skip` resolution levels below full, from the cache or the blob store (at `blob_key`
+    where the caller has looked it up already, so that a render needs no database)."""
     cached_frame = _decoded.get((frame_id, skip))
     if cached_frame is not None:
         return cached_frame
-    row = ImageFrame.objects.filter(image_set_id=view.image_set_id, frame_id=frame_id).first()
-    data = stored_codestream(blob_store(), row.blob_key, description, skip) if row else None
+    if blob_key is None:
+        row = ImageFrame.objects.filter(image_set_id=view.image_set_id, frame_id=frame_id).first()
+        blob_key = row.blob_key if row else None
+    data = stored_codestream(blob_store(), blob_key, description, skip) if blob_key else None
     if data is None:
         raise NotFound("No such frame")
     frame = decode_frame(data, description, skip_levels=skip)
@@ -103,16 +107,17 @@ class RenderedFrame:
 
 def instance_frame_render(*, view: ImageSetView, instance: InstanceView, number: int, window: Window | None = None,
                           invert: bool = False, max_size: tuple[int, int] | None = None, fmt: str = "jpeg",
-                          quality: int = 85, region: Region | None = None, enlarge: bool = False) -> RenderedFrame:
+                          quality: int = 85, region: Region | None = None, enlarge: bool = False,
+                          blob_key: str | None = None) -> RenderedFrame:
     """Frame `number` (1-based) of one instance as an image: the stored window unless `window` is given, MONOCHROME1
     inverted, fit within `max_size` (grown to it with `enlarge`), of `region` only where one is given; decoded from
-    the lowest resolution level that still covers `max_size`."""
+    the lowest resolution level that still covers `max_size`. With the frame's `blob_key`, no database is read."""
     if not 1 <= number <= len(instance.frame_ids):
         raise NotFound("No such frame")
     frame_id = instance.frame_ids[number - 1]
     description = PixelDescription.from_dicom(instance.dicom, instance.stored_transfer_syntax)
     skip = skip_levels_for(description, max_size, region=region)
-    stored = _decoded_frame(view, description, frame_id, skip)
+    stored = _decoded_frame(view, description, frame_id, skip, blob_key)
     if region is not None:
         stored = region_crop(stored, region, skip_levels=skip)
     photometric = description.decoded_photometric

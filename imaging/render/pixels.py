@@ -219,8 +219,8 @@ def region_crop(pixels: np.ndarray, region: Region, *, skip_levels: int) -> np.n
     rows, columns = pixels.shape[:2]
     x0, x1 = sorted((region.x, region.x + region.width))
     y0, y1 = sorted((region.y, region.y + region.height))
-    left, right = min(columns, x0 // scale), min(columns, -(-x1 // scale))
-    top, bottom = min(rows, y0 // scale), min(rows, -(-y1 // scale))
+    left, right = min(columns, max(0, x0) // scale), min(columns, -(-max(0, x1) // scale))
+    top, bottom = min(rows, max(0, y0) // scale), min(rows, -(-max(0, y1) // scale))
     cropped = pixels[top:max(bottom, top + 1), left:max(right, left + 1)]
     if region.width < 0:
         cropped = cropped[:, ::-1]
@@ -241,7 +241,8 @@ def skip_levels_for(description: PixelDescription, max_size: tuple[int, int] | N
     if not levels:
         return 0
     columns, rows = (abs(region.width), abs(region.height)) if region else (description.columns, description.rows)
-    ratio = min(columns / max(max_size[0], 1), rows / max(max_size[1], 1))
+    # The picture fits within max_size keeping its aspect ratio: the axis that shrinks most sets the scale.
+    ratio = max(columns / max(max_size[0], 1), rows / max(max_size[1], 1))
     if ratio < 2:
         return 0
     return max(0, min(int(math.log2(ratio)), levels))
