@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Iterator, Mapping
 
 from imaging.errors import NotAcceptable, NotFound, ValidationFailed
-from imaging.models import ImageFrame, ImageSet, ImageSetState
+from imaging.models import DatastoreStatus, ImageFrame, ImageSet, ImageSetState
 from imaging.render import frames as render_frames
 from imaging.render.imagemeta import ImageSetView, InstanceView, image_set_view_of
 from imaging.render.pixels import Region, Window
@@ -201,7 +201,6 @@ def rendered_image_sets(*, datastore_id: str, study_uid: str, series_uid: str | 
                         image_set_id: str | None = None) -> list[ImageSet]:
     """The image sets a rendered or thumbnail request reads: the one `imageSetId` pins, else the primary image sets
     of the study (of the one series). Callers authorize the action on each before rendering from it."""
-    datastore_require_active(datastore_id=datastore_id)
     queryset = ImageSet.objects.filter(datastore_id=datastore_id).exclude(state=ImageSetState.DELETED).exclude(
         content_version=0)
     if image_set_id:
@@ -210,7 +209,10 @@ def rendered_image_sets(*, datastore_id: str, study_uid: str, series_uid: str | 
         queryset = queryset.filter(study_instance_uid=study_uid, is_primary=True)
         if series_uid is not None:
             queryset = queryset.filter(series_instance_uid=series_uid)
-    image_sets = list(queryset.order_by("id"))
+    # The data store comes in the same query: one round trip less on the path of every rendered frame.
+    image_sets = list(queryset.select_related("datastore").order_by("id"))
+    if not image_sets or image_sets[0].datastore.status != DatastoreStatus.ACTIVE:
+        datastore_require_active(datastore_id=datastore_id)  # the data store's own error first
     if not image_sets:
         raise NotFound("No image set holds that study" if series_uid is None else "No image set holds that series")
     return image_sets
