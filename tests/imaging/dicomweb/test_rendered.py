@@ -319,3 +319,13 @@ def test_image_set_pinning_authorization_touch_and_audit(client, archive):
     assert get(client, archive, archive.ct_instance(1) + "/thumbnail", key=denied).status_code == 200
     outsider = accesskey_create(user=personas.outsider(username="render-outsider"))
     error(get(client, archive, path, key=outsider), 403)
+
+
+def test_a_picture_already_drawn_is_served_from_the_cache(client, archive, monkeypatch):
+    path = archive.ct_instance(1) + "/rendered"
+    first = get(client, archive, path, {"window": "10,300", "quality": "80"}, accept="image/jpeg")
+    monkeypatch.setattr(frames, "encode_image", lambda *args, **kwargs: pytest.fail("drawn again"))
+    again = get(client, archive, path, {"window": "10,300", "quality": "80"}, accept="image/jpeg")
+    assert again.status_code == 200 and again.content == first.content
+    with pytest.raises(pytest.fail.Exception):
+        get(client, archive, path, {"window": "10,300", "quality": "81"}, accept="image/jpeg")
