@@ -43,6 +43,9 @@ WINDOW_FUNCTIONS = ("LINEAR", "LINEAR_EXACT", "SIGMOID")
 DEFAULT_QUALITY = 90
 THUMBNAIL_SIZE = (128, 128)
 THUMBNAIL_QUALITY = 75  # the viewer's series thumbnails: a default thumbnail is one of them
+# Blob keys looked up per query for a multipart body: a series of thousands of instances stays within the bound
+# variables a database accepts in one statement (SQLite: 32766).
+KEYS_PER_QUERY = 500
 # A viewport grows the picture: its size is bounded so one request cannot ask for gigabytes of pixels.
 MAX_VIEWPORT = 4096
 
@@ -292,8 +295,11 @@ def _with_blob_keys(choices: list[FrameChoice]) -> list[FrameChoice]:
         by_set.setdefault(choice.view.image_set_id, set()).add(choice.instance.frame_ids[choice.number - 1])
     keys = {}
     for image_set_id, frame_ids in by_set.items():
-        keys.update(ImageFrame.objects.filter(image_set_id=image_set_id, frame_id__in=frame_ids).values_list(
-            "frame_id", "blob_key"))
+        ordered = sorted(frame_ids)
+        for start in range(0, len(ordered), KEYS_PER_QUERY):
+            keys.update(ImageFrame.objects.filter(
+                image_set_id=image_set_id, frame_id__in=ordered[start:start + KEYS_PER_QUERY]).values_list(
+                "frame_id", "blob_key"))
     found = []
     for choice in choices:
         key = keys.get(choice.instance.frame_ids[choice.number - 1])

@@ -67,8 +67,8 @@ def _ct_pixels(seed: int) -> np.ndarray:
 
 @pytest.fixture
 def archive(store_settings, tmp_path) -> Archive:
-    """One CT series of three 512x512 slices (instance numbers 3, 1, 2 on disk), and four files of ../shared/dicom,
-    each its own study."""
+    """One CT study: a series of three 512x512 slices (instance numbers 3, 1, 2 on disk) and a 64x64 scout series
+    numbered before it; and four files of ../shared/dicom, each its own study."""
     datastore = local_datastore_create()
     folder = tmp_path / "in"
     folder.mkdir()
@@ -78,7 +78,10 @@ def archive(store_settings, tmp_path) -> Archive:
         ds = ct_dataset(study_uid=study, series_uid=series, sop_uid=sops[number - 1], instance_number=number,
                         rows=512, columns=512, pixels=_ct_pixels(number))
         (folder / f"ct{number}.dcm").write_bytes(to_bytes(ds))
-    files = {}
+    scout = ct_dataset(study_uid=study, series_uid=generate_uid(), rows=64, columns=64, seed=5)
+    scout.SeriesNumber = "1"  # before the CT series (3): the study's first series
+    (folder / "scout.dcm").write_bytes(to_bytes(scout))
+    files = {"scout": scout}
     for index, name in enumerate((CT_SMALL, CR_MONOCHROME1, RGB, MULTIFRAME)):
         (folder / f"file{index}.dcm").write_bytes((DICOM_DIR / name).read_bytes())
         files[name] = pydicom.dcmread(DICOM_DIR / name, stop_before_pixels=True)
@@ -233,14 +236,21 @@ def test_study_and_series_rendered(client, archive):
     study, series, sops = archive.ct
     middle = image(get(client, archive, archive.ct_instance(2) + "/rendered"))
     assert np.array_equal(image(get(client, archive, f"{archive.base(study)}/series/{series}/rendered")), middle)
-    assert np.array_equal(image(get(client, archive, f"{archive.base(study)}/rendered")), middle)
+    scout = image(get(client, archive, archive.file_path("scout") + "/rendered"))
+    assert scout.shape == (64, 64)
+    assert np.array_equal(image(get(client, archive, f"{archive.base(study)}/rendered")), scout)  # its first series
     every = get(client, archive, f"{archive.base(study)}/rendered", {"viewport": "64,64"},
                 accept='multipart/related; type="image/png"')
     found = parts(every)
-    assert len(found) == 3
-    for number, (_, body) in enumerate(found, start=1):
-        expected = image(get(client, archive, archive.ct_instance(number) + "/rendered", {"viewport": "64,64"}))
-        assert np.array_equal(np.asarray(Image.open(io.BytesIO(body))), expected)
+    assert len(found) == 4  # the scout (series 1), then the CT slices (series 3) in instance number order
+    expected = [archive.file_path("scout")] + [archive.ct_instance(number) for number in (1, 2, 3)]
+    for path, (media, body) in zip(expected, found):
+        assert media == "image/png"
+        drawn = image(get(client, archive, path + "/rendered", {"viewport": "64,64"}))
+        assert np.array_equal(np.asarray(Image.open(io.BytesIO(body))), drawn)
+    series_only = parts(get(client, archive, f"{archive.base(study)}/series/{series}/rendered",
+                            accept='multipart/related; type="image/jpeg"'))
+    assert [media for media, _ in series_only] == ["image/jpeg"] * 3
 
 
 def test_thumbnails(client, archive):
@@ -249,8 +259,11 @@ def test_thumbnails(client, archive):
     series_thumbnail = get(client, archive, f"{archive.base(study)}/series/{series}/thumbnail", accept="image/jpeg")
     assert series_thumbnail.status_code == 200 and series_thumbnail["Content-Type"] == "image/jpeg"
     assert series_thumbnail.content == frames.series_thumbnail(view=view, series_uid=series)  # the viewer's own
+    scout = archive.files["scout"]
+    scout_view = image_set_view(datastore_id=archive.datastore.id,
+                                image_set_id=archive.image_set(scout.SeriesInstanceUID).id)
     study_thumbnail = get(client, archive, f"{archive.base(study)}/thumbnail", accept="image/jpeg")
-    assert study_thumbnail.content == series_thumbnail.content
+    assert study_thumbnail.content == frames.series_thumbnail(view=scout_view, series_uid=scout.SeriesInstanceUID)
     instance = image(get(client, archive, archive.ct_instance(1) + "/thumbnail"))
     assert instance.shape == (128, 128)
     assert np.array_equal(instance, viewer_png(archive, series, 0, max_size=(128, 128)))
