@@ -25,6 +25,7 @@ without the database (the frames' blob keys are read up front), so it may be pro
 from __future__ import annotations
 
 import math
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Iterator, Mapping
@@ -43,6 +44,8 @@ WINDOW_FUNCTIONS = ("LINEAR", "LINEAR_EXACT", "SIGMOID")
 DEFAULT_QUALITY = 90
 THUMBNAIL_SIZE = (128, 128)
 THUMBNAIL_QUALITY = 75  # the viewer's series thumbnails: a default thumbnail is one of them
+INTEGER = re.compile(r"[-+]?[0-9]{1,10}")
+DIGITS = re.compile(r"[0-9]{1,10}")
 # Blob keys looked up per query for a multipart body: a series of thousands of instances stays within the bound
 # variables a database accepts in one statement (SQLite: 32766).
 KEYS_PER_QUERY = 500
@@ -140,10 +143,10 @@ def _number(text: str, name: str) -> float:
 
 
 def _integer(text: str, name: str, low: int, high: int) -> int:
-    try:
-        value = int(text.strip())
-    except ValueError as e:
-        raise ValidationFailed(f"{name} must be an integer, not {text[:32]!r}") from e
+    # ASCII digits only: int() would also take "1_000" and other scripts' digits.
+    if not INTEGER.fullmatch(text.strip()):
+        raise ValidationFailed(f"{name} must be an integer, not {text[:32]!r}")
+    value = int(text.strip())
     if not low <= value <= high:
         raise ValidationFailed(f"{name} must be between {low} and {high}")
     return value
@@ -192,7 +195,7 @@ def frame_numbers_parse(*, text: str) -> list[int]:
     """A frameList: 1-based, comma-separated, no duplicates (SPEC 11.3); anything else is a ValidationFailed."""
     numbers = []
     for part in text.split(","):
-        if not part.strip().isdigit() or int(part) == 0:
+        if not DIGITS.fullmatch(part) or int(part) == 0:
             raise ValidationFailed("frameList is a comma-separated list of frame numbers from 1")
         numbers.append(int(part))
     if len(set(numbers)) != len(numbers):

@@ -284,6 +284,7 @@ def test_thumbnails(client, archive):
     ({"viewport": "1,2,3"}, "viewport"), ({"viewport": "10,10,0,0,0,10"}, "viewport sw"),
     ({"viewport": "100000,10"}, "viewport width"), ({"viewport": "10,10,9999,0,,"}, "viewport region"),
     ({"quality": "0"}, "quality"), ({"quality": "101"}, "quality"), ({"quality": "high"}, "quality"),
+    ({"quality": "5_0"}, "quality"), ({"viewport": "\u0661\u0662,10"}, "viewport width"),
 ], ids=lambda value: str(value))
 def test_bad_parameters_are_400s_that_name_them(client, archive, query, named):
     message = error(get(client, archive, archive.ct_instance(1) + "/rendered", query), 400)
@@ -302,7 +303,7 @@ def test_bad_accept_unknown_resources_and_frame_lists(client, archive):
     error(get(client, archive, f"{archive.base(study)}/series/{generate_uid()}/thumbnail"), 404)
     error(get(client, archive, f"{archive.base(study)}/series/{series}/instances/{generate_uid()}/rendered"), 404)
     error(get(client, archive, path + "/frames/2/rendered"), 404)  # one frame only
-    for frame_list in ("0", "1,1", "a", "1,,2"):
+    for frame_list in ("0", "1,1", "a", "1,,2", "%C2%B2", "1_0"):
         error(get(client, archive, path + f"/frames/{frame_list}/rendered"), 400)
     error(get(client, archive, path + "/frames/1,2/thumbnail"), 400)
 
