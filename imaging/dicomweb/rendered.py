@@ -16,7 +16,7 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
 from imaging.aws.signed import SignedCall, signed_route
 from imaging.errors import ValidationFailed
-from imaging.models import datastore_arn
+from imaging.models import ImageSet, datastore_arn
 from imaging.services.rendered import (
     RenderedBody,
     frame_numbers_parse,
@@ -41,7 +41,7 @@ def _resources(call: SignedCall) -> list[str]:
     return [datastore_arn(call.parameters["datastoreId"])]
 
 
-def _image_sets(call: SignedCall, *, datastoreId: str, study: str, series: str | None):
+def _image_sets(call: SignedCall, *, datastoreId: str, study: str, series: str | None) -> list[ImageSet]:
     image_sets = rendered_image_sets(datastore_id=datastoreId, study_uid=study, series_uid=series,
                                      image_set_id=call.request.GET.get("imageSetId"))
     # Each image set drawn from is authorized: a policy that denies one denies its pictures too.
