@@ -70,10 +70,14 @@ class SignedCall:
     parameters: dict[str, Any] = field(default_factory=dict)
     audit_response: Any = None
 
+    granted: dict[str, bool] = field(default_factory=dict)
+
     def authorize(self, resources: list[str], *, operation_name: str | None = None) -> str:
-        """Authorize this call's key for `operation_name` (this call's operation by default) on `resources`."""
+        """Authorize this call's key for `operation_name` (this call's operation by default) on `resources`. A data
+        store's grant is looked up once per call, however many of its resources are authorized."""
         assert self.key is not None, "authorize runs after authentication"
-        self.principal = authorize(self.key, operation_name=operation_name or self.operation_name, resources=resources)
+        self.principal = authorize(self.key, operation_name=operation_name or self.operation_name, resources=resources,
+                                   granted=self.granted)
         return self.principal
 
 
@@ -134,24 +138,30 @@ def authenticate(
 _DATASTORE_IN_ARN = re.compile(r":datastore/([0-9a-z]{32})")
 
 
-def _grants_cover(key: AccessKey, *, operation_name: str, resource: str) -> bool:
+def _grants_cover(key: AccessKey, *, operation_name: str, resource: str, granted: dict[str, bool]) -> bool:
     """Grants bind the API as they bind the viewer: a data store named must be one the key's user may read (in any
-    state: see imaging.selectors.datastores_readable), and only a superuser may create one."""
+    state: see imaging.selectors.datastores_readable), and only a superuser may create one. `granted` keeps the
+    answers by data store for the rest of the call."""
     match = _DATASTORE_IN_ARN.search(resource)
     if match is None:
         return operation_name != "CreateDatastore" or key.user.is_superuser
-    return datastore_readable(user=key.user, datastore_id=match.group(1), include_inactive=True)
+    datastore_id = match.group(1)
+    if datastore_id not in granted:
+        granted[datastore_id] = datastore_readable(user=key.user, datastore_id=datastore_id, include_inactive=True)
+    return granted[datastore_id]
 
 
-def authorize(key: AccessKey, *, operation_name: str, resources: list[str]) -> str:
+def authorize(key: AccessKey, *, operation_name: str, resources: list[str],
+              granted: dict[str, bool] | None = None) -> str:
     """The key's policy must allow the action on every resource, and the key's user must be granted each data
     store named. Returns the principal's ARN; raises AccessDenied naming the first resource refused."""
     principal = principal_arn(key)
     action = f"medical-imaging:{operation_name}"
     document = accesskey_policy_document(key)
+    granted = {} if granted is None else granted
     for resource in resources:
         if not (is_allowed(document, action=action, resources=[resource])
-                and _grants_cover(key, operation_name=operation_name, resource=resource)):
+                and _grants_cover(key, operation_name=operation_name, resource=resource, granted=granted)):
             raise errors.AccessDenied(f"User: {principal} is not authorized to perform: {action} on resource: {resource}")
     return principal
 
