@@ -103,27 +103,32 @@ def bearer_caller(bearer: str, *, datastore_id: str, operation_name: str) -> Cal
     raise errors.InvalidToken("Bearer tokens are not accepted for this data store")
 
 
-def _bounds_cover(caller: Caller, *, operation_name: str, resource: str) -> bool:
+def _bounds_cover(caller: Caller, *, operation_name: str, resource: str, granted: dict[str, bool]) -> bool:
     """Grants bind the API as they bind the viewer: a data store named must be one the caller's user may read (in
     any state: see imaging.selectors.datastores_readable), one the caller is limited to if it is, and only a
-    superuser may create one."""
+    superuser may create one. `granted` keeps the grant answers by data store for the rest of the call."""
     match = _DATASTORE_IN_ARN.search(resource)
     if match is None:
         return operation_name != "CreateDatastore" or bool(caller.user and caller.user.is_superuser)
-    if caller.datastore_id is not None and match.group(1) != caller.datastore_id:
+    datastore_id = match.group(1)
+    if caller.datastore_id is not None and datastore_id != caller.datastore_id:
         return False
     if caller.user is None:
         return caller.datastore_id is not None
-    return datastore_readable(user=caller.user, datastore_id=match.group(1), include_inactive=True)
+    if datastore_id not in granted:
+        granted[datastore_id] = datastore_readable(user=caller.user, datastore_id=datastore_id, include_inactive=True)
+    return granted[datastore_id]
 
 
-def caller_authorize(caller: Caller, *, operation_name: str, resources: list[str]) -> str:
+def caller_authorize(caller: Caller, *, operation_name: str, resources: list[str],
+                     granted: dict[str, bool] | None = None) -> str:
     """The caller's policy must allow the action on every resource, within the caller's bounds. Returns the
     principal's ARN; raises AccessDenied naming the first resource refused."""
     action = f"medical-imaging:{operation_name}"
+    granted = {} if granted is None else granted
     for resource in resources:
         if not (is_allowed(caller.policy, action=action, resources=[resource])
-                and _bounds_cover(caller, operation_name=operation_name, resource=resource)):
+                and _bounds_cover(caller, operation_name=operation_name, resource=resource, granted=granted)):
             raise errors.AccessDenied(
                 f"User: {caller.principal_arn} is not authorized to perform: {action} on resource: {resource}")
     return caller.principal_arn

@@ -72,6 +72,9 @@ class SignedCall:
     parameters: dict[str, Any] = field(default_factory=dict)
     audit_response: Any = None
 
+    # A data store's grant, looked up once per call however many of its resources are authorized.
+    granted: dict[str, bool] = field(default_factory=dict)
+
     @property
     def user(self) -> Any:
         """The user the call acts for (None for a data store authorizer's role, or before authentication)."""
@@ -81,7 +84,7 @@ class SignedCall:
         """Authorize this call's caller for `operation_name` (this call's operation by default) on `resources`."""
         assert self.caller is not None, "authorize runs after authentication"
         self.principal = caller_authorize(self.caller, operation_name=operation_name or self.operation_name,
-                                          resources=resources)
+                                          resources=resources, granted=self.granted)
         return self.principal
 
 
@@ -139,11 +142,12 @@ def authenticate(
     return key
 
 
-def authorize(key: AccessKey, *, operation_name: str, resources: list[str]) -> str:
+def authorize(key: AccessKey, *, operation_name: str, resources: list[str],
+              granted: dict[str, bool] | None = None) -> str:
     """The key's policy must allow the action on every resource, and the key's user must be granted each data
     store named (imaging.aws.callers.caller_authorize). Returns the principal's ARN; raises AccessDenied naming
     the first resource refused."""
-    return caller_authorize(caller_for_key(key), operation_name=operation_name, resources=resources)
+    return caller_authorize(caller_for_key(key), operation_name=operation_name, resources=resources, granted=granted)
 
 
 _BEARER = re.compile(r"Bearer[ \t]+(\S+)[ \t]*", re.IGNORECASE)
