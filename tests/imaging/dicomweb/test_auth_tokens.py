@@ -47,9 +47,12 @@ def store(store_settings, tmp_path) -> Store:
     folder.mkdir()
     shutil.copy(DICOM_DIR / "ELE__CT_small.dcm", folder / "ct.dcm")
     import_job_start_local(datastore_id=datastore.id, paths=[str(folder)])
-    patient_id = str(pydicom.dcmread(folder / "ct.dcm", stop_before_pixels=True).PatientID)
-    return Store(datastore, other, personas.clinician(datastore, other, username="pat-clinician"),
-                 personas.outsider("pat-outsider"), personas.admin("pat-admin"), patient_id)
+    source = pydicom.dcmread(folder / "ct.dcm", stop_before_pixels=True)
+    made = Store(datastore, other, personas.clinician(datastore, other, username="pat-clinician"),
+                 personas.outsider("pat-outsider"), personas.admin("pat-admin"), str(source.PatientID))
+    made.instance = (f"/datastore/{datastore.id}/studies/{source.StudyInstanceUID}/series/"
+                     f"{source.SeriesInstanceUID}/instances/{source.SOPInstanceUID}")
+    return made
 
 
 def bearer_get(client, path: str, token: str, **headers):
@@ -86,6 +89,20 @@ def test_token_searches_as_its_user_and_is_audited_as_bearer(client, store):
     assert not AuditEvent.objects.filter(request_parameters__icontains=secret).exists()
     row = AccessToken.objects.get(pk=issued.token_id)
     assert secret not in row.secret_sha256 and row.last_used_at is not None
+
+
+def test_token_retrieves_an_instance_and_a_rendered_frame(client, store):
+    """Every DICOMweb route takes tokens, WADO-RS and rendered ones included, and authorizes the image set too."""
+    issued = accesstoken_create(user=store.clinician)
+    instance = client.get(store.instance, HTTP_AUTHORIZATION=f"Bearer {issued.token}", HTTP_ACCEPT="application/dicom")
+    assert instance.status_code == 200 and instance["Content-Type"].startswith("application/dicom")
+    rendered = client.get(store.instance + "/rendered", HTTP_AUTHORIZATION=f"Bearer {issued.token}",
+                          HTTP_ACCEPT="image/png")
+    assert rendered.status_code == 200 and rendered["Content-Type"] == "image/png"
+    assert {e.identity_type for e in AuditEvent.objects.filter(event_name__in=["GetDICOMInstance",
+                                                                               "GetDICOMRendered"])} == {"Bearer"}
+    outsider = accesstoken_create(user=store.outsider)
+    assert client.get(store.instance, HTTP_AUTHORIZATION=f"Bearer {outsider.token}").status_code == 403
 
 
 def test_revoked_expired_malformed_and_forged_tokens_are_401(client, store):
