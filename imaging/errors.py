@@ -49,3 +49,8 @@ class PayloadTooLarge(ApertureError):
 
 class UnsupportedMediaType(ApertureError):
     """The request body's Content-Type is not one the operation accepts (415)."""
+
+
+class InvalidToken(ApertureError):
+    """A bearer credential (an access token, a JWT) that is not acceptable (401); the message says why without
+    repeating the token."""
