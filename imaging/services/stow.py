@@ -27,7 +27,7 @@ from typing import Any, BinaryIO, Iterable
 from django.conf import settings
 
 from imaging.dicom.identity import InstanceIdentity, p10_identity
-from imaging.dicom.multipart import MultipartError, media_type_parse, parts_read
+from imaging.dicom.multipart_read import MultipartError, media_type_parse, parts_read
 from imaging.errors import UnsupportedMediaType, ValidationFailed
 from imaging.models import JobStatus
 from imaging.services.datastores import datastore_require_active

@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from imaging.dicom.multipart import MultipartError, boundary_check, media_type_parse, parts_read
+from imaging.dicom.multipart_read import MultipartError, boundary_check, media_type_parse, parts_read
 
 CHUNK_SIZES = [1, 2, 3, 7, 64, 1 << 16]
 
