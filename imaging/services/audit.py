@@ -22,7 +22,8 @@ SENSITIVE_MEMBERS = {"searchCriteria", "updateImageSetMetadataUpdates", "copiabl
                      "studyInstanceUID", "seriesInstanceUID", "sopInstanceUID", "study", "series", "sop"}
 READ_PREFIXES = ("Get", "List", "Search")
 DATA_EVENTS = {"GetImageFrame", "GetDICOMInstance", "SearchDICOMStudies", "SearchDICOMSeries",
-               "SearchDICOMInstances"}
+               "SearchDICOMInstances", "GetDICOMStudy", "GetDICOMSeries", "GetDICOMStudyMetadata",
+               "GetDICOMSeriesMetadata", "GetDICOMInstanceMetadata", "GetDICOMInstanceFrames", "GetDICOMBulkdata"}
 
 
 def redact(value: Any) -> Any:
