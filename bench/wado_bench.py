@@ -47,6 +47,7 @@ def main() -> None:
     parser.add_argument("--instances", type=int, default=300)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--rounds", type=int, default=50)
+    parser.add_argument("--orthanc", action="store_true", help="time the same requests on Orthanc's DICOMweb plugin")
     args = parser.parse_args()
     server = ApertureServer().start()
     try:
@@ -85,8 +86,36 @@ def main() -> None:
             p95 = samples[min(len(samples) - 1, int(len(samples) * 0.95))]
             print(f"{name:24s} cold {cold:7.1f} ms  warm p50 {statistics.median(samples):6.1f} ms  p95 {p95:6.1f} ms"
                   f"  ({size} bytes)")
+        if args.orthanc:
+            _orthanc(folder, study, series, middle, args.rounds)
     finally:
         server.stop()
+
+
+def _orthanc(folder: Path, study: str, series: str, middle: str, rounds: int) -> None:
+    from bench.orthanc import DICOMWEB_PLUGIN, Orthanc
+
+    orthanc = Orthanc(plugins=[DICOMWEB_PLUGIN]).start()
+    try:
+        orthanc.ingest_seconds(sorted(folder.glob("*.dcm")))
+        session = requests.Session()
+        base = f"http://127.0.0.1:{orthanc.http_port}/dicom-web/studies/{study}/series/{series}"
+        cases = [
+            ("Orthanc series metadata", f"{base}/metadata", "application/dicom+json"),
+            ("Orthanc inst. metadata", f"{base}/instances/{middle}/metadata", "application/dicom+json"),
+            ("Orthanc frame, stored", f"{base}/instances/{middle}/frames/1",
+             "multipart/related; type=application/octet-stream; transfer-syntax=*"),
+            ("Orthanc frame, uncompr.", f"{base}/instances/{middle}/frames/1",
+             "multipart/related; type=application/octet-stream"),
+        ]
+        for name, url, accept in cases:
+            cold, samples, size = _timed(session, url, accept, rounds)
+            samples.sort()
+            p95 = samples[min(len(samples) - 1, int(len(samples) * 0.95))]
+            print(f"{name:24s} cold {cold:7.1f} ms  warm p50 {statistics.median(samples):6.1f} ms  p95 {p95:6.1f} ms"
+                  f"  ({size} bytes)")
+    finally:
+        orthanc.stop()
 
 
 if __name__ == "__main__":
