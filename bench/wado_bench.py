@@ -66,7 +66,8 @@ def main() -> None:
             (folder / f"{number:04d}.dcm").write_bytes(to_bytes(dataset))
         started = time.perf_counter()
         server.manage("import_dicom", "--datastore", datastore_id, str(folder))
-        print(f"imported {args.instances} instances of {args.size}x{args.size} in {time.perf_counter() - started:.1f} s")
+        seconds = time.perf_counter() - started
+        print(f"imported {args.instances} instances of {args.size}x{args.size} in {seconds:.1f} s")
         session = requests.Session()
         session.auth = SigV4(key)
         base = f"{server.url}/datastore/{datastore_id}/studies/{study}/series/{series}"
