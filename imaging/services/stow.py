@@ -1,7 +1,7 @@
 """STOW-RS (SPEC 11.5): store the instances of one request body, synchronously, through the import pipeline.
 
 The design: the body (already spooled to a temporary file and hashed by imaging.aws.signed) is split into its
-parts by imaging.dicom.multipart, each part written to its own file in a fresh folder under the data directory's
+parts by imaging.dicom.multipart_read, each part written to its own file in a fresh folder under the data directory's
 uploads folder, in body order (`part-000001.dcm`, …). Each part's header names its instance
 (imaging.dicom.identity); StoreDICOMStudy refuses the parts of another study there (0xA900), before they reach the
 pipeline. The folder then becomes an ordinary local import job run to its end in this thread

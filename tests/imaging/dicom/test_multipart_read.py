@@ -1,4 +1,4 @@
-"""The streaming multipart/related reader (imaging/dicom/multipart.py): every chunk size splits delimiters at every
+"""The streaming multipart/related reader (imaging/dicom/multipart_read.py): every chunk size splits delimiters at every
 offset, so a part's content must come out the same whatever the stream hands over at a time."""
 from __future__ import annotations
 
