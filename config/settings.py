@@ -276,6 +276,21 @@ APERTURE_TIERING_SWEEP_SECONDS = env_int("APERTURE_TIERING_SWEEP_SECONDS", 24 * 
 # --- Viewer ---
 APERTURE_RENDER_CACHE_BYTES = env_int("APERTURE_RENDER_CACHE_MB", 256, minimum=16) * 1024 * 1024
 
+# --- DICOMweb bearer tokens (SPEC 12.6; imaging/services/oidc.py, authorizers.py, accesstokens.py) ---
+# An OIDC issuer whose JWTs name local users (by APERTURE_OIDC_USER_CLAIM); empty: no OIDC.
+APERTURE_OIDC_ISSUER = env_str("APERTURE_OIDC_ISSUER")
+APERTURE_OIDC_AUDIENCE = env_str("APERTURE_OIDC_AUDIENCE")
+if APERTURE_OIDC_ISSUER and not APERTURE_OIDC_ISSUER.startswith(("https://", "http://")):
+    raise ImproperlyConfigured(f"APERTURE_OIDC_ISSUER must be an http(s) URL, not {APERTURE_OIDC_ISSUER!r}")
+# The issuer's JWKS from a file instead of its discovery document (an issuer this server cannot reach).
+APERTURE_OIDC_JWKS_FILE = env_str("APERTURE_OIDC_JWKS_FILE")
+APERTURE_OIDC_USER_CLAIM = env_str("APERTURE_OIDC_USER_CLAIM", "preferred_username")
+APERTURE_OIDC_JWKS_TTL_SECONDS = env_int("APERTURE_OIDC_JWKS_TTL_SECONDS", 3600, minimum=1)
+APERTURE_OIDC_JWKS_MIN_REFRESH_SECONDS = env_int("APERTURE_OIDC_JWKS_MIN_REFRESH_SECONDS", 30, minimum=0)
+# Data store authorizers: lambdaAuthorizerArn=module:function or =https://… (http:// only to a loopback host).
+APERTURE_AUTHORIZERS = env_mapping("APERTURE_AUTHORIZERS", r"(https?://\S+|[A-Za-z_][\w.]*:[A-Za-z_]\w*)",
+                                   "module:function or an http(s) URL")
+
 # --- Audit, metrics, embedding, sessions (SPEC 13, issue 6) ---
 APERTURE_AUDIT_DATA_EVENTS = env_bool("APERTURE_AUDIT_DATA_EVENTS", True)
 APERTURE_TRUSTED_PROXIES = env_list("APERTURE_TRUSTED_PROXIES", [])

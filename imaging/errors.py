@@ -45,3 +45,8 @@ class BadRequest(ApertureError):
 
 class PayloadTooLarge(ApertureError):
     """A request body over the limit of its route, refused before it is held (413)."""
+
+
+class InvalidToken(ApertureError):
+    """A bearer credential (an access token, a JWT) that is not acceptable (401); the message says why without
+    repeating the token."""

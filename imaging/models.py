@@ -117,6 +117,48 @@ class AccessKey(models.Model):
         return self.access_key_id
 
 
+class AccessToken(models.Model):
+    """A personal access token: a bearer credential for the DICOMweb routes only, never the HealthImaging API.
+
+    The token is `apt_<token_id>_<secret>`, shown once. Only the SHA-256 of the secret is kept: the secret is 256
+    random bits, so a plain hash is as strong as a slow one and lets every request check it cheaply. What the
+    token may do is bounded by its user's grants (and, when `datastore` is set, by that one data store)."""
+
+    token_id = models.CharField(primary_key=True, max_length=20)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="access_tokens")
+    name = models.CharField(max_length=128, blank=True)
+    secret_sha256 = models.CharField(max_length=64, editable=False)
+    datastore = models.ForeignKey(Datastore, null=True, blank=True, on_delete=models.CASCADE, related_name="+",
+                                  help_text="Blank: every data store the user may read")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Blank: never")
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.token_id
+
+
+class Role(models.Model):
+    """A local IAM role, `arn:aws:iam::{account}:role/{name}`: what a data store's bearer-token authorizer (SPEC
+    12.6) names in its roleArn. The call is then evaluated against the role's policy alone."""
+
+    name = models.CharField(primary_key=True, max_length=64)
+    description = models.CharField(max_length=256, blank=True)
+    policy = models.CharField(max_length=40, choices=ManagedPolicy.choices, default=ManagedPolicy.READ_ONLY)
+    policy_document = models.JSONField(null=True, blank=True, help_text="IAM-style policy when policy is Custom")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class JobStatus(models.TextChoices):
     SUBMITTED = "SUBMITTED"
     IN_PROGRESS = "IN_PROGRESS"
@@ -416,6 +458,9 @@ class AuditEvent(models.Model):
     username = models.CharField(max_length=150, blank=True, db_index=True)
     principal_arn = models.CharField(max_length=256, blank=True)
     access_key_id = models.CharField(max_length=20, blank=True)
+    # userIdentity.type: IAMUser, AssumedRole, Bearer or Session. Nullable (null reads as IAMUser, the only kind
+    # before it existed) so that adding it is a plain ADD COLUMN: a rebuild of the table would drop its triggers.
+    identity_type = models.CharField(max_length=16, null=True, blank=True)
     source_ip = models.GenericIPAddressField(null=True, blank=True)
     user_agent = models.CharField(max_length=256, blank=True)
     datastore_id = models.CharField(max_length=32, blank=True, db_index=True)

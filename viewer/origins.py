@@ -16,9 +16,8 @@ from urllib.parse import urlsplit
 
 from channels.security.websocket import WebsocketDenier
 from django.conf import settings
-from django.http.request import split_domain_port, validate_host
 
-DEFAULT_PORTS = {"http": "80", "https": "443", "ws": "80", "wss": "443"}
+from imaging.origins import normalized_origin, same_origin
 
 
 def _header(scope, name: bytes) -> str | None:
@@ -28,33 +27,14 @@ def _header(scope, name: bytes) -> str | None:
     return None
 
 
-def _host_port(netloc: str, scheme: str) -> tuple[str, str]:
-    host, port = split_domain_port(netloc.lower())
-    return host, port or DEFAULT_PORTS.get(scheme, "")
-
-
-def _normalized(origin: str) -> str:
-    parts = urlsplit(origin.strip().lower())
-    host, port = _host_port(parts.netloc, parts.scheme)
-    return f"{parts.scheme}://{host}:{port}"
-
-
 def origin_allowed(origin: str | None, host_header: str | None) -> bool:
     if not origin or origin == "null":
         return False
     parts = urlsplit(origin.lower())
     if parts.scheme not in ("http", "https") or not parts.netloc:
         return False
-    trusted = {_normalized(o) for o in (*settings.APERTURE_EMBED_ORIGINS, *settings.CSRF_TRUSTED_ORIGINS)}
-    if _normalized(origin) in trusted:
-        return True
-    if not host_header:
-        return False
-    request_host, request_port = _host_port(host_header, parts.scheme)
-    origin_host, origin_port = _host_port(parts.netloc, parts.scheme)
-    if not request_host or not validate_host(request_host, settings.ALLOWED_HOSTS):
-        return False
-    return (origin_host, origin_port) == (request_host, request_port)
+    trusted = {normalized_origin(o) for o in (*settings.APERTURE_EMBED_ORIGINS, *settings.CSRF_TRUSTED_ORIGINS)}
+    return normalized_origin(origin) in trusted or same_origin(origin, host_header)
 
 
 class SameOriginValidator:

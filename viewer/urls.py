@@ -4,7 +4,7 @@ from __future__ import annotations
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from viewer import views
+from viewer import tokens, views
 
 app_name = "viewer"
 urlpatterns = [
@@ -13,6 +13,8 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(next_page="viewer:login"), name="logout"),
     path("studies/<str:datastore_id>/<str:study_uid>/", views.study, name="study"),
     path("view/<str:datastore_id>/<str:image_set_id>/", views.viewer, name="viewer"),
+    path("account/tokens/", tokens.tokens, name="tokens"),
+    path("account/tokens/<str:token_id>/revoke/", tokens.token_revoke, name="token_revoke"),
     path("share/<str:token>/", views.share, name="share"),
     path("thumbnails/<str:datastore_id>/<str:image_set_id>/<str:series_uid>.jpg", views.thumbnail, name="thumbnail"),
 ]

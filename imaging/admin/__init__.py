@@ -1,5 +1,6 @@
 """Admin pages, one module per model: data stores (with their import and delete pages), import jobs, image sets,
-share links, the audit trail, frame scrubs, users with their data store grants, and access keys. Importing this package
+share links, the audit trail, frame scrubs, users with their data store grants, access keys, personal access tokens
+and roles. Importing this package
 registers them all.
 
 Pages only: every write goes through the same services as the API, every total through a selector. No business
@@ -7,6 +8,18 @@ rule lives here.
 """
 from __future__ import annotations
 
-from imaging.admin import accesskeys, audit, datastores, imagesets, imports, scrubs, sharelinks, users
+from imaging.admin import (
+    accesskeys,
+    accesstokens,
+    audit,
+    datastores,
+    imagesets,
+    imports,
+    roles,
+    scrubs,
+    sharelinks,
+    users,
+)
 
-__all__ = ["accesskeys", "audit", "datastores", "imagesets", "imports", "scrubs", "sharelinks", "users"]
+__all__ = ["accesskeys", "accesstokens", "audit", "datastores", "imagesets", "imports", "roles", "scrubs", "sharelinks",
+           "users"]

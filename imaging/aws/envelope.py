@@ -14,6 +14,8 @@ ERROR_TABLE: dict[type[errors.ApertureError], tuple[str, int]] = {
     errors.ValidationFailed: ("ValidationException", 400),
     errors.BadRequest: ("BadRequestException", 400),
     errors.AccessDenied: ("AccessDeniedException", 403),
+    # DICOMweb bearer credentials only (SPEC 12.6); the response also carries WWW-Authenticate (imaging/aws/signed.py).
+    errors.InvalidToken: ("UnauthorizedException", 401),
     errors.NotFound: ("ResourceNotFoundException", 404),
     errors.NotAcceptable: ("NotAcceptableException", 406),
     errors.Conflict: ("ConflictException", 409),

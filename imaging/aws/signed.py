@@ -1,7 +1,7 @@
 """The one wrapper for a SigV4-signed route, shared by the HealthImaging API and the DICOMweb routes.
 
 `signed_call` runs one call, in this order: a request id; the body, read within the body limit (a body over it is a
-PayloadTooLarge); authentication (SigV4 against an active access key); throttling per operation; optionally the
+PayloadTooLarge); authentication into a Caller (imaging/aws/callers.py); throttling per operation; optionally the
 authorization of the resources the route names; then the route's own step, which is only the happy path. Every
 exception becomes a response in one place: a SignatureError its own AWS error, a domain error the row of
 `imaging.aws.envelope.ERROR_TABLE`, anything else a 500 that is logged once. Afterwards each call, answered or
@@ -9,6 +9,13 @@ refused, is counted in the metrics and written to the audit trail.
 
 `signed_route` is the same as a view decorator for a route with one operation (GetDICOMInstance); the API's
 dispatcher, which picks the operation by method, calls `signed_call` itself.
+
+Authentication is SigV4 against an active access key everywhere. A route that opts in with `bearer=True` (the
+DICOMweb routes: every signed_route with allow_unsigned_payload=True does, unless it says otherwise) also accepts
+`Authorization: Bearer <token>` (a personal access token, an OIDC JWT, or a JWT for the data store's authorizer,
+SPEC 12.6) and, for GET and HEAD without an Authorization header, the viewer's session cookie from the server's own
+origin. The API never opts in: a bearer token there is what any malformed Authorization header is, a SigV4 error.
+A refused bearer token is a 401 in the JSON envelope with `WWW-Authenticate: Bearer error="invalid_token"`.
 
 This module knows no route and no operation model: it must not import imaging.api or imaging.dicomweb.
 """
@@ -31,17 +38,11 @@ from django.views.decorators.csrf import csrf_exempt
 
 from imaging import errors, throttling
 from imaging.aws import sigv4
+from imaging.aws.callers import Caller, bearer_caller, caller_authorize, caller_for_key, session_caller
 from imaging.aws.envelope import domain_error_response, error_response
 from imaging.metrics import record_call
 from imaging.models import AccessKey
-from imaging.policies import is_allowed
-from imaging.selectors import datastore_readable
-from imaging.services.accesskeys import (
-    accesskey_for_signing,
-    accesskey_policy_document,
-    accesskey_touch,
-    principal_arn,
-)
+from imaging.services.accesskeys import accesskey_for_signing, accesskey_touch
 from imaging.services.audit import audit_record, client_ip
 
 logger = logging.getLogger(__name__)
@@ -49,23 +50,25 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class SignedCall:
-    """One signed call as it goes. The wrapper fills in the key and principal; the route sets `parameters` (what
-    the audit trail records as requestParameters, and where it finds the data store, image set and study) and
-    `audit_response` (the responseElements; None for bodies that are data, not a reply)."""
+    """One signed call as it goes. The wrapper fills in the caller (and `key`, for SigV4) and the principal; the
+    route sets `parameters` (what the audit trail records as requestParameters, and where it finds the data store,
+    image set and study) and `audit_response` (the responseElements; None for bodies that are data, not a reply)."""
 
     request: HttpRequest
     request_id: str
     operation_name: str
     body: bytes = b""
+    caller: Caller | None = None
     key: AccessKey | None = None
     principal: str = ""
     parameters: dict[str, Any] = field(default_factory=dict)
     audit_response: Any = None
 
     def authorize(self, resources: list[str], *, operation_name: str | None = None) -> str:
-        """Authorize this call's key for `operation_name` (this call's operation by default) on `resources`."""
-        assert self.key is not None, "authorize runs after authentication"
-        self.principal = authorize(self.key, operation_name=operation_name or self.operation_name, resources=resources)
+        """Authorize this call's caller for `operation_name` (this call's operation by default) on `resources`."""
+        assert self.caller is not None, "authorize runs after authentication"
+        self.principal = caller_authorize(self.caller, operation_name=operation_name or self.operation_name,
+                                          resources=resources)
         return self.principal
 
 
@@ -122,29 +125,30 @@ def authenticate(
     return key
 
 
-_DATASTORE_IN_ARN = re.compile(r":datastore/([0-9a-z]{32})")
-
-
-def _grants_cover(key: AccessKey, *, operation_name: str, resource: str) -> bool:
-    """Grants bind the API as they bind the viewer: a data store named must be one the key's user may read (in any
-    state: see imaging.selectors.datastores_readable), and only a superuser may create one."""
-    match = _DATASTORE_IN_ARN.search(resource)
-    if match is None:
-        return operation_name != "CreateDatastore" or key.user.is_superuser
-    return datastore_readable(user=key.user, datastore_id=match.group(1), include_inactive=True)
-
-
 def authorize(key: AccessKey, *, operation_name: str, resources: list[str]) -> str:
     """The key's policy must allow the action on every resource, and the key's user must be granted each data
-    store named. Returns the principal's ARN; raises AccessDenied naming the first resource refused."""
-    principal = principal_arn(key)
-    action = f"medical-imaging:{operation_name}"
-    document = accesskey_policy_document(key)
-    for resource in resources:
-        if not (is_allowed(document, action=action, resources=[resource])
-                and _grants_cover(key, operation_name=operation_name, resource=resource)):
-            raise errors.AccessDenied(f"User: {principal} is not authorized to perform: {action} on resource: {resource}")
-    return principal
+    store named (imaging.aws.callers.caller_authorize). Returns the principal's ARN; raises AccessDenied naming
+    the first resource refused."""
+    return caller_authorize(caller_for_key(key), operation_name=operation_name, resources=resources)
+
+
+_BEARER = re.compile(r"Bearer[ \t]+(\S+)[ \t]*", re.IGNORECASE)
+
+
+def authenticate_caller(request: HttpRequest, *, body: bytes, operation_name: str, path_template: str | None,
+                        labels: dict[str, str], allow_unsigned_payload: bool, bearer: bool) -> Caller:
+    """The caller of `request`: SigV4 always; with `bearer`, also a bearer token or the session (module docstring)."""
+    if bearer:
+        match = _BEARER.fullmatch(request.headers.get("Authorization", ""))
+        if match is not None:
+            return bearer_caller(match.group(1), datastore_id=labels.get("datastoreId", ""),
+                                 operation_name=operation_name)
+        session = session_caller(request)
+        if session is not None:
+            return session
+    key = authenticate(request, body=body, path_template=path_template, labels=labels,
+                       allow_unsigned_payload=allow_unsigned_payload)
+    return caller_for_key(key)
 
 
 def _read_body(request: HttpRequest) -> bytes:
@@ -157,13 +161,15 @@ def _read_body(request: HttpRequest) -> bytes:
 
 
 def _answer(call: SignedCall, step: Step, *, resources: Resources | None, path_template: str | None,
-            labels: dict[str, str], allow_unsigned_payload: bool) -> HttpResponse:
+            labels: dict[str, str], allow_unsigned_payload: bool, bearer: bool) -> HttpResponse:
     """The call's response: the step's on success, else the error table's. The only place a signed route's
     exceptions become responses."""
     try:
         call.body = _read_body(call.request)
-        call.key = authenticate(call.request, body=call.body, path_template=path_template, labels=labels,
-                                allow_unsigned_payload=allow_unsigned_payload)
+        call.caller = authenticate_caller(call.request, body=call.body, operation_name=call.operation_name,
+                                          path_template=path_template, labels=labels,
+                                          allow_unsigned_payload=allow_unsigned_payload, bearer=bearer)
+        call.key = call.caller.key
         if not throttling.allow(call.operation_name):
             raise errors.Throttled(f"Rate exceeded for {call.operation_name}")
         if resources is not None:
@@ -171,6 +177,10 @@ def _answer(call: SignedCall, step: Step, *, resources: Resources | None, path_t
         response = step(call)
     except sigv4.SignatureError as e:
         return error_response(e.error_type, e.status, e.message, call.request_id)
+    except errors.InvalidToken as e:
+        response = domain_error_response(e, call.request_id)
+        response["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+        return response
     except errors.ApertureError as e:
         return domain_error_response(e, call.request_id)
     except Exception:
@@ -183,14 +193,16 @@ def _answer(call: SignedCall, step: Step, *, resources: Resources | None, path_t
 
 def signed_call(request: HttpRequest, *, operation_name: str, step: Step, parameters: dict[str, Any] | None = None,
                 labels: dict[str, str] | None = None, resources: Resources | None = None,
-                path_template: str | None = None, allow_unsigned_payload: bool = False) -> HttpResponse:
+                path_template: str | None = None, allow_unsigned_payload: bool = False,
+                bearer: bool = False) -> HttpResponse:
     """Answer one signed call of `operation_name` (see the module docstring). `parameters` is what the audit trail
-    records if the call fails before the step sets its own; `resources`, if given, are authorized before the step."""
+    records if the call fails before the step sets its own; `resources`, if given, are authorized before the step;
+    `bearer` also accepts bearer tokens and the session (DICOMweb routes only)."""
     call = SignedCall(request=request, request_id=str(uuid.uuid4()), operation_name=operation_name,
                       parameters=dict(parameters or {}))
     started = time.perf_counter()
     response = _answer(call, step, resources=resources, path_template=path_template, labels=labels or {},
-                       allow_unsigned_payload=allow_unsigned_payload)
+                       allow_unsigned_payload=allow_unsigned_payload, bearer=bearer)
     record_call(operation=operation_name, datastore_id=str(call.parameters.get("datastoreId", ""))[:32],
                 status_code=response.status_code, error_type=response.get("x-amzn-ErrorType", ""),
                 seconds=time.perf_counter() - started)
@@ -199,11 +211,13 @@ def signed_call(request: HttpRequest, *, operation_name: str, step: Step, parame
 
 
 def signed_route(*, operation_name: str, method: str = "GET", parameters: Callable[..., dict[str, Any]],
-                 resources: Resources | None = None, allow_unsigned_payload: bool = False
-                 ) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+                 resources: Resources | None = None, allow_unsigned_payload: bool = False,
+                 bearer: bool | None = None) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
     """A view decorator for a signed route with one operation. The view is called as `view(call, **labels)` and
     returns its success response; `parameters(request, **labels)` gives the audit parameters. Another method
-    than `method` is an unknown operation, neither counted nor audited."""
+    than `method` is an unknown operation, neither counted nor audited. `bearer` (by default: the same as
+    `allow_unsigned_payload`, which only DICOMweb routes set) accepts bearer tokens and the session too."""
+    accepts_bearer = allow_unsigned_payload if bearer is None else bearer
 
     def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
         @csrf_exempt
@@ -214,7 +228,7 @@ def signed_route(*, operation_name: str, method: str = "GET", parameters: Callab
             return signed_call(
                 request, operation_name=operation_name, step=lambda call: view(call, **labels),
                 parameters=parameters(request, **labels), labels=labels, resources=resources,
-                allow_unsigned_payload=allow_unsigned_payload,
+                allow_unsigned_payload=allow_unsigned_payload, bearer=accepts_bearer,
             )
 
         return wrapped
@@ -223,7 +237,7 @@ def signed_route(*, operation_name: str, method: str = "GET", parameters: Callab
 
 
 def _audit(call: SignedCall, response: HttpResponse) -> None:
-    key, params = call.key, call.parameters
+    caller, params = call.caller, call.parameters
     error = response.get("x-amzn-ErrorType", "") if response.status_code >= 300 else ""
     message = ""
     if error:
@@ -232,9 +246,10 @@ def _audit(call: SignedCall, response: HttpResponse) -> None:
         except ValueError:
             message = ""
     audit_record(
-        event_name=call.operation_name, user=key.user if key else None, request_id=call.request_id,
-        principal_arn=principal_arn(key) if key else "",
-        access_key_id=key.access_key_id if key else _claimed_key_id(call.request),
+        event_name=call.operation_name, user=caller.user if caller else None, request_id=call.request_id,
+        principal_arn=caller.principal_arn if caller else "",
+        access_key_id=caller.credential_id if caller else _claimed_key_id(call.request),
+        identity_type=caller.identity_type if caller else None,
         source_ip=client_ip(call.request.META), user_agent=call.request.headers.get("User-Agent", ""),
         datastore_id=str(params.get("datastoreId", "")),
         image_set_id=str(params.get("imageSetId") or params.get("sourceImageSetId") or ""),
@@ -245,7 +260,10 @@ def _audit(call: SignedCall, response: HttpResponse) -> None:
 
 
 def _claimed_key_id(request: HttpRequest) -> str:
-    match = re.search(r"Credential=([A-Z0-9]{1,20})/", request.headers.get("Authorization", ""))
+    """The key or token id a refused call claimed; never any part of a token's secret, nor of a JWT."""
+    authorization = request.headers.get("Authorization", "")
+    match = re.search(r"Credential=([A-Z0-9]{1,20})/", authorization) or re.fullmatch(
+        r"Bearer[ \t]+(apt_[a-z0-9]{12})_.*", authorization, re.IGNORECASE | re.DOTALL)
     return match.group(1) if match else ""
 
 

@@ -23,6 +23,14 @@ SENSITIVE_MEMBERS = {"searchCriteria", "updateImageSetMetadataUpdates", "copiabl
 READ_PREFIXES = ("Get", "List", "Search")
 DATA_EVENTS = {"GetImageFrame", "GetDICOMInstance", "SearchDICOMStudies", "SearchDICOMSeries",
                "SearchDICOMInstances"}
+# Every DICOMweb action is a data event (SPEC 13.1), those added later included; the one API operation these
+# prefixes also match is not.
+DICOMWEB_PREFIXES = ("SearchDICOM", "GetDICOM", "StoreDICOM")
+NOT_DICOMWEB = {"GetDICOMImportJob"}
+
+
+def is_data_event(event_name: str) -> bool:
+    return event_name in DATA_EVENTS or (event_name.startswith(DICOMWEB_PREFIXES) and event_name not in NOT_DICOMWEB)
 
 
 def redact(value: Any) -> Any:
@@ -96,11 +104,12 @@ def audit_record(*, event_name: str, user=None, request_id: str = "", principal_
                  datastore_id: str = "", image_set_id: str = "", patient_id: str = "", study_uid: str = "",
                  parameters: dict[str, Any] | None = None, response: Any = None, status_code: int = 200,
                  error_code: str = "", error_message: str = "", event_type: str = "AwsApiCall",
-                 category: str | None = None, read_only: bool | None = None) -> None:
+                 category: str | None = None, read_only: bool | None = None,
+                 identity_type: str | None = None) -> None:
     """Append one event; a failure to audit is logged and never breaks the call being audited. Anonymous refusals
     are written within `anonymous_refusal_admit`'s budget and counted beyond it."""
     if category is None:
-        category = "Data" if event_name in DATA_EVENTS or event_type != "AwsApiCall" else "Management"
+        category = "Data" if is_data_event(event_name) or event_type != "AwsApiCall" else "Management"
     if category == "Data" and event_type == "AwsApiCall" and not settings.APERTURE_AUDIT_DATA_EVENTS:
         return
     if _is_anonymous_refusal(user=user, principal_arn=principal_arn, status_code=status_code, event_type=event_type) \
@@ -118,6 +127,7 @@ def audit_record(*, event_name: str, user=None, request_id: str = "", principal_
             request_id=request_id, event_name=event_name, event_type=event_type, event_category=category,
             read_only=read_only, user=user if getattr(user, "is_authenticated", False) else None,
             username=getattr(user, "username", "") or "", principal_arn=principal_arn, access_key_id=access_key_id,
+            identity_type=identity_type,
             source_ip=source_ip, user_agent=user_agent[:256], datastore_id=(datastore_id or "")[:32],
             image_set_id=(image_set_id or "")[:32], patient_id=(patient_id or "")[:64],
             study_instance_uid=(study_uid or "")[:64],
@@ -137,7 +147,7 @@ def audit_as_json(event: AuditEvent) -> dict[str, Any]:
         "recipientAccountId": settings.APERTURE_ACCOUNT_ID, "eventSource": event.event_source,
         "eventName": event.event_name, "eventType": event.event_type, "eventCategory": event.event_category,
         "managementEvent": event.event_category == "Management", "readOnly": event.read_only,
-        "userIdentity": {"type": "IAMUser", "principalId": event.username, "arn": event.principal_arn,
+        "userIdentity": {"type": event.identity_type or "IAMUser", "principalId": event.username, "arn": event.principal_arn,
                          "accountId": settings.APERTURE_ACCOUNT_ID, "accessKeyId": event.access_key_id},
         "sourceIPAddress": event.source_ip, "userAgent": event.user_agent,
         "requestParameters": event.request_parameters, "responseElements": event.response_elements,
