@@ -49,9 +49,10 @@ def ct_series(study_uid: str, series_uid: str) -> dict[str, bytes]:
     return files
 
 
-def bearer_token(server: ApertureServer, username: str) -> str:
-    """A personal access token of `username` (auth: `manage.py accesstoken create --json`)."""
-    done = server.manage("accesstoken", "create", "--json", "--user", username)
+def bearer_token(server: ApertureServer, *, username: str, datastore_id: str) -> str:
+    """A personal access token of `username`, limited to one data store (`manage.py accesstoken create --json`)."""
+    done = server.manage("accesstoken", "create", "--json", "--user", username, "--datastore", datastore_id,
+                         "--name", "ohif-e2e")
     return json.loads(done.stdout.strip().splitlines()[-1])["token"]
 
 
@@ -67,7 +68,7 @@ def ohif(seaweed, s3):
         study_uid, series_uid = generate_uid(), generate_uid()
         run_import(mi, s3, datastore_id, {**ct_series(study_uid, series_uid), MR_FILE: DICOM_DIR / MR_FILE})
         personas.live_clinician(aperture, datastore_id, username="ohif-reader")
-        token = bearer_token(aperture, "ohif-reader")
+        token = bearer_token(aperture, username="ohif-reader", datastore_id=datastore_id)
         viewer.configure(app_config(dicomweb_root=f"{aperture.url}/datastore/{datastore_id}", bearer_token=token))
         yield {"viewer": viewer, "aperture": aperture, "datastore": datastore_id, "study": study_uid,
                "series": series_uid}
@@ -126,7 +127,10 @@ def test_study_list_then_ct_renders_from_htj2k_frames(ohif, browser):
         levels = canvas_levels(page)
         return levels is not None and max(levels[2:]) > 100
 
-    wait_for(drawn, timeout=90, interval=0.5, what="the first CT image on the canvas")
+    try:
+        wait_for(drawn, timeout=90, interval=0.5, what="the first CT image on the canvas")
+    except AssertionError as e:  # say which DICOMweb requests OHIF was refused, the usual reason
+        raise AssertionError(f"{e}; refused: {refused}; DICOMweb requests: {dicomweb[-10:]}") from None
     levels = canvas_levels(page)
     width, height, pixels = levels[0], levels[1], np.array(levels[2:], dtype=np.uint8).reshape(levels[1], levels[0])
     # the disc is bright and the air around it dark: an image, not a blank or uniformly gray canvas
