@@ -21,6 +21,8 @@ DEFAULT_LIMITS: dict[str, tuple[float, float]] = {
     "GetImageFrame": (1000, 2000), "ListImageSetVersions": (25, 50), "UpdateImageSetMetadata": (0.25, 1),
     "CopyImageSet": (0.25, 1), "DeleteImageSet": (0.25, 1), "TagResource": (10, 20),
     "ListTagsForResource": (10, 20), "UntagResource": (10, 20), "GetDICOMInstance": (50, 100),
+    # A viewer asks for a series' frames one request each, as it does with GetImageFrame.
+    "GetDICOMInstanceFrames": (1000, 2000), "GetDICOMBulkdata": (1000, 2000),
 }
 
 

@@ -53,6 +53,11 @@ def _vr(tag: Tag, key: str, vrs: dict[str, str], signed: bool, value: Any = None
     return vr
 
 
+def value_vr(tag: int, key: str, vrs: dict[str, str], signed: bool, value: Any = None) -> str:
+    """The VR a normalized value is written with: from DICOMVRs, else the dictionary's, ambiguous ones resolved."""
+    return _vr(tag, key, vrs, signed, value)
+
+
 def _value(vr: str, value: Any, signed: bool) -> Any:
     if value is None:
         return None

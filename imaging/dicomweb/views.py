@@ -1,5 +1,5 @@
-"""DICOMweb routes under /datastore/{id} (SPEC 11). Served so far: GetDICOMInstance (11.4) and the
-QIDO-RS searches (11.2).
+"""DICOMweb routes under /datastore/{id} (SPEC 11): GetDICOMInstance (11.4) and the QIDO-RS searches (11.2);
+the other WADO-RS retrievals are in imaging.dicomweb.wado.
 
 Authentication is SigV4 as for the API (UNSIGNED-PAYLOAD allowed, as for every DICOMweb route); errors use the
 same JSON error envelope. Both come from imaging.aws.signed, so a view here is only the happy path.
@@ -14,9 +14,12 @@ from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
 from imaging.aws.signed import SignedCall, signed_route
+from imaging.dicom.multipart import Part, multipart_content_type, multipart_length, multipart_pieces, new_boundary
+from imaging.dicom.rebuild import StreamedP10
 from imaging.errors import NotAcceptable
 from imaging.models import datastore_arn
 from imaging.services.instances import instance_image_set, instance_p10
+from imaging.services.wado import wants_multipart
 from imaging.services.qido import (
     ADDITIONAL_RESULTS_WARNING,
     Search,
@@ -46,13 +49,16 @@ def get_instance(call: SignedCall, *, datastoreId: str, study: str, series: str,
     call.authorize([image_set.arn])
     streamed, syntax = instance_p10(image_set=image_set, study_uid=study, series_uid=series, sop_uid=sop,
                                     accept=request.headers.get("Accept"))
+    if wants_multipart(request.headers.get("Accept")):
+        return one_part_multipart(call, streamed, syntax)
     response = StreamingHttpResponse(_sent_from_threads(streamed.parts, call.request_id),
                                      content_type=f"application/dicom; transfer-syntax={syntax}")
     response["Content-Length"] = str(streamed.length)
     return response
 
 
-async def _sent_from_threads(parts: Iterator[bytes], request_id: str) -> AsyncIterator[bytes]:
+async def _sent_from_threads(parts: Iterator[bytes], request_id: str, operation_name: str = "GetDICOMInstance"
+                             ) -> AsyncIterator[bytes]:
     """The pieces of a file, each produced in a worker thread (blob reads and frame decodes block) and sent before
     the next is made. An async iterator: Django would otherwise collect a synchronous one into a list before
     sending anything. A failure once the status line is out can only cut the response short (Content-Length
@@ -62,11 +68,23 @@ async def _sent_from_threads(parts: Iterator[bytes], request_id: str) -> AsyncIt
         try:
             part = await sync_to_async(next, thread_sensitive=False)(parts, finished)
         except Exception:
-            logger.exception("GetDICOMInstance failed while streaming (request %s)", request_id)
+            logger.exception("%s failed while streaming (request %s)", operation_name, request_id)
             raise
         if part is finished:
             return
         yield part
+
+
+def one_part_multipart(call: SignedCall, streamed: StreamedP10, syntax: str) -> HttpResponse:
+    """The instance as a multipart/related body of one application/dicom part (SPEC 11.3, for strict PS3.18
+    clients), still streamed and with its length known."""
+    boundary = new_boundary()
+    part_type = f"application/dicom; transfer-syntax={syntax}"
+    pieces = multipart_pieces([Part(part_type, streamed.parts)], boundary)
+    response = StreamingHttpResponse(_sent_from_threads(pieces, call.request_id),
+                                     content_type=multipart_content_type("application/dicom", boundary, syntax))
+    response["Content-Length"] = str(multipart_length([(part_type, streamed.length)], boundary))
+    return response
 
 
 def _search_parameters(request: HttpRequest, *, datastoreId: str, study: str | None = None) -> dict[str, Any]:

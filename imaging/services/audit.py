@@ -22,7 +22,8 @@ SENSITIVE_MEMBERS = {"searchCriteria", "updateImageSetMetadataUpdates", "copiabl
                      "studyInstanceUID", "seriesInstanceUID", "sopInstanceUID", "study", "series", "sop"}
 READ_PREFIXES = ("Get", "List", "Search")
 DATA_EVENTS = {"GetImageFrame", "GetDICOMInstance", "SearchDICOMStudies", "SearchDICOMSeries",
-               "SearchDICOMInstances"}
+               "SearchDICOMInstances", "GetDICOMStudy", "GetDICOMSeries", "GetDICOMStudyMetadata",
+               "GetDICOMSeriesMetadata", "GetDICOMInstanceMetadata", "GetDICOMInstanceFrames", "GetDICOMBulkdata"}
 # Every DICOMweb action is a data event (SPEC 13.1), those added later included; the one API operation these
 # prefixes also match is not.
 DICOMWEB_PREFIXES = ("SearchDICOM", "GetDICOM", "StoreDICOM")

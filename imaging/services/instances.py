@@ -7,7 +7,7 @@ is asked of a compressed store, one at a time as the file is sent, so the server
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Any, Iterator
 
 from imaging.codecs import registry
 from imaging.codecs.base import UnsupportedTransferSyntax
@@ -65,36 +65,52 @@ def instance_p10(*, image_set: ImageSet, study_uid: str, series_uid: str, sop_ui
     if str(dataset.get("StudyInstanceUID", "")) != study_uid:
         raise NotFound("That instance is not in the study")
     wanted = requested_syntax(accept)
+    syntax_of(instance, wanted)  # 406 before anything is read
+    frame_blobs = _frame_blobs(image_set, [frame["ID"] for frame in instance.get("ImageFrames", [])])
+    imageset_touch(image_set=image_set)
+    return instance_p10_stream(dataset=dataset, instance=instance, wanted=wanted, frame_blobs=frame_blobs,
+                               store=store)
+
+
+def syntax_of(instance: dict[str, Any], wanted: str | None) -> tuple[str, bool, bool]:
+    """(transfer syntax, native, decode) of the file served for `wanted` (None: the stored syntax), from the
+    instance node alone; NotAcceptable where it cannot be served so."""
     stored = instance.get("StoredTransferSyntaxUID")
-    frames_info = instance.get("ImageFrames", [])
-    if not frames_info:
+    if not instance.get("ImageFrames"):
         syntax = wanted or uids.EXPLICIT_LE
         if syntax != uids.EXPLICIT_LE:
             raise NotAcceptable("An instance without pixel data is served as Explicit VR Little Endian")
+        return syntax, True, False
+    if wanted is None or wanted == stored and stored != uids.EXPLICIT_LE:
+        return stored, stored == uids.EXPLICIT_LE, False
+    if wanted == uids.EXPLICIT_LE and lossless_syntax(stored):
+        return uids.EXPLICIT_LE, True, stored != uids.EXPLICIT_LE
+    raise NotAcceptable(f"The instance is stored as {stored} and cannot be served as {wanted}")
+
+
+def instance_p10_stream(*, dataset, instance: dict[str, Any], wanted: str | None, frame_blobs: list[FrameBlob],
+                        store) -> tuple[StreamedP10, str]:
+    """The file of one instance whose frames' blobs are known: pieces to send and its transfer syntax. Reads
+    blobs only (no database), so study and series retrievals call it as they stream, one instance at a time."""
+    syntax, native, decode = syntax_of(instance, wanted)
+    if not instance.get("ImageFrames"):
         body = write_p10(dataset, transfer_syntax=syntax, pixel_frames=None, native=True)
         return StreamedP10(len(body), iter([body])), syntax
-    if wanted is None or wanted == stored and stored != uids.EXPLICIT_LE:
-        syntax, native, decode = stored, stored == uids.EXPLICIT_LE, False
-    elif wanted == uids.EXPLICIT_LE and _lossless(stored):
-        syntax, native, decode = uids.EXPLICIT_LE, True, stored != uids.EXPLICIT_LE
-    else:
-        raise NotAcceptable(f"The instance is stored as {stored} and cannot be served as {wanted}")
-    frame_blobs = _frame_blobs(image_set, [frame["ID"] for frame in frames_info])
+    stored = instance.get("StoredTransferSyntaxUID")
     if decode:
         sizes = [_native_frame_size(dataset)] * len(frame_blobs)
     else:
         sizes = [blob.size or len(_get(store, blob.key)) for blob in frame_blobs]
     photometric = str(dataset.get("PhotometricInterpretation", ""))
-    if stored != uids.EXPLICIT_LE and _lossless(stored):  # the store's own lossless transcodes: samples as decoded
+    if stored != uids.EXPLICIT_LE and lossless_syntax(stored):  # the store's own lossless transcodes: as decoded
         dataset.PhotometricInterpretation = decoded_photometric(photometric)
         if int(dataset.get("SamplesPerPixel", 1)) > 1:
             dataset.PlanarConfiguration = 0
-    imageset_touch(image_set=image_set)
     frames = _frames(store, [blob.key for blob in frame_blobs], stored if decode else None, dataset)
     return p10_parts(dataset, transfer_syntax=syntax, frame_sizes=sizes, frames=frames, native=native), syntax
 
 
-def _lossless(stored: str | None) -> bool:
+def lossless_syntax(stored: str | None) -> bool:
     """Whether frames stored in `stored` decode to exactly the received samples (the codec registry says)."""
     try:
         return stored is not None and registry.is_lossless(stored)
@@ -108,6 +124,20 @@ class FrameBlob:
 
     key: str
     size: int
+
+
+def image_set_frame_blobs(image_set: ImageSet) -> dict[str, FrameBlob]:
+    """Every frame of the image set by frame id (one query; for retrievals of many instances)."""
+    return {frame_id: FrameBlob(key, size) for frame_id, key, size in ImageFrame.objects.filter(
+        image_set=image_set).values_list("frame_id", "blob_key", "size")}
+
+
+def frame_blobs_in_order(rows: dict[str, FrameBlob], frame_ids: list[str]) -> list[FrameBlob]:
+    """The blob of each frame, in the order asked; a frame the image set lacks is a store fault."""
+    missing = [frame_id for frame_id in frame_ids if frame_id not in rows]
+    if missing:
+        raise BlobStoreError("a frame of the instance is missing")
+    return [rows[frame_id] for frame_id in frame_ids]
 
 
 def _frame_blobs(image_set: ImageSet, frame_ids: list[str]) -> list[FrameBlob]:
@@ -128,19 +158,19 @@ def _get(store, key: str) -> bytes:
 
 
 def _frames(store, keys: list[str], decode_from: str | None, dataset) -> Iterator[bytes]:
-    description = _stored_description(dataset, decode_from) if decode_from else None
+    description = stored_description(dataset, decode_from) if decode_from else None
     for key in keys:
         data = _get(store, key)
-        yield _native(data, description) if description else data
+        yield native_frame(data, description) if description else data
 
 
 def _native_frame_size(dataset) -> int:
-    """What `_native` makes of one frame: every sample in 1 or 2 bytes."""
+    """What `native_frame` makes of one frame: every sample in 1 or 2 bytes."""
     size = 1 if int(dataset.get("BitsAllocated", 16)) <= 8 else 2
     return int(dataset.Rows) * int(dataset.Columns) * int(dataset.get("SamplesPerPixel", 1) or 1) * size
 
 
-def _stored_description(dataset, stored: str) -> PixelDescription:
+def stored_description(dataset, stored: str) -> PixelDescription:
     bits_allocated = int(dataset.get("BitsAllocated", 16))
     return PixelDescription(
         rows=int(dataset.Rows), columns=int(dataset.Columns),
@@ -150,7 +180,7 @@ def _stored_description(dataset, stored: str) -> PixelDescription:
     )
 
 
-def _native(codestream: bytes, description: PixelDescription) -> bytes:
+def native_frame(codestream: bytes, description: PixelDescription) -> bytes:
     """One stored frame decoded and written as Explicit VR Little Endian samples of 1 or 2 bytes."""
     decoded = registry.frame_decode(codestream, description)
     samples = decoded.astype(f"{'i' if description.signed else 'u'}{1 if description.bits_allocated <= 8 else 2}",
