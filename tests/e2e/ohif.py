@@ -9,7 +9,6 @@ browser: `/viewer?StudyInstanceUIDs=…`); `.wasm` goes out as application/wasm,
 compilation (the HTJ2K decoder) insists on."""
 from __future__ import annotations
 
-import json
 import subprocess
 import threading
 from functools import partial
@@ -25,59 +24,25 @@ def ohif_dist() -> Path:
     return Path(done.stdout.strip().splitlines()[-1])
 
 
-def app_config(*, dicomweb_root: str, bearer_token: str) -> str:
-    """An app-config.js whose one data source is Aperture's DICOMweb root for a data store
-    (`http://HOST/datastore/<id>`), authenticated with `Authorization: Bearer <token>` on every request.
+README_SECTION = "#### Using OHIF with Aperture"
+README_ROOT = "https://pacs.example.org/datastore/<datastoreId>"
+README_TOKEN = "Bearer apt_…"
 
-    The config is a function: OHIF calls it with its services manager before it registers its services, so the
-    header is installed on the UserAuthenticationService as soon as that service exists (OHIF's own `?token=` does
-    the same, but only on a viewer route, not on the study list)."""
-    data_source = {
-        "namespace": "@ohif/extension-default.dataSourcesModule.dicomweb",
-        "sourceName": "aperture",
-        "configuration": {
-            "friendlyName": "Aperture",
-            "name": "aperture",
-            "qidoRoot": dicomweb_root,
-            "wadoRoot": dicomweb_root,
-            "wadoUriRoot": dicomweb_root,
-            "qidoSupportsIncludeField": True,
-            "supportsFuzzyMatching": True,
-            "supportsWildcard": True,
-            "imageRendering": "wadors",
-            "thumbnailRendering": "wadors",
-            "enableStudyLazyLoad": True,
-            "staticWado": False,
-            "singlepart": "bulkdata,video",
-            "bulkDataURI": {"enabled": True},
-            "omitQuotationForMultipartRequest": True,
-        },
-    }
-    config = {
-        "routerBasename": "/",
-        "extensions": [],
-        "modes": [],
-        "showStudyList": True,
-        "maxNumberOfWebWorkers": 2,
-        "showWarningMessageForCrossOrigin": False,
-        "showCPUFallbackMessage": False,
-        "showLoadingIndicator": True,
-        "strictZSpacingForVolumeViewport": True,
-        "defaultDataSourceName": "aperture",
-        "investigationalUseDialog": {"option": "never"},
-        "dataSources": [data_source],
-    }
-    return f"""window.config = async ({{ servicesManager }}) => {{
-  const authorization = {{ Authorization: {json.dumps("Bearer " + bearer_token)} }};
-  const install = () => {{
-    const auth = servicesManager.services.userAuthenticationService;
-    if (!auth) {{ setTimeout(install, 0); return; }}
-    auth.setServiceImplementation({{ getAuthorizationHeader: () => authorization }});
-  }};
-  install();
-  return {json.dumps(config, indent=2)};
-}};
-"""
+
+def app_config(*, dicomweb_root: str, bearer_token: str) -> str:
+    """The app-config.js of the README's "Using OHIF with Aperture", verbatim but for its DICOMweb root (here
+    `http://HOST/datastore/<id>`) and its token, so the test proves what the README tells people to deploy.
+
+    It is a function: OHIF calls it with its services manager before it registers its services, and it installs
+    `Authorization: Bearer <token>` on the UserAuthenticationService as soon as that service exists (OHIF's own
+    `?token=` does the same, but only on a viewer route, not on the study list)."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    section = readme[readme.index(README_SECTION):]
+    script = section[section.index("```js\n") + len("```js\n"):]
+    script = script[:script.index("```")]
+    for placeholder in (README_ROOT, README_TOKEN):
+        assert script.count(placeholder) == 1, f"the README's app-config.js no longer has {placeholder!r} once"
+    return script.replace(README_ROOT, dicomweb_root).replace(README_TOKEN, f"Bearer {bearer_token}")
 
 
 class _Handler(SimpleHTTPRequestHandler):
