@@ -133,8 +133,14 @@ def test_study_list_then_ct_renders_from_htj2k_frames(ohif, browser):
         raise AssertionError(f"{e}; refused: {refused}; DICOMweb requests: {dicomweb[-10:]}") from None
     levels = canvas_levels(page)
     width, height, pixels = levels[0], levels[1], np.array(levels[2:], dtype=np.uint8).reshape(levels[1], levels[0])
-    # the disc is bright and the air around it dark: an image, not a blank or uniformly gray canvas
-    assert (pixels > 200).mean() > 0.02 and (pixels < 30).mean() > 0.2, (width, height)
+    # the disc is bright and the air around it dark: an image, not a blank or uniformly gray canvas; and it is the
+    # disc, decoded right: one round bright blob in the middle of the viewport (the image is centred in it)
+    bright = pixels > 200
+    assert bright.mean() > 0.02 and (pixels < 30).mean() > 0.2, (width, height)
+    ys, xs = np.nonzero(bright)
+    assert abs(xs.mean() - width / 2) < width * 0.05 and abs(ys.mean() - height / 2) < height * 0.05
+    across, down = xs.max() - xs.min(), ys.max() - ys.min()
+    assert abs(across - down) <= max(across, down) * 0.05, (across, down)
     context.close()
 
     frames = [e for e in dicomweb if "/frames/" in e["url"]]
