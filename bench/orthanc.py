@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ORTHANC = "/usr/sbin/Orthanc"
+DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
 
 LOOPBACK_SHIM = r"""
 #define _GNU_SOURCE
@@ -59,7 +60,8 @@ def _free_port() -> int:
 class Orthanc:
     """One private Orthanc on loopback ports, in its own folder; `stop()` ends it and removes the folder."""
 
-    def __init__(self) -> None:
+    def __init__(self, plugins: list[str] | None = None) -> None:
+        self.plugins = list(plugins or [])  # e.g. DICOMWEB_PLUGIN, for the WADO-RS comparison
         self.dir = Path(tempfile.mkdtemp(prefix="orthanc-bench-"))
         self.http_port, self.dicom_port = _free_port(), _free_port()
         self.process: subprocess.Popen | None = None
@@ -73,7 +75,7 @@ class Orthanc:
         config = {
             "Name": "bench", "StorageDirectory": str(self.dir / "storage"), "IndexDirectory": str(self.dir / "index"),
             "HttpPort": self.http_port, "DicomPort": self.dicom_port, "RemoteAccessAllowed": False,
-            "AuthenticationEnabled": False, "HttpCompressionEnabled": False, "Plugins": [],
+            "AuthenticationEnabled": False, "HttpCompressionEnabled": False, "Plugins": self.plugins,
         }
         (self.dir / "orthanc.json").write_text(json.dumps(config))
         log = open(self.dir / "orthanc.log", "wb")

@@ -65,10 +65,14 @@ def merged_instance(levels: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[
 
 
 def to_dicom_json(values: dict[str, Any], vrs: dict[str, str], *, bulk_uri: BulkUri | None = None,
-                  bulk_threshold: int = BULK_THRESHOLD, skip_pixels: bool = True) -> dict[str, Any]:
+                  bulk_threshold: int = BULK_THRESHOLD, skip_pixels: bool = True,
+                  signed: bool | None = None) -> dict[str, Any]:
     """One DICOM JSON object, attributes in tag order. Pixel data is left out (`skip_pixels`), as are File Meta and
-    Command elements, which a stored instance has no part of (the rebuild path leaves them out too)."""
-    signed = values.get("PixelRepresentation") == 1
+    Command elements, which a stored instance has no part of (the rebuild path leaves them out too). `signed`
+    (PixelRepresentation 1, which resolves the US-or-SS elements) is read from `values` unless given: a caller
+    converting part of an instance's attributes gives the instance's."""
+    if signed is None:
+        signed = values.get("PixelRepresentation") == 1
     return _object(values, vrs, signed, "", bulk_uri, bulk_threshold, skip_pixels)
 
 

@@ -162,35 +162,64 @@ class SeriesMetadata:
         return sum(len(sop) + len(data) + 100 for sop, data in self.objects.items())
 
 
-def _served_values(values: dict[str, Any], instance: dict[str, Any]) -> dict[str, Any]:
+def _instance_objects(document: dict[str, Any], series: dict[str, Any], series_url: str) -> dict[str, bytes]:
+    """Each instance of the series as serialized DICOM JSON, in InstanceNumber order.
+
+    The Patient, Study and Series attributes are shared by every instance: they are converted once (per value
+    of PixelRepresentation, which decides the US-or-SS VRs) and each instance's own attributes are converted
+    and laid over them, as merging the levels first would (an instance's value wins). Where a shared value is
+    bulk data its URI names the instance, so such a series is converted instance by instance."""
+    shared_values, shared_vrs = merged_instance([document.get("Patient", {}), document.get("Study", {}), series])
+    shared_json: dict[bool, dict[str, Any] | None] = {}
+    objects: dict[str, bytes] = {}
+    for sop_uid, instance in _ordered_instances(series):
+        instance_url = f"{series_url}/instances/{sop_uid}"
+
+        def bulk_uri(path: str, sop_uid: str = sop_uid, instance_url: str = instance_url) -> str:
+            return f"{instance_url}/bulkdata/{bulkdata_hash(sop_uid, path)}"
+
+        own = dict(instance.get("DICOM", {}))
+        own.update(_served_overrides({**shared_values, **own}, instance))
+        vrs = {**shared_vrs, **instance.get("DICOMVRs", {})}
+        signed = own.get("PixelRepresentation", shared_values.get("PixelRepresentation")) == 1
+        if signed not in shared_json:
+            shared_json[signed] = _shared_json(shared_values, shared_vrs, signed)
+        shared = shared_json[signed]
+        if shared is None:
+            attributes = to_dicom_json({**shared_values, **own}, vrs, bulk_uri=bulk_uri, signed=signed)
+        else:
+            attributes = dict(sorted({**shared, **to_dicom_json(own, vrs, bulk_uri=bulk_uri, signed=signed)}.items()))
+        objects[sop_uid] = json.dumps(attributes, ensure_ascii=False, separators=(",", ":"),
+                                      allow_nan=False).encode("utf-8")
+    return objects
+
+
+def _shared_json(values: dict[str, Any], vrs: dict[str, str], signed: bool) -> dict[str, Any] | None:
+    """The shared levels' attributes, or None when one of them is bulk data (its URI depends on the instance)."""
+    bulk: list[str] = []
+    converted = to_dicom_json(values, vrs, bulk_uri=lambda path: bulk.append(path) or "", signed=signed)
+    return None if bulk else converted
+
+
+def _served_overrides(values: dict[str, Any], instance: dict[str, Any]) -> dict[str, Any]:
     """The attributes as frames and files are served: frames the store transcoded losslessly decode to
     interleaved samples in the decoded photometric interpretation (as GetDICOMInstance writes them)."""
     stored = instance.get("StoredTransferSyntaxUID")
+    overrides: dict[str, Any] = {}
     if instance.get("ImageFrames") and stored != uids.EXPLICIT_LE and lossless_syntax(stored):
-        values = dict(values)
         if values.get("PhotometricInterpretation"):
-            values["PhotometricInterpretation"] = decoded_photometric(str(values["PhotometricInterpretation"]))
+            overrides["PhotometricInterpretation"] = decoded_photometric(str(values["PhotometricInterpretation"]))
         if "PlanarConfiguration" in values and int(values.get("SamplesPerPixel") or 1) > 1:
-            values["PlanarConfiguration"] = 0
-    return values
-
-
-def _instance_json(document: dict[str, Any], series: dict[str, Any], sop_uid: str, instance: dict[str, Any],
-                   instance_url: str) -> bytes:
-    values, vrs = merged_instance([document.get("Patient", {}), document.get("Study", {}), series, instance])
-    values = _served_values(values, instance)
-    attributes = to_dicom_json(values, vrs, bulk_uri=lambda path: f"{instance_url}/bulkdata/"
-                                                                  f"{bulkdata_hash(sop_uid, path)}")
-    return json.dumps(attributes, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+            overrides["PlanarConfiguration"] = 0
+    return overrides
 
 
 def _series_metadata(image_set: ImageSet, study_uid: str, series_uid: str, base_url: str) -> SeriesMetadata:
     def build() -> SeriesMetadata:
         document = _document(image_set)
         series = _series_node(document, study_uid, series_uid)
-        series_url = f"{base_url}/studies/{study_uid}/series/{series_uid}"
-        return SeriesMetadata({sop: _instance_json(document, series, sop, instance, f"{series_url}/instances/{sop}")
-                               for sop, instance in _ordered_instances(series)})
+        return SeriesMetadata(_instance_objects(document, series, f"{base_url}/studies/{study_uid}/series/"
+                                                                  f"{series_uid}"))
 
     return _cached(_metadata_cache, ("metadata", image_set.pk, image_set.content_version, series_uid, base_url),
                    build)

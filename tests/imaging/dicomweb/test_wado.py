@@ -19,10 +19,14 @@ from botocore.credentials import Credentials
 from pydicom.pixels import pixel_array
 from pydicom.uid import generate_uid
 
+from imaging.codecs.description import decoded_photometric
+from imaging.dicom.document import decode_document
+from imaging.dicom.rebuild import instance_dataset
 from imaging.models import ImageSet
 from imaging.services.accesskeys import accesskey_create
 from imaging.services.imports import import_job_start_local
 from imaging.services.wado import wado_caches_clear
+from imaging.storage import blob_store
 from tests import personas
 from tests.dicomgen import ct_dataset, to_bytes
 from tests.paths import DICOM_DIR
@@ -134,6 +138,28 @@ def test_series_metadata_is_dicom_json_in_instance_order(client, archive):
     assert first["00200032"]["Value"] == [0.0, 0.0, 1.0]  # DS as numbers
     assert "7FE00010" not in first
     assert list(first) == sorted(first)
+
+
+@pytest.mark.parametrize("name", ["generated", "overlay", "multiframe", "ct", "planar"])
+def test_series_metadata_equals_pydicom_on_the_merged_levels(client, archive, name):
+    """Shared levels converted once and laid under each instance's own (services/wado._instance_objects) give
+    what pydicom gives for each instance's merged attributes (the QIDO-RS and GetDICOMInstance path)."""
+    if name == "generated":
+        study, series = archive.series_uids["generated"]
+    else:
+        study, series = archive.sources[name].StudyInstanceUID, archive.sources[name].SeriesInstanceUID
+    image_set = ImageSet.objects.get(series_instance_uid=series)
+    document = decode_document(blob_store().get(image_set.versions.get(version=image_set.content_version)
+                                                .metadata_key))
+    response, body = get(client, archive.key, archive.base(study=study, series=series) + "/metadata")
+    assert response.status_code == 200, body
+    for found in response.json():
+        sop = found["00080018"]["Value"][0]
+        dataset, instance = instance_dataset(document, series, sop)
+        if instance.get("ImageFrames") and dataset.get("SamplesPerPixel", 1) > 1:
+            dataset.PhotometricInterpretation = decoded_photometric(dataset.PhotometricInterpretation)
+            dataset.PlanarConfiguration = 0  # as served: interleaved, decoded (GetDICOMInstance does the same)
+        assert found == dataset.to_json_dict(bulk_data_threshold=1 << 20, bulk_data_element_handler=lambda e: "")
 
 
 def test_instance_and_study_metadata_equal_the_source(client, archive):
