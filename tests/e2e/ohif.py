@@ -20,7 +20,8 @@ from tests.paths import REPO_ROOT
 
 def ohif_dist() -> Path:
     """The built viewer's folder; bin/fetch-ohif downloads it the first time and only looks the next times."""
-    done = subprocess.run([str(REPO_ROOT / "bin" / "fetch-ohif")], capture_output=True, text=True, check=True)
+    done = subprocess.run([str(REPO_ROOT / "bin" / "fetch-ohif")], capture_output=True, text=True)
+    assert done.returncode == 0, f"bin/fetch-ohif could not provide OHIF: {done.stderr.strip()}"
     return Path(done.stdout.strip().splitlines()[-1])
 
 
