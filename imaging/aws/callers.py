@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest
 
 from imaging import errors
@@ -70,8 +71,13 @@ def session_caller(request: HttpRequest) -> Caller | None:
     if request.method not in SAFE_METHODS or "Authorization" in request.headers:
         return None
     origin = request.headers.get("Origin")
-    if origin is not None and not same_origin(origin, request.headers.get("Host")):
-        return None
+    if origin is not None:
+        try:
+            host = request.get_host()
+        except DisallowedHost:
+            return None
+        if not same_origin(origin, host):
+            return None
     if request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
         return None
     return _caller_for_user(user, identity_type=SESSION)
