@@ -15,6 +15,10 @@ Route classes:
   * form    the viewer's pages, login and the admin - `APERTURE_MAX_FORM_BYTES`;
   * upload  the admin's DICOM upload form, for a signed-in staff session only - `APERTURE_MAX_UPLOAD_BYTES`;
             anyone else gets the form limit there, so nobody can make the server spool gigabytes without a login.
+  * stow    STOW-RS POSTs (`/datastore/{id}/studies[/{study}]`) whose credentials hold up before the body is read
+            - `APERTURE_MAX_STOW_BYTES`: a bearer token is checked in full (our own tokens, a JWT of the OIDC issuer
+            or of the data store's authorizer); a SigV4 request must name an active access key (its signature
+            covers the body's hash, so it is verified once the body is in). Anyone else gets the API limit there.
   * stow    STOW-RS, a POST to /datastore/{id}/studies or /datastore/{id}/studies/{study} - `APERTURE_MAX_STOW_BYTES`
             (1 GiB); the view spools the body to disk as it hashes it (imaging/aws/signed.py `spool_body`). Its
             refusal is the AWS envelope, as on every DICOMweb route.
@@ -45,7 +49,7 @@ Send = Callable[[Message], Awaitable[None]]
 PAGE_PREFIXES = ("/admin/", "/accounts/", "/studies/", "/view/", "/share/", "/thumbnails/", "/static/")
 PAGE_PATHS = ("/", "/metrics")
 UPLOAD_PATH = re.compile(r"^/admin/imaging/datastore/[^/]+/import-folder/$")
-STOW_PATH = re.compile(r"^/datastore/[^/]+/studies(/[^/]+)?$")
+STOW_PATH = re.compile(r"^/datastore/(?P<datastore>[^/]+)/studies(/[^/]+)?$")
 LINGER_BYTES = 8 * 1024 * 1024
 
 
@@ -84,14 +88,38 @@ def staff_session(session_key: str | None) -> bool:
     return get_user_model().objects.filter(pk=user_id, is_active=True, is_staff=True).exists()
 
 
+def stow_credentials_hold(authorization: str, datastore_id: str) -> bool:
+    """Whether a STOW request's credentials hold up as far as they can be checked before its body is read (see
+    the module docstring): what lets it send a body of STOW's size rather than the API's."""
+    from imaging.aws import sigv4
+    from imaging.aws.callers import bearer_caller
+    from imaging.services.accesskeys import accesskey_for_signing
+
+    scheme, _, credential = authorization.partition(" ")
+    if scheme.lower() == "bearer":
+        try:
+            bearer_caller(credential.strip(), datastore_id=datastore_id[:32], operation_name="StoreDICOM")
+        except errors.ApertureError:
+            return False
+        return True
+    try:
+        claimed = sigv4.parse_authorization({"authorization": authorization})
+    except sigv4.SignatureError:
+        return False
+    return accesskey_for_signing(access_key_id=claimed.access_key_id) is not None
+
+
 async def rule_for(scope: Scope) -> BodyRule:
     path = scope.get("path", "")
     if UPLOAD_PATH.match(path) and scope.get("method") == "POST":
         session_key = _cookie(scope, settings.SESSION_COOKIE_NAME)
         if await database_sync_to_async(staff_session)(session_key):
             return BodyRule("upload", settings.APERTURE_MAX_UPLOAD_BYTES)
-    if STOW_PATH.match(path) and scope.get("method") == "POST":
-        return BodyRule("stow", settings.APERTURE_MAX_STOW_BYTES)
+    stow = STOW_PATH.match(path)
+    if stow and scope.get("method") == "POST":
+        authorization = (_header(scope, b"authorization") or b"").decode("latin-1")
+        if await database_sync_to_async(stow_credentials_hold)(authorization, stow.group("datastore")):
+            return BodyRule("stow", settings.APERTURE_MAX_STOW_BYTES)
     if path in PAGE_PATHS or path.startswith(PAGE_PREFIXES):
         return BodyRule("form", settings.APERTURE_MAX_FORM_BYTES)
     return BodyRule("api", settings.APERTURE_MAX_REQUEST_BYTES)
