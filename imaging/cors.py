@@ -39,7 +39,9 @@ Send = Callable[[Message], Awaitable[None]]
 DICOMWEB_PATH = re.compile(r"^/datastore/[^/]+/(studies|series|instances)(/|$)")
 ALLOW_METHODS = "GET, POST, OPTIONS"
 ALLOW_HEADERS = "Authorization, Accept, Content-Type, X-Amz-Date, X-Amz-Content-Sha256, X-Amz-Security-Token"
-EXPOSE_HEADERS = "Content-Type, Content-Length, Warning, x-amzn-RequestId, x-amzn-ErrorType, Content-Disposition"
+# WWW-Authenticate: a page told its bearer token was refused can read why (error="invalid_token").
+EXPOSE_HEADERS = (
+    "Content-Type, Content-Length, Warning, x-amzn-RequestId, x-amzn-ErrorType, Content-Disposition, WWW-Authenticate")
 MAX_AGE_SECONDS = 600
 
 

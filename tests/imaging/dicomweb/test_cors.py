@@ -132,3 +132,11 @@ def test_a_wildcard_or_a_path_is_not_an_origin(monkeypatch, raw):
     monkeypatch.setenv("APERTURE_CORS_ORIGINS", raw)
     with pytest.raises(ImproperlyConfigured, match="APERTURE_CORS_ORIGINS"):
         env_origins("APERTURE_CORS_ORIGINS")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_refused_bearer_token_tells_an_allowed_origin_why(cors):
+    status, headers, body = call("GET", STUDIES, {"Origin": ALLOWED, "Authorization": "Bearer apt_000000000000_x"})
+    assert status == 401 and headers["www-authenticate"] == 'Bearer error="invalid_token"'
+    assert headers["access-control-allow-origin"] == ALLOWED
+    assert "WWW-Authenticate" in headers["access-control-expose-headers"]

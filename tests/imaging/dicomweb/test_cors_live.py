@@ -77,7 +77,7 @@ def test_allowed_origin_preflight_then_signed_get(cors_server, instance):
     assert headers["Access-Control-Allow-Origin"] == ALLOWED
     exposed = {h.strip() for h in headers["Access-Control-Expose-Headers"].split(",")}
     assert {"Content-Type", "Content-Length", "Warning", "x-amzn-RequestId", "x-amzn-ErrorType",
-            "Content-Disposition"} <= exposed
+            "Content-Disposition", "WWW-Authenticate"} <= exposed
     assert "Origin" in headers["Vary"]
     assert "Access-Control-Allow-Credentials" not in headers
 
