@@ -35,8 +35,8 @@ from imaging.aws.envelope import domain_error_response, error_response
 from imaging.metrics import record_call
 from imaging.models import AccessKey
 from imaging.policies import is_allowed
-from imaging.selectors import datastore_readable
 from imaging.services.accesskeys import (
+    accesskey_datastore_readable,
     accesskey_for_signing,
     accesskey_policy_document,
     accesskey_touch,
@@ -131,7 +131,7 @@ def _grants_cover(key: AccessKey, *, operation_name: str, resource: str) -> bool
     match = _DATASTORE_IN_ARN.search(resource)
     if match is None:
         return operation_name != "CreateDatastore" or key.user.is_superuser
-    return datastore_readable(user=key.user, datastore_id=match.group(1), include_inactive=True)
+    return accesskey_datastore_readable(key=key, datastore_id=match.group(1))
 
 
 def authorize(key: AccessKey, *, operation_name: str, resources: list[str]) -> str:

@@ -9,7 +9,8 @@ from django.utils import timezone
 from imaging.codecs import registry
 from imaging.dicom.document import decode_document
 from imaging.errors import NotAcceptable, NotFound
-from imaging.models import ImageFrame, ImageSet, ImageSetState, ImageSetVersion, StorageTier
+from imaging.models import DatastoreStatus, ImageFrame, ImageSet, ImageSetState, ImageSetVersion, StorageTier
+from imaging.services.audit import audit_subject_note
 from imaging.services.datastores import datastore_get_live
 from imaging.storage import BlobStoreError, blob_store
 
@@ -37,11 +38,15 @@ TOUCH_RESOLUTION = timedelta(minutes=1)
 
 def imageset_touch(*, image_set: ImageSet) -> None:
     """A read of the content: record it and bring the image set back to the frequent-access tier (SPEC 9)."""
+    _touch(image_set.pk, last_accessed_at=image_set.last_accessed_at, storage_tier=image_set.storage_tier)
+
+
+def _touch(image_set_id: str, *, last_accessed_at, storage_tier: str) -> None:
     now = timezone.now()
-    recent = image_set.last_accessed_at is not None and now - image_set.last_accessed_at < TOUCH_RESOLUTION
-    if recent and image_set.storage_tier == StorageTier.FREQUENT_ACCESS:
+    recent = last_accessed_at is not None and now - last_accessed_at < TOUCH_RESOLUTION
+    if recent and storage_tier == StorageTier.FREQUENT_ACCESS:
         return
-    ImageSet.objects.filter(pk=image_set.pk).update(last_accessed_at=now, storage_tier=StorageTier.FREQUENT_ACCESS)
+    ImageSet.objects.filter(pk=image_set_id).update(last_accessed_at=now, storage_tier=StorageTier.FREQUENT_ACCESS)
 
 
 def imageset_metadata_blob(*, datastore_id: str, image_set_id: str, version: str | None) -> bytes:
@@ -77,16 +82,41 @@ def _accepts(accept: str | None, content_type: str) -> bool:
     return False
 
 
+_FRAME_COLUMNS = ("blob_key", "stored_transfer_syntax", "image_set__last_accessed_at", "image_set__storage_tier",
+                  "image_set__patient_id", "image_set__study_instance_uid")
+
+
+def _frame_row(*, datastore_id: str, image_set_id: str, frame_id: str) -> tuple | None:
+    """The frame and what the call needs of its image set, in one query, when the data store is live, the image set
+    not deleted and the frame there; None otherwise (the caller then finds out which, for the error)."""
+    rows = (ImageFrame.objects
+            .filter(image_set_id=image_set_id, frame_id=frame_id, image_set__datastore_id=datastore_id)
+            .exclude(image_set__state=ImageSetState.DELETED)
+            .exclude(image_set__datastore__status=DatastoreStatus.DELETED)
+            .values_list(*_FRAME_COLUMNS)[:1])  # no ORDER BY: (image set, frame id) is unique
+    return next(iter(rows), None)
+
+
 def imageset_frame(*, datastore_id: str, image_set_id: str, frame_id: str, accept: str | None) -> tuple[bytes, str]:
-    image_set = imageset_get(datastore_id=datastore_id, image_set_id=image_set_id, include_deleted=False)
-    frame = ImageFrame.objects.filter(image_set=image_set, frame_id=frame_id).first()
-    if frame is None:
-        raise NotFound(f"Image frame {frame_id} does not exist in image set {image_set_id}")
-    content_type = registry.frame_media_type(frame.stored_transfer_syntax)
+    """A frame's bytes as stored and their media type. GetImageFrame is the hottest call there is: the usual case
+    is one query (the data store, image set and frame rows joined), and the audit trail is handed the image set's
+    patient and study so that it need not read them again."""
+    row = _frame_row(datastore_id=datastore_id, image_set_id=image_set_id, frame_id=frame_id)
+    if row is None:
+        image_set = imageset_get(datastore_id=datastore_id, image_set_id=image_set_id, include_deleted=False)
+        frame = ImageFrame.objects.filter(image_set=image_set, frame_id=frame_id).first()
+        if frame is None:
+            raise NotFound(f"Image frame {frame_id} does not exist in image set {image_set_id}")
+        row = (frame.blob_key, frame.stored_transfer_syntax, image_set.last_accessed_at, image_set.storage_tier,
+               image_set.patient_id, image_set.study_instance_uid)
+    blob_key, transfer_syntax, last_accessed_at, storage_tier, patient_id, study_uid = row
+    audit_subject_note(datastore_id=datastore_id, image_set_id=image_set_id, patient_id=patient_id,
+                       study_uid=study_uid)
+    content_type = registry.frame_media_type(transfer_syntax)
     if not _accepts(accept, content_type):
         raise NotAcceptable(f"The frame is stored as {content_type}, which the Accept header excludes")
-    data = blob_store().get(frame.blob_key)
+    data = blob_store().get(blob_key)
     if data is None:
         raise BlobStoreError("frame blob is missing")
-    imageset_touch(image_set=image_set)
+    _touch(image_set_id, last_accessed_at=last_accessed_at, storage_tier=storage_tier)
     return data, content_type
