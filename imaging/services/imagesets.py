@@ -4,12 +4,13 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from django.db import connection
 from django.utils import timezone
 
 from imaging.codecs import registry
 from imaging.dicom.document import decode_document
 from imaging.errors import NotAcceptable, NotFound
-from imaging.models import DatastoreStatus, ImageFrame, ImageSet, ImageSetState, ImageSetVersion, StorageTier
+from imaging.models import Datastore, DatastoreStatus, ImageFrame, ImageSet, ImageSetState, ImageSetVersion, StorageTier
 from imaging.services.audit import audit_subject_note
 from imaging.services.datastores import datastore_get_live
 from imaging.storage import BlobStoreError, blob_store
@@ -82,19 +83,29 @@ def _accepts(accept: str | None, content_type: str) -> bool:
     return False
 
 
-_FRAME_COLUMNS = ("blob_key", "stored_transfer_syntax", "image_set__last_accessed_at", "image_set__storage_tier",
-                  "image_set__patient_id", "image_set__study_instance_uid")
-
-
 def _frame_row(*, datastore_id: str, image_set_id: str, frame_id: str) -> tuple | None:
-    """The frame and what the call needs of its image set, in one query, when the data store is live, the image set
-    not deleted and the frame there; None otherwise (the caller then finds out which, for the error)."""
-    rows = (ImageFrame.objects
-            .filter(image_set_id=image_set_id, frame_id=frame_id, image_set__datastore_id=datastore_id)
-            .exclude(image_set__state=ImageSetState.DELETED)
-            .exclude(image_set__datastore__status=DatastoreStatus.DELETED)
-            .values_list(*_FRAME_COLUMNS)[:1])  # no ORDER BY: (image set, frame id) is unique
-    return next(iter(rows), None)
+    """(blob key, stored transfer syntax, the image set's last access, tier, patient id, study UID) of a frame,
+    when the data store is live, the image set not deleted and the frame there; None otherwise (the caller then finds
+    out which, for the error). Plain SQL: the same query through the ORM (two joined excludes) took 2 ms to build,
+    fifty times what SQLite takes to answer it, on every GetImageFrame."""
+    frame, image_set, datastore = ImageFrame._meta.db_table, ImageSet._meta.db_table, Datastore._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT f.blob_key, f.stored_transfer_syntax, s.last_accessed_at, s.storage_tier, s.patient_id, "
+            f"s.study_instance_uid FROM {frame} f JOIN {image_set} s ON s.id = f.image_set_id "
+            f"JOIN {datastore} d ON d.id = s.datastore_id "
+            f"WHERE f.image_set_id = %s AND f.frame_id = %s AND s.datastore_id = %s AND s.state <> %s AND d.status <> %s",
+            [image_set_id, frame_id, datastore_id, ImageSetState.DELETED, DatastoreStatus.DELETED])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    last_accessed_at = ImageSet._meta.get_field("last_accessed_at")
+    # The backend's converters, as the ORM applies them (SQLite hands back text, and naive datetimes without USE_TZ)
+    converters = connection.ops.get_db_converters(last_accessed_at.get_col(image_set))
+    accessed = row[2]
+    for converter in converters:
+        accessed = converter(accessed, last_accessed_at.get_col(image_set), connection)
+    return (row[0], row[1], accessed, *row[3:])
 
 
 def imageset_frame(*, datastore_id: str, image_set_id: str, frame_id: str, accept: str | None) -> tuple[bytes, str]:

@@ -4,6 +4,7 @@ the next call, from this process or any other; the frame costs a handful of quer
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 from botocore.auth import SigV4Auth
@@ -12,10 +13,12 @@ from botocore.credentials import Credentials
 from django.db import connection
 from django.db.models import F
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 from pydicom.uid import generate_uid
 
 from imaging.crypto import encrypt_secret
-from imaging.models import AccessKey, AuditEvent, AuthGeneration, DatastoreGrant, ImageFrame, ImageSet, ManagedPolicy
+from imaging.models import (AccessKey, AuditEvent, AuthGeneration, DatastoreGrant, ImageFrame, ImageSet,
+                            ManagedPolicy, StorageTier)
 from imaging.services.accesskeys import IssuedKey, accesskey_create, accesskey_deactivate
 from imaging.services.imports import import_job_start_local
 from imaging.services.users import user_deactivate
@@ -85,6 +88,18 @@ def test_a_warm_frame_is_three_queries_and_its_audit_row_is_complete(client, fra
     assert (event.patient_id, event.study_instance_uid) == ("PID-HOT", frame.image_set.study_instance_uid)
     assert (event.access_key_id, event.status_code, event.image_set_id) == (
         frame.key.access_key_id, 200, frame.image_set.id)
+
+
+def test_a_frame_read_brings_the_image_set_back_to_frequent_access(client, frame):
+    long_ago = timezone.now() - timedelta(days=40)
+    ImageSet.objects.filter(pk=frame.image_set.pk).update(last_accessed_at=long_ago,
+                                                         storage_tier=StorageTier.ARCHIVE_INSTANT_ACCESS)
+    assert get_frame(client, frame).status_code == 200
+    touched = ImageSet.objects.get(pk=frame.image_set.pk)
+    assert touched.storage_tier == StorageTier.FREQUENT_ACCESS and touched.last_accessed_at > long_ago
+    with CaptureQueriesContext(connection) as queries:
+        assert get_frame(client, frame).status_code == 200
+    assert not [q for q in queries if q["sql"].startswith("UPDATE")]  # read within the minute: nothing to write
 
 
 def test_errors_of_the_one_query_path_are_the_ones_they_were(client, frame):
