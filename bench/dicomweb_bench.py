@@ -23,6 +23,7 @@ dropped afterwards). Targets are the issue's; the machine's other load shows in 
 from __future__ import annotations
 
 import argparse
+import gc
 import http.client
 import json
 import os
@@ -273,6 +274,8 @@ def qido_rows(studies: int, runs: int) -> list[tuple[str, float, float, int]]:
         probe = fill_studies(datastore.id, studies)
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE")
+        gc.collect()
+        gc.freeze()  # as a web process does once started (config/asgi_handler.py)
         print(f"{connection.vendor}: {studies} studies filled in {time.perf_counter() - start:.0f}s", file=sys.stderr)
         base_url = f"http://127.0.0.1/datastore/{datastore.id}"
         for name, params in (("PatientID", {"PatientID": [probe["PatientID"]]}),

@@ -36,11 +36,11 @@ from imaging.metrics import record_call
 from imaging.models import AccessKey
 from imaging.policies import is_allowed
 from imaging.services.accesskeys import (
-    accesskey_datastore_readable,
     accesskey_for_signing,
     accesskey_policy_document,
     accesskey_touch,
     principal_arn,
+    user_datastore_readable,
 )
 from imaging.services.audit import audit_record, client_ip
 
@@ -131,7 +131,7 @@ def _grants_cover(key: AccessKey, *, operation_name: str, resource: str) -> bool
     match = _DATASTORE_IN_ARN.search(resource)
     if match is None:
         return operation_name != "CreateDatastore" or key.user.is_superuser
-    return accesskey_datastore_readable(key=key, datastore_id=match.group(1))
+    return user_datastore_readable(user=key.user, datastore_id=match.group(1))
 
 
 def authorize(key: AccessKey, *, operation_name: str, resources: list[str]) -> str:

@@ -173,12 +173,14 @@ def accesskey_for_signing(*, access_key_id: str) -> tuple[AccessKey, str] | None
     return _signing_cache.get_or_compute(access_key_id, lambda: _usable_key(access_key_id))
 
 
-def accesskey_datastore_readable(*, key: AccessKey, datastore_id: str) -> bool:
-    """Whether the key's user may read `datastore_id` in any state (selectors.datastore_readable), kept as the
-    signing answer is."""
+def user_datastore_readable(*, user: Any, datastore_id: str) -> bool:
+    """The API's grant check: whether `user` may read `datastore_id` in any state (selectors.datastore_readable
+    with include_inactive), kept as the signing answer is."""
+    if user is None or not getattr(user, "pk", None):
+        return datastore_readable(user=user, datastore_id=datastore_id, include_inactive=True)
     return _grant_cache.get_or_compute(
-        (key.user_id, datastore_id),
-        lambda: datastore_readable(user=key.user, datastore_id=datastore_id, include_inactive=True))
+        (user.pk, datastore_id),
+        lambda: datastore_readable(user=user, datastore_id=datastore_id, include_inactive=True))
 
 
 def accesskey_touch(*, key: AccessKey) -> None:

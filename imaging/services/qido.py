@@ -217,16 +217,23 @@ def _attribute(keyword: str, value: Any) -> dict[str, Any]:
     return {"vr": vr, "Value": values}
 
 
+@functools.lru_cache(maxsize=256)
+def _layout(wanted: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """(keyword, tag) of the attributes asked for, in tag order: every object of an answer has the same."""
+    tags = {keyword: "00081190" if keyword == "RetrieveURL" else _vr_and_tag(keyword)[1] for keyword in wanted}
+    return tuple(sorted(tags.items(), key=lambda item: item[1]))
+
+
 def _dicom_json(values: dict[str, Any], wanted: Iterable[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for keyword in wanted:
+    for keyword, tag in _layout(tuple(wanted)):
         if keyword not in values:
             continue
         if keyword == "RetrieveURL":
-            out["00081190"] = {"vr": "UR", "Value": [values[keyword]]}
-            continue
-        out[_vr_and_tag(keyword)[1]] = _attribute(keyword, values[keyword])
-    return dict(sorted(out.items()))
+            out[tag] = {"vr": "UR", "Value": [values[keyword]]}
+        else:
+            out[tag] = _attribute(keyword, values[keyword])
+    return out
 
 
 def _wanted(search: Search, defaults: list[str], available: list[str]) -> list[str]:
