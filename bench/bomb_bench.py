@@ -98,7 +98,7 @@ def render_rows(side: int, canvas: int = 1000) -> list[tuple[str, str]]:
     from imaging.codecs.description import PixelDescription
     from imaging.dicom import uids
     from imaging.storage.filesystem import FilesystemBlobStore
-    from viewer.render import (GrayscalePipeline, Window, decode_frame, encode_image,
+    from imaging.render.pixels import (GrayscalePipeline, Window, decode_frame, encode_image,
                                skip_levels_for, stored_codestream)
 
     frame = picture(side)

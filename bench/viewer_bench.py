@@ -32,7 +32,7 @@ def render_figures(frame_count: int = 50) -> tuple[float, float]:
     from imaging.codecs.description import PixelDescription
     from imaging.pipeline.process import process_bytes
     from imaging.pipeline.results import FileResult
-    from viewer.render import GrayscalePipeline, decode_frame, encode_image
+    from imaging.render.pixels import GrayscalePipeline, decode_frame, encode_image
 
     folder = Path(tempfile.mkdtemp()) / "r"
     phantom_series(folder, frame_count)

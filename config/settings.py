@@ -172,6 +172,8 @@ X_FRAME_OPTIONS = "DENY"
 APERTURE_MAX_REQUEST_BYTES = env_int("APERTURE_MAX_REQUEST_BYTES", 1024 * 1024, minimum=1024)
 APERTURE_MAX_FORM_BYTES = env_int("APERTURE_MAX_FORM_BYTES", 256 * 1024, minimum=1024)
 APERTURE_MAX_UPLOAD_BYTES = env_int("APERTURE_MAX_UPLOAD_BYTES", 2 * 1024**3, minimum=1024)
+# STOW-RS bodies (POST /datastore/{id}/studies[/{study}], SPEC 11.5): streamed to a temporary file while hashed.
+APERTURE_MAX_STOW_BYTES = env_int("APERTURE_MAX_STOW_BYTES", 1024**3, minimum=1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = APERTURE_MAX_REQUEST_BYTES
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024  # what one request may hold in memory before spooling to disk
 

@@ -15,6 +15,9 @@ Route classes:
   * form    the viewer's pages, login and the admin - `APERTURE_MAX_FORM_BYTES`;
   * upload  the admin's DICOM upload form, for a signed-in staff session only - `APERTURE_MAX_UPLOAD_BYTES`;
             anyone else gets the form limit there, so nobody can make the server spool gigabytes without a login.
+  * stow    STOW-RS, a POST to /datastore/{id}/studies or /datastore/{id}/studies/{study} - `APERTURE_MAX_STOW_BYTES`
+            (1 GiB); the view spools the body to disk as it hashes it (imaging/aws/signed.py `spool_body`). Its
+            refusal is the AWS envelope, as on every DICOMweb route.
 
 This only holds behind a server with flow control, which hands the body over as the application reads it (uvicorn,
 started by `manage.py serve`). Django then spools what it reads to a temporary file past
@@ -42,6 +45,7 @@ Send = Callable[[Message], Awaitable[None]]
 PAGE_PREFIXES = ("/admin/", "/accounts/", "/studies/", "/view/", "/share/", "/thumbnails/", "/static/")
 PAGE_PATHS = ("/", "/metrics")
 UPLOAD_PATH = re.compile(r"^/admin/imaging/datastore/[^/]+/import-folder/$")
+STOW_PATH = re.compile(r"^/datastore/[^/]+/studies(/[^/]+)?$")
 LINGER_BYTES = 8 * 1024 * 1024
 
 
@@ -52,7 +56,7 @@ class BodyRule:
 
     @property
     def aws_envelope(self) -> bool:
-        return self.route_class == "api"
+        return self.route_class in ("api", "stow")
 
 
 def _cookie(scope: Scope, name: str) -> str | None:
@@ -86,6 +90,8 @@ async def rule_for(scope: Scope) -> BodyRule:
         session_key = _cookie(scope, settings.SESSION_COOKIE_NAME)
         if await database_sync_to_async(staff_session)(session_key):
             return BodyRule("upload", settings.APERTURE_MAX_UPLOAD_BYTES)
+    if STOW_PATH.match(path) and scope.get("method") == "POST":
+        return BodyRule("stow", settings.APERTURE_MAX_STOW_BYTES)
     if path in PAGE_PATHS or path.startswith(PAGE_PREFIXES):
         return BodyRule("form", settings.APERTURE_MAX_FORM_BYTES)
     return BodyRule("api", settings.APERTURE_MAX_REQUEST_BYTES)

@@ -45,3 +45,7 @@ class BadRequest(ApertureError):
 
 class PayloadTooLarge(ApertureError):
     """A request body over the limit of its route, refused before it is held (413)."""
+
+
+class UnsupportedMediaType(ApertureError):
+    """The request body's Content-Type is not one the operation accepts (415)."""

@@ -272,6 +272,9 @@ class ImageSet(models.Model):
     number_of_instances = models.PositiveIntegerField(default=0)
     dicom_tags = models.JSONField(default=dict, help_text="The DICOMTags summary of the latest version")
     grouping_keys = models.JSONField(default=list, help_text="Normalized Patient/Study/Series grouping key values")
+    qido_attributes = models.JSONField(
+        default=dict, blank=True,
+        help_text="Attributes QIDO-RS answers beyond DICOMTags (ReferringPhysicianName, SeriesDescription, …)")
 
     class Meta:
         ordering = ["-updated_at"]
@@ -370,6 +373,8 @@ class StudyIndex(models.Model):
     study_time = models.CharField(max_length=28, blank=True)
     study_description = models.CharField(max_length=64, blank=True)
     accession_number = models.CharField(max_length=16, blank=True)
+    referring_physician_name = models.CharField(max_length=256, blank=True)
+    timezone_offset = models.CharField(max_length=16, blank=True)
     modalities = models.CharField(max_length=128, blank=True, help_text="Space-framed list, e.g. ' CT PT '")
     number_of_series = models.PositiveIntegerField(default=0)
     number_of_instances = models.PositiveIntegerField(default=0)

@@ -30,6 +30,8 @@ READ_ONLY_ACTIONS = [
     "GetDICOMInstanceFrames",
     "GetDICOMSeriesMetadata",
     "GetDICOMBulkdata",
+    "GetDICOMRendered",
+    "GetDICOMThumbnail",
 ]
 
 MANAGED_POLICIES: dict[str, dict[str, Any]] = {

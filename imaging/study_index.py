@@ -46,6 +46,7 @@ def study_index_refresh(*, datastore_id: str, study_uids: Iterable[str]) -> None
             StudyIndex.objects.filter(datastore_id=datastore_id, study_instance_uid=study_uid).delete()
             continue
         tags = sets[0].dicom_tags
+        qido = sets[0].qido_attributes or {}
         modalities = sorted({s.modality for s in sets if s.modality})
         row, _ = StudyIndex.objects.update_or_create(
             datastore_id=datastore_id, study_instance_uid=study_uid,
@@ -58,6 +59,8 @@ def study_index_refresh(*, datastore_id: str, study_uids: Iterable[str]) -> None
                 "study_time": tags.get("DICOMStudyTime", "")[:28],
                 "study_description": tags.get("DICOMStudyDescription", "")[:64],
                 "accession_number": tags.get("DICOMAccessionNumber", "")[:16],
+                "referring_physician_name": qido.get("ReferringPhysicianName", "")[:256],
+                "timezone_offset": qido.get("TimezoneOffsetFromUTC", "")[:16],
                 "modalities": (" " + " ".join(modalities) + " ")[:128],
                 "number_of_series": len(sets),
                 "number_of_instances": sum(s.number_of_instances for s in sets),

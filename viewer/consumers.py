@@ -42,9 +42,10 @@ from django.conf import settings
 from django.utils import timezone
 
 from imaging.errors import ApertureError
+from imaging.render import frames
+from imaging.render.pixels import RenderError, Window
 from imaging.services.audit import audit_record
-from viewer import frames, selectors
-from viewer.render import RenderError, Window
+from viewer import selectors
 from viewer.socket_sessions import authority_problem, session_touch, share_link_deadline, socket_authority
 
 logger = logging.getLogger(__name__)

@@ -1,8 +1,8 @@
 """The viewer's read-side queries: find studies, list a study's series, open an image set for a user or a share link.
 
-Everything here reads; nothing writes, renders or caches pixels (that is viewer.frames). Who may read a data store is
-imaging.selectors' rule (the one the API applies too; the viewer shows ACTIVE data stores only) and what a share link
-covers is imaging.services.sharing's: this module only applies them.
+Everything here reads; nothing writes, renders or caches pixels (that is imaging.render.frames). Who may read a
+data store is imaging.selectors' rule (the one the API applies too; the viewer shows ACTIVE data stores only) and what
+a share link covers is imaging.services.sharing's: this module only applies them.
 """
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 
 from imaging.errors import AccessDenied, NotFound
 from imaging.models import ImageSet, ImageSetState, ShareLink, StudyIndex
+from imaging.render.imagemeta import ImageSetView, InstanceView, image_set_view
 from imaging.selectors import datastore_readable, datastores_readable
 from imaging.services.sharing import share_access
 from imaging.study_index import name_part_prefix, name_tokens
-from viewer.imagemeta import ImageSetView, InstanceView, image_set_view
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser

@@ -1,6 +1,6 @@
 """Viewer pages: study list, study page, the viewer, series thumbnails and share links. Every page needs a
 logged-in user who may read the data store, or a valid share link; the work is done by viewer.selectors (what to
-show) and viewer.frames (thumbnails)."""
+show) and imaging.render.frames (thumbnails)."""
 from __future__ import annotations
 
 from functools import wraps
@@ -16,10 +16,11 @@ from django.views.decorators.http import require_GET
 
 from imaging.dicom.window_presets import window_presets_as_data
 from imaging.errors import AccessDenied, NotFound
+from imaging.render import frames
 from imaging.selectors import datastores_readable
 from imaging.services.audit import audit_record, client_ip
 from imaging.services.sharing import ShareLinkInvalid, share_link_resolve
-from viewer import frames, selectors
+from viewer import selectors
 
 # Viewport layouts by name → viewports side by side. The viewer page takes ?layout=1x2 so that tests (and users)
 # can see two independent viewports of the same series; real hanging layouts come with the reading room.

@@ -16,6 +16,7 @@ ERROR_TABLE: dict[type[errors.ApertureError], tuple[str, int]] = {
     errors.AccessDenied: ("AccessDeniedException", 403),
     errors.NotFound: ("ResourceNotFoundException", 404),
     errors.NotAcceptable: ("NotAcceptableException", 406),
+    errors.UnsupportedMediaType: ("UnsupportedMediaTypeException", 415),
     errors.Conflict: ("ConflictException", 409),
     errors.QuotaExceeded: ("ServiceQuotaExceededException", 402),
     errors.Throttled: ("ThrottlingException", 429),

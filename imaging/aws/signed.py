@@ -7,6 +7,9 @@ exception becomes a response in one place: a SignatureError its own AWS error, a
 `imaging.aws.envelope.ERROR_TABLE`, anything else a 500 that is logged once. Afterwards each call, answered or
 refused, is counted in the metrics and written to the audit trail.
 
+A route may ask for its body spooled (`spooled_body`, STOW-RS): it then streams to a temporary file, hashed on the
+way for the SigV4 payload hash, instead of being read into memory (SPEC 12.1, last bullet).
+
 `signed_route` is the same as a view decorator for a route with one operation (GetDICOMInstance); the API's
 dispatcher, which picks the operation by method, calls `signed_call` itself.
 
@@ -15,13 +18,16 @@ This module knows no route and no operation model: it must not import imaging.ap
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
 import re
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, BinaryIO, Callable
 from urllib.parse import quote
 
 from django.conf import settings
@@ -57,15 +63,21 @@ class SignedCall:
     request_id: str
     operation_name: str
     body: bytes = b""
+    # A route with `spooled_body` gets its body here instead of in `body`: an anonymous temporary file, rewound.
+    body_file: BinaryIO | None = None
     key: AccessKey | None = None
     principal: str = ""
     parameters: dict[str, Any] = field(default_factory=dict)
     audit_response: Any = None
 
+    granted: dict[str, bool] = field(default_factory=dict)
+
     def authorize(self, resources: list[str], *, operation_name: str | None = None) -> str:
-        """Authorize this call's key for `operation_name` (this call's operation by default) on `resources`."""
+        """Authorize this call's key for `operation_name` (this call's operation by default) on `resources`. A data
+        store's grant is looked up once per call, however many of its resources are authorized."""
         assert self.key is not None, "authorize runs after authentication"
-        self.principal = authorize(self.key, operation_name=operation_name or self.operation_name, resources=resources)
+        self.principal = authorize(self.key, operation_name=operation_name or self.operation_name, resources=resources,
+                                   granted=self.granted)
         return self.principal
 
 
@@ -93,7 +105,7 @@ def _raw_path(request: HttpRequest, path_template: str | None, labels: dict[str,
 
 def authenticate(
     request: HttpRequest, *, body: bytes, path_template: str | None = None, labels: dict[str, str] | None = None,
-    allow_unsigned_payload: bool = False,
+    allow_unsigned_payload: bool = False, body_sha256: str | None = None,
 ) -> AccessKey:
     """The active access key that signed `request`, or a SignatureError. `path_template` (the operation's
     requestUri) rebuilds the signed path where the server does not hand over the raw one."""
@@ -109,6 +121,7 @@ def authenticate(
         query_string=request.META.get("QUERY_STRING", ""),
         headers=headers,
         body=body,
+        body_sha256=body_sha256,
     )
     sigv4.verify(
         signed,
@@ -125,24 +138,30 @@ def authenticate(
 _DATASTORE_IN_ARN = re.compile(r":datastore/([0-9a-z]{32})")
 
 
-def _grants_cover(key: AccessKey, *, operation_name: str, resource: str) -> bool:
+def _grants_cover(key: AccessKey, *, operation_name: str, resource: str, granted: dict[str, bool]) -> bool:
     """Grants bind the API as they bind the viewer: a data store named must be one the key's user may read (in any
-    state: see imaging.selectors.datastores_readable), and only a superuser may create one."""
+    state: see imaging.selectors.datastores_readable), and only a superuser may create one. `granted` keeps the
+    answers by data store for the rest of the call."""
     match = _DATASTORE_IN_ARN.search(resource)
     if match is None:
         return operation_name != "CreateDatastore" or key.user.is_superuser
-    return user_datastore_readable(user=key.user, datastore_id=match.group(1))
+    datastore_id = match.group(1)
+    if datastore_id not in granted:
+        granted[datastore_id] = user_datastore_readable(user=key.user, datastore_id=datastore_id)
+    return granted[datastore_id]
 
 
-def authorize(key: AccessKey, *, operation_name: str, resources: list[str]) -> str:
+def authorize(key: AccessKey, *, operation_name: str, resources: list[str],
+              granted: dict[str, bool] | None = None) -> str:
     """The key's policy must allow the action on every resource, and the key's user must be granted each data
     store named. Returns the principal's ARN; raises AccessDenied naming the first resource refused."""
     principal = principal_arn(key)
     action = f"medical-imaging:{operation_name}"
     document = accesskey_policy_document(key)
+    granted = {} if granted is None else granted
     for resource in resources:
         if not (is_allowed(document, action=action, resources=[resource])
-                and _grants_cover(key, operation_name=operation_name, resource=resource)):
+                and _grants_cover(key, operation_name=operation_name, resource=resource, granted=granted)):
             raise errors.AccessDenied(f"User: {principal} is not authorized to perform: {action} on resource: {resource}")
     return principal
 
@@ -156,14 +175,54 @@ def _read_body(request: HttpRequest) -> bytes:
         ) from e
 
 
+SPOOL_CHUNK_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True)
+class SpooledBody:
+    file: BinaryIO
+    size: int
+    sha256: str
+
+
+def spool_body(request: HttpRequest, *, limit: int) -> SpooledBody:
+    """The request body streamed into an anonymous temporary file under the data directory (removed when closed,
+    or by the system if the process dies) and hashed on the way, for SigV4's payload hash (SPEC 12.1): a body of a
+    gigabyte (STOW-RS) is never held in memory. One past `limit` bytes is a PayloadTooLarge; the body-limit
+    middleware refuses most such bodies before they arrive, this holds where no middleware runs (WSGI)."""
+    folder = Path(settings.DATA_DIR) / "tmp"
+    folder.mkdir(parents=True, exist_ok=True)
+    spooled = tempfile.TemporaryFile(dir=folder)
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        while chunk := request.read(SPOOL_CHUNK_BYTES):
+            size += len(chunk)
+            if size > limit:
+                raise errors.PayloadTooLarge(f"The request body exceeds the limit of {limit} bytes for this route")
+            digest.update(chunk)
+            spooled.write(chunk)
+        spooled.seek(0)
+    except BaseException:
+        spooled.close()
+        raise
+    return SpooledBody(file=spooled, size=size, sha256=digest.hexdigest())
+
+
 def _answer(call: SignedCall, step: Step, *, resources: Resources | None, path_template: str | None,
-            labels: dict[str, str], allow_unsigned_payload: bool) -> HttpResponse:
+            labels: dict[str, str], allow_unsigned_payload: bool, spooled_body: bool = False) -> HttpResponse:
     """The call's response: the step's on success, else the error table's. The only place a signed route's
     exceptions become responses."""
     try:
-        call.body = _read_body(call.request)
+        body_sha256 = None
+        if spooled_body:
+            # STOW-RS is the one route that spools: its own limit applies.
+            spooled = spool_body(call.request, limit=settings.APERTURE_MAX_STOW_BYTES)
+            call.body_file, body_sha256 = spooled.file, spooled.sha256
+        else:
+            call.body = _read_body(call.request)
         call.key = authenticate(call.request, body=call.body, path_template=path_template, labels=labels,
-                                allow_unsigned_payload=allow_unsigned_payload)
+                                allow_unsigned_payload=allow_unsigned_payload, body_sha256=body_sha256)
         if not throttling.allow(call.operation_name):
             raise errors.Throttled(f"Rate exceeded for {call.operation_name}")
         if resources is not None:
@@ -183,14 +242,20 @@ def _answer(call: SignedCall, step: Step, *, resources: Resources | None, path_t
 
 def signed_call(request: HttpRequest, *, operation_name: str, step: Step, parameters: dict[str, Any] | None = None,
                 labels: dict[str, str] | None = None, resources: Resources | None = None,
-                path_template: str | None = None, allow_unsigned_payload: bool = False) -> HttpResponse:
+                path_template: str | None = None, allow_unsigned_payload: bool = False,
+                spooled_body: bool = False) -> HttpResponse:
     """Answer one signed call of `operation_name` (see the module docstring). `parameters` is what the audit trail
-    records if the call fails before the step sets its own; `resources`, if given, are authorized before the step."""
+    records if the call fails before the step sets its own; `resources`, if given, are authorized before the step.
+    With `spooled_body` the body goes to a temporary file (`call.body_file`, see spool_body), closed afterwards."""
     call = SignedCall(request=request, request_id=str(uuid.uuid4()), operation_name=operation_name,
                       parameters=dict(parameters or {}))
     started = time.perf_counter()
-    response = _answer(call, step, resources=resources, path_template=path_template, labels=labels or {},
-                       allow_unsigned_payload=allow_unsigned_payload)
+    try:
+        response = _answer(call, step, resources=resources, path_template=path_template, labels=labels or {},
+                           allow_unsigned_payload=allow_unsigned_payload, spooled_body=spooled_body)
+    finally:
+        if call.body_file is not None:
+            call.body_file.close()
     record_call(operation=operation_name, datastore_id=str(call.parameters.get("datastoreId", ""))[:32],
                 status_code=response.status_code, error_type=response.get("x-amzn-ErrorType", ""),
                 seconds=time.perf_counter() - started)
@@ -199,8 +264,8 @@ def signed_call(request: HttpRequest, *, operation_name: str, step: Step, parame
 
 
 def signed_route(*, operation_name: str, method: str = "GET", parameters: Callable[..., dict[str, Any]],
-                 resources: Resources | None = None, allow_unsigned_payload: bool = False
-                 ) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+                 resources: Resources | None = None, allow_unsigned_payload: bool = False,
+                 spooled_body: bool = False) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
     """A view decorator for a signed route with one operation. The view is called as `view(call, **labels)` and
     returns its success response; `parameters(request, **labels)` gives the audit parameters. Another method
     than `method` is an unknown operation, neither counted nor audited."""
@@ -214,7 +279,7 @@ def signed_route(*, operation_name: str, method: str = "GET", parameters: Callab
             return signed_call(
                 request, operation_name=operation_name, step=lambda call: view(call, **labels),
                 parameters=parameters(request, **labels), labels=labels, resources=resources,
-                allow_unsigned_payload=allow_unsigned_payload,
+                allow_unsigned_payload=allow_unsigned_payload, spooled_body=spooled_body,
             )
 
         return wrapped

@@ -62,6 +62,8 @@ class SignedRequest:
     query_string: str
     headers: dict[str, str]  # lower-case names
     body: bytes
+    # The body's SHA-256 (hex) when it was hashed as it streamed to disk (STOW-RS); `body` is then empty.
+    body_sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -165,7 +167,7 @@ def canonical_headers(headers: dict[str, str], signed: list[str]) -> str:
 
 
 def payload_hash(request: SignedRequest, *, allow_unsigned: bool) -> str:
-    actual = hashlib.sha256(request.body).hexdigest()
+    actual = request.body_sha256 or hashlib.sha256(request.body).hexdigest()
     declared = request.headers.get("x-amz-content-sha256")
     if declared is None:
         return actual

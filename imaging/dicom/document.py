@@ -127,8 +127,21 @@ def summary(document: dict[str, Any]) -> dict[str, Any]:
         tags["DICOMSeriesNumber"] = int(series_number)
     except ValueError:
         pass
+    # Attributes kept at the instance level (SPEC 5.3) are read from the series' first instance.
+    first_instance = next(iter(first_series.get("Instances", {}).values()), {}).get("DICOM", {})
+    nodes = (study, series, first_instance)
+
+    def found(keyword: str, size: int) -> str:
+        return next((_text(node[keyword]) for node in nodes if node.get(keyword) not in (None, "")), "")[:size]
+
+    qido = {"ReferringPhysicianName": found("ReferringPhysicianName", 256),
+            "TimezoneOffsetFromUTC": found("TimezoneOffsetFromUTC", 16),
+            "SeriesDescription": found("SeriesDescription", 64),
+            "PerformedProcedureStepStartDate": found("PerformedProcedureStepStartDate", 18),
+            "PerformedProcedureStepStartTime": found("PerformedProcedureStepStartTime", 28)}
     return {
         "dicom_tags": {key: value for key, value in tags.items() if value != ""},
+        "qido_attributes": qido,  # every key, empty ones too: {} marks an image set written before them
         "study_instance_uid": tags["DICOMStudyInstanceUID"],
         "series_instance_uid": tags["DICOMSeriesInstanceUID"],
         "patient_id": tags["DICOMPatientId"][:64],

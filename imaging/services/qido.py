@@ -8,7 +8,12 @@ whether more matches exist beyond the page. Bad parameters are a ValidationFaile
 
 Matching: exact and case-sensitive; comma-separated UID lists; DA/TM ranges `A-B`, `A-`, `-B`; `*` and `?`
 wildcards; `fuzzymatching=true` makes PatientName a case-insensitive prefix match on any name component (through
-StudyNameToken). An empty value matches everything (universal matching); unknown keys are ignored.
+StudyNameToken), and ReferringPhysicianName the same, checked row by row among the rows the other criteria leave
+(it has no token index). An empty value matches everything (universal matching); unknown keys are ignored.
+
+Attributes beyond the DICOMTags summary (ReferringPhysicianName, TimezoneOffsetFromUTC, SeriesDescription,
+PerformedProcedureStepStartDate/Time) come from `ImageSet.qido_attributes` and the study index, filled by every
+write; `manage.py search_index_rebuild` fills them for image sets written before they existed.
 """
 from __future__ import annotations
 
@@ -17,7 +22,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from django.db.models import F, Q, QuerySet
+from django.db.models import F, Q, QuerySet, TextField, Value
+from django.db.models.fields.json import KT
+from django.db.models.functions import Coalesce
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 
 from imaging.dicom.document import decode_document
@@ -49,9 +56,10 @@ SERIES_AVAILABLE = SERIES_DEFAULTS + ["BodyPartExamined"]
 _STUDY_COLUMNS = {"StudyInstanceUID": "study_instance_uid", "PatientID": "patient_id", "PatientName": "patient_name",
                   "PatientBirthDate": "patient_birth_date", "PatientSex": "patient_sex", "StudyDate": "study_date",
                   "StudyTime": "study_time", "AccessionNumber": "accession_number",
-                  "StudyDescription": "study_description"}
+                  "StudyDescription": "study_description", "ReferringPhysicianName": "referring_physician_name"}
 _STUDY_KEYS = set(_STUDY_COLUMNS) | {"ModalitiesInStudy", "StudyID"}
-_SERIES_KEYS = {"SeriesInstanceUID", "Modality", "SeriesNumber", "BodyPartExamined"}
+_SERIES_KEYS = {"SeriesInstanceUID", "Modality", "SeriesNumber", "BodyPartExamined", "SeriesDescription",
+                "PerformedProcedureStepStartDate", "PerformedProcedureStepStartTime"}
 _RANGE_FORMATS = {"DA": re.compile(r"\d{8}"), "TM": re.compile(r"\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?"),
                   "DT": re.compile(r"\d{4,14}(\.\d{1,6})?([+-]\d{4})?")}
 
@@ -177,6 +185,9 @@ def _study_filter(datastore_id: str, search: Search) -> Q:
         elif keyword == "PatientName" and search.fuzzy:
             for part in name_tokens(value.replace("*", "").replace("?", "")):
                 q &= name_part_prefix(part)
+        elif keyword == "ReferringPhysicianName" and search.fuzzy:
+            for part in name_tokens(value.replace("*", "").replace("?", "")):
+                q &= _name_component_prefix(column, part)
         elif vr == "UI":
             q &= Q(**{f"{column}__in": value.split(",")})
         elif vr in ("DA", "TM"):
@@ -184,6 +195,18 @@ def _study_filter(datastore_id: str, search: Search) -> Q:
         else:
             q &= _wildcard(column, value)
     return q
+
+
+def _name_component_prefix(column: str, token: str) -> Q:
+    """A case-insensitive prefix match on any component of a person name held in `column` (fuzzy matching of a
+    name that has no token index: checked row by row among the rows the other criteria leave)."""
+    return Q(**{f"{column}__iregex": r"(^|[\^= ,])" + re.escape(token)})
+
+
+def _json_text(keyword: str) -> Coalesce:
+    """An image set's qido_attributes value as text ('' when absent), so wildcards and ranges compare strings on
+    SQLite and PostgreSQL alike, as they do for the study columns."""
+    return Coalesce(KT(f"qido_attributes__{keyword}"), Value(""), output_field=TextField())
 
 
 def _primary_sets(datastore_id: str) -> QuerySet[ImageSet]:
@@ -262,7 +285,7 @@ def _study_values(row: StudyIndex, study_id: str, base_url: str) -> dict[str, An
         "StudyTime": row.study_time, "AccessionNumber": row.accession_number,
         "StudyDescription": row.study_description, "StudyID": study_id,
         "ModalitiesInStudy": row.modalities.split(), "InstanceAvailability": "ONLINE",
-        "ReferringPhysicianName": None, "TimezoneOffsetFromUTC": None,
+        "ReferringPhysicianName": row.referring_physician_name, "TimezoneOffsetFromUTC": row.timezone_offset,
         "NumberOfStudyRelatedSeries": row.number_of_series, "NumberOfStudyRelatedInstances": row.number_of_instances,
         "RetrieveURL": f"{base_url}/studies/{row.study_instance_uid}",
     }
@@ -287,6 +310,12 @@ def _series_queryset(datastore_id: str, search: Search, study_uid: str | None) -
             queryset = queryset.filter(dicom_tags__DICOMSeriesNumber=int(value))
         elif keyword == "BodyPartExamined":
             queryset = queryset.filter(_wildcard("dicom_tags__DICOMSeriesBodyPart", value))
+        elif keyword == "SeriesDescription":
+            queryset = queryset.alias(qido_SeriesDescription=_json_text("SeriesDescription"))
+            queryset = queryset.filter(_wildcard("qido_SeriesDescription", value))
+        elif keyword in ("PerformedProcedureStepStartDate", "PerformedProcedureStepStartTime"):
+            queryset = queryset.alias(**{f"qido_{keyword}": _json_text(keyword)})
+            queryset = queryset.filter(_range(f"qido_{keyword}", value))
     return queryset.order_by(F("dicom_tags__DICOMSeriesNumber").asc(nulls_last=True), "series_instance_uid", "id")
 
 
@@ -302,12 +331,14 @@ def series_search(*, datastore_id: str, search: Search, base_url: str, study_uid
 
 def _series_values(row: ImageSet, base_url: str) -> dict[str, Any]:
     tags = row.dicom_tags or {}
+    qido = row.qido_attributes or {}
     return {
         "StudyInstanceUID": row.study_instance_uid, "SeriesInstanceUID": row.series_instance_uid,
         "Modality": row.modality, "SeriesNumber": tags.get("DICOMSeriesNumber"),
-        "BodyPartExamined": tags.get("DICOMSeriesBodyPart"), "SeriesDescription": None,
+        "BodyPartExamined": tags.get("DICOMSeriesBodyPart"), "SeriesDescription": qido.get("SeriesDescription"),
         "NumberOfSeriesRelatedInstances": row.number_of_instances,
-        "PerformedProcedureStepStartDate": None, "PerformedProcedureStepStartTime": None,
+        "PerformedProcedureStepStartDate": qido.get("PerformedProcedureStepStartDate"),
+        "PerformedProcedureStepStartTime": qido.get("PerformedProcedureStepStartTime"),
         "RequestAttributesSequence": None,
         "RetrieveURL": f"{base_url}/studies/{row.study_instance_uid}/series/{row.series_instance_uid}",
     }

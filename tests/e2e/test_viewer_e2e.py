@@ -11,7 +11,7 @@ from tests import personas
 from tests.clients import wait_for
 from tests.dicomgen import ct_bytes
 from tests.importing import run_import
-from viewer.render import to_uint8, voi_window
+from imaging.render.pixels import to_uint8, voi_window
 
 pytestmark = [pytest.mark.live, pytest.mark.slow]
 

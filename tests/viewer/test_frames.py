@@ -1,9 +1,10 @@
-"""The viewer's render orchestration in process (viewer.frames): what is cached and by which key."""
+"""The viewer's render orchestration in process (imaging.render.frames): what is cached and by which key."""
 from __future__ import annotations
 
 import pytest
 
-from viewer import frames, selectors
+from imaging.render import frames
+from viewer import selectors
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -1,4 +1,4 @@
-"""The viewer's read side in process (viewer.selectors, viewer.imagemeta): who may open what, which image set a share
+"""The viewer's read side in process (viewer.selectors, imaging.render.imagemeta): who may open what, which image set a share
 link opens on, and an image set's view read once per content version."""
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import pytest
 from imaging.errors import AccessDenied
 from imaging.models import DatastoreGrant, ImageSet, ShareLink
 from imaging.services.sharing import share_link_create
-from viewer import imagemeta, selectors
+from imaging.render import imagemeta
+from viewer import selectors
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -14,7 +14,7 @@ from PIL import Image
 
 from tests.viewer_study import ct_slice
 from viewer.consumers import RenderConsumer
-from viewer.render import voi_window
+from imaging.render.pixels import voi_window
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -21,6 +21,7 @@ STUDIES = "/datastore/" + "a" * 32 + "/studies"
 def cors(settings):
     settings.APERTURE_CORS_ORIGINS = [ALLOWED, "http://localhost:3000"]
     settings.APERTURE_MAX_REQUEST_BYTES = 2048
+    settings.APERTURE_MAX_STOW_BYTES = 2048  # a POST to /studies is STOW-RS, with its own limit
     return settings
 
 

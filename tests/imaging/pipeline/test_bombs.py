@@ -208,7 +208,7 @@ def test_a_frame_whose_codestream_declares_more_than_rows_and_columns_fails_befo
     from imaging.codecs.dimensions import declared_size
     from imaging.dicom import uids
     from imaging.codecs.description import PixelDescription
-    from viewer.render import RenderError, decode_frame
+    from imaging.render.pixels import RenderError, decode_frame
 
     bomb = _frame_header_bomb(name)
     source = pydicom.dcmread(io.BytesIO(bomb))

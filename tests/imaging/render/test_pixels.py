@@ -17,7 +17,7 @@ from imaging.codecs.description import PixelDescription
 from imaging.pipeline.process import process_bytes
 from imaging.pipeline.results import FileResult
 from tests.paths import DICOM_DIR
-from viewer.render import GrayscalePipeline, Window, color_to_rgb8, decode_frame, encode_image
+from imaging.render.pixels import GrayscalePipeline, Window, color_to_rgb8, decode_frame, encode_image
 
 
 def stored(name: str):
@@ -143,7 +143,7 @@ def test_reduced_resolution_renders_carry_no_wrapped_samples():
     wraps to ~65,500; the viewer must give the clamped band (what a thumbnail of the full decode shows: black)."""
     from imaging.codecs import htj2k
     from imaging.codecs.wavelet import reduced_resolutions
-    from viewer.render import skip_levels_for
+    from imaging.render.pixels import skip_levels_for
 
     y, x = np.mgrid[0:301, 0:203]
     frame = np.where((x - 100) ** 2 + (y - 150) ** 2 < 80**2, 4000, 0).astype(np.uint16)
@@ -166,7 +166,7 @@ def test_reduced_decodes_are_exact_clamped_bands_at_every_depth(bits_allocated, 
     from imaging.codecs import htj2k
     from imaging.codecs.ifrc import sample_range
     from imaging.codecs.wavelet import reduced_resolutions
-    from viewer.render import skip_levels_for
+    from imaging.render.pixels import skip_levels_for
 
     low, high = sample_range(bits_stored, signed)
     y, x = np.mgrid[0:301, 0:203]
@@ -187,7 +187,7 @@ def test_a_large_frame_on_a_small_canvas_renders_from_the_level_that_fits_and_lo
     and the picture matches the full decode scaled down to the same size."""
     from imaging.codecs import htj2k
     from imaging.dicom import uids
-    from viewer.render import skip_levels_for
+    from imaging.render.pixels import skip_levels_for
 
     y, x = np.mgrid[0:4096, 0:4096].astype(np.float64)
     noise = np.random.default_rng(11).integers(-6, 7, (4096, 4096))
@@ -211,7 +211,7 @@ def test_a_reduced_level_is_read_from_the_front_of_the_blob_alone(tmp_path, shap
     from imaging.codecs import htj2k
     from imaging.dicom import uids
     from imaging.storage.filesystem import FilesystemBlobStore
-    from viewer.render import stored_codestream
+    from imaging.render.pixels import stored_codestream
 
     frame = np.random.default_rng(4).integers(0, 200, shape).astype(np.uint8)
     codestream = htj2k.encode_lossless(frame, rgb=rgb)
@@ -267,7 +267,7 @@ def test_the_s3_blob_store_reads_part_of_an_object(s3):
 
 
 def test_decoded_frames_are_kept_least_recently_used_first_out_within_their_bytes():
-    from viewer.render import DecodedFrameCache
+    from imaging.render.pixels import DecodedFrameCache
 
     cache = DecodedFrameCache(limit_bytes=3 * 100)
     frames = {name: np.full(100, index, np.uint8) for index, name in enumerate("abcd")}

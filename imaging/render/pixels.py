@@ -1,4 +1,5 @@
-"""The render service: a stored frame to an 8-bit JPEG or PNG, on the server.
+"""The render service's pixel work: a stored frame to an 8-bit JPEG, PNG or GIF, on the server. The viewer and
+DICOMweb's rendered resources both draw through it (imaging.render.frames picks the frame); it knows no request.
 
 decode (through the codec registry, imaging.codecs.registry; reduced resolutions of HTJ2K frames whenever the frame
 is at least twice the size asked for: thumbnails, the first paint, large frames on any canvas) -> Modality LUT
@@ -178,28 +179,70 @@ def color_to_rgb8(frame: np.ndarray, description: PixelDescription, dicom: dict[
     return frame
 
 
-def encode_image(pixels: np.ndarray, *, fmt: str, quality: int, max_size: tuple[int, int] | None) -> bytes:
+def encode_image(pixels: np.ndarray, *, fmt: str, quality: int, max_size: tuple[int, int] | None,
+                 enlarge: bool = False) -> bytes:
+    """8-bit samples as a JPEG, PNG or GIF, shrunk to fit within `max_size` keeping the aspect ratio (and, with
+    `enlarge`, grown to fit it too: DICOMweb's viewport is the size of the picture asked for)."""
     image = Image.fromarray(pixels)
     if max_size and (image.width > max_size[0] or image.height > max_size[1]):
         image.thumbnail(max_size, Image.Resampling.BILINEAR)
+    elif max_size and enlarge and image.width < max_size[0] and image.height < max_size[1]:
+        scale = min(max_size[0] / image.width, max_size[1] / image.height)
+        width = max(1, min(max_size[0], round(image.width * scale)))
+        height = max(1, min(max_size[1], round(image.height * scale)))
+        image = image.resize((width, height), Image.Resampling.BILINEAR)
     buffer = io.BytesIO()
     if fmt == "png":
         image.save(buffer, format="PNG", compress_level=1)
+    elif fmt == "gif":
+        image.save(buffer, format="GIF")
     else:
         image.save(buffer, format="JPEG", quality=quality)
     return buffer.getvalue()
 
 
-def skip_levels_for(description: PixelDescription, max_size: tuple[int, int] | None) -> int:
+@dataclass(frozen=True)
+class Region:
+    """A part of a frame in full-resolution pixels (PS3.18 viewport sx,sy,sw,sh): the top left corner and a signed
+    size; a negative width or height flips the picture along that axis."""
+
+    x: int
+    y: int
+    width: int
+    height: int
+
+
+def region_crop(pixels: np.ndarray, region: Region, *, skip_levels: int) -> np.ndarray:
+    """The region out of a frame decoded `skip_levels` resolution levels below full (coordinates halved per level),
+    flipped where its width or height is negative. A region reaching past the frame is cut at its edge."""
+    scale = 2 ** skip_levels
+    rows, columns = pixels.shape[:2]
+    x0, x1 = sorted((region.x, region.x + region.width))
+    y0, y1 = sorted((region.y, region.y + region.height))
+    left, right = min(columns, max(0, x0) // scale), min(columns, -(-max(0, x1) // scale))
+    top, bottom = min(rows, max(0, y0) // scale), min(rows, -(-max(0, y1) // scale))
+    cropped = pixels[top:max(bottom, top + 1), left:max(right, left + 1)]
+    if region.width < 0:
+        cropped = cropped[:, ::-1]
+    if region.height < 0:
+        cropped = cropped[::-1]
+    return np.ascontiguousarray(cropped)
+
+
+def skip_levels_for(description: PixelDescription, max_size: tuple[int, int] | None, *,
+                    region: Region | None = None) -> int:
     """How many resolution levels can be dropped and still cover `max_size` (where the codec can drop them
-    exactly: HTJ2K): a 32768x32768 frame on a 1,000-pixel canvas is decoded at 1024x1024, never in full. 0 where
-    there is no exact reduced decode: the frame is decoded in full (and cached as such)."""
+    exactly: HTJ2K): a 32768x32768 frame on a 1,000-pixel canvas is decoded at 1024x1024, never in full. With a
+    `region`, that part of the frame must still cover `max_size`. 0 where there is no exact reduced decode: the
+    frame is decoded in full (and cached as such)."""
     if not max_size:
         return 0
     levels = registry.frame_reducible_levels(description)
     if not levels:
         return 0
-    ratio = min(description.columns / max(max_size[0], 1), description.rows / max(max_size[1], 1))
+    columns, rows = (abs(region.width), abs(region.height)) if region else (description.columns, description.rows)
+    # The picture fits within max_size keeping its aspect ratio: the axis that shrinks most sets the scale.
+    ratio = max(columns / max(max_size[0], 1), rows / max(max_size[1], 1))
     if ratio < 2:
         return 0
     return max(0, min(int(math.log2(ratio)), levels))

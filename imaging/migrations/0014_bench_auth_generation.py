@@ -8,7 +8,7 @@ def first_stamp(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("imaging", "0012_qido_study_order"),
+        ("imaging", "0013_qido_attributes"),
     ]
 
     operations = [

@@ -138,3 +138,11 @@ def image_set_view(*, datastore_id: str, image_set_id: str) -> ImageSetView:
     if image_set is None or image_set.content_version == 0:
         raise NotFound("No such image set")
     return _image_set_view(image_set)
+
+
+def image_set_view_of(*, image_set: ImageSet) -> ImageSetView:
+    """The current version of an image set the caller has already found (and authorized), without finding it again;
+    NotFound for one with no completed version."""
+    if image_set.content_version == 0:
+        raise NotFound("No such image set")
+    return _image_set_view(image_set)
