@@ -42,12 +42,14 @@ int bind(int fd, const struct sockaddr *address, socklen_t length) {
 """
 
 
-def orthanc_require() -> None:
-    """Install Debian's orthanc package when it is missing (the benchmark machine only, never CI)."""
-    if Path(ORTHANC).exists():
+def orthanc_require(*, dicomweb: bool = False) -> None:
+    """Install Debian's orthanc (and orthanc-dicomweb) packages when missing (the benchmark machine only, never CI)."""
+    packages = [name for name, path in (("orthanc", ORTHANC), ("orthanc-dicomweb", DICOMWEB_PLUGIN))
+                if (dicomweb or name == "orthanc") and not Path(path).exists()]
+    if not packages:
         return
-    print("Orthanc is not installed: running `apt-get install -y orthanc` for the Orthanc row ...", file=sys.stderr)
-    subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", "orthanc"], check=True,
+    print(f"running `apt-get install -y {' '.join(packages)}` for the Orthanc rows ...", file=sys.stderr)
+    subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", *packages], check=True,
                    env={"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
 
 
@@ -60,14 +62,14 @@ def _free_port() -> int:
 class Orthanc:
     """One private Orthanc on loopback ports, in its own folder; `stop()` ends it and removes the folder."""
 
-    def __init__(self, plugins: list[str] | None = None) -> None:
-        self.plugins = list(plugins or [])  # e.g. DICOMWEB_PLUGIN, for the WADO-RS comparison
+    def __init__(self, *, dicomweb: bool = False) -> None:
+        self.dicomweb = dicomweb
         self.dir = Path(tempfile.mkdtemp(prefix="orthanc-bench-"))
         self.http_port, self.dicom_port = _free_port(), _free_port()
         self.process: subprocess.Popen | None = None
 
     def start(self) -> Orthanc:
-        orthanc_require()
+        orthanc_require(dicomweb=self.dicomweb)
         shim = self.dir / "loopback.so"
         source = self.dir / "loopback.c"
         source.write_text(LOOPBACK_SHIM)
@@ -75,8 +77,11 @@ class Orthanc:
         config = {
             "Name": "bench", "StorageDirectory": str(self.dir / "storage"), "IndexDirectory": str(self.dir / "index"),
             "HttpPort": self.http_port, "DicomPort": self.dicom_port, "RemoteAccessAllowed": False,
-            "AuthenticationEnabled": False, "HttpCompressionEnabled": False, "Plugins": self.plugins,
+            "AuthenticationEnabled": False, "HttpCompressionEnabled": False, "Plugins": [],
         }
+        if self.dicomweb:
+            config["Plugins"] = [DICOMWEB_PLUGIN]
+            config["DicomWeb"] = {"Enable": True, "Root": "/dicom-web/"}
         (self.dir / "orthanc.json").write_text(json.dumps(config))
         log = open(self.dir / "orthanc.log", "wb")
         self.process = subprocess.Popen([ORTHANC, str(self.dir / "orthanc.json")], stdout=log,

@@ -94,9 +94,9 @@ def main() -> None:
 
 
 def _orthanc(folder: Path, study: str, series: str, middle: str, rounds: int) -> None:
-    from bench.orthanc import DICOMWEB_PLUGIN, Orthanc
+    from bench.orthanc import Orthanc
 
-    orthanc = Orthanc(plugins=[DICOMWEB_PLUGIN]).start()
+    orthanc = Orthanc(dicomweb=True).start()
     try:
         orthanc.ingest_seconds(sorted(folder.glob("*.dcm")))
         session = requests.Session()

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 
-from django.core.asgi import get_asgi_application
-
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-django_asgi_app = get_asgi_application()
+
+from config.asgi_handler import one_hop_asgi_application  # noqa: E402
+
+django_asgi_app = one_hop_asgi_application()  # Django's handler, one thread switch per request (see there)
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs the app registry)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402

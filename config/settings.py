@@ -183,6 +183,9 @@ APERTURE_ACCEPTED_REGIONS = env_list("APERTURE_ACCEPTED_REGIONS", [])
 APERTURE_ACCOUNT_ID = env_pattern("APERTURE_ACCOUNT_ID", "000000000000", r"\d{12}", "12 digits")
 APERTURE_PARTITION = env_pattern("APERTURE_PARTITION", "aws", r"aws[a-z-]*", "an AWS partition name")
 APERTURE_SIGV4_MAX_SKEW = env_int("APERTURE_SIGV4_MAX_SKEW", 300, minimum=1)
+# The longest a web process keeps an access key, its secret and its user's grants before reading them again
+# (imaging/services/accesskeys.py: changes through the application take effect at once everywhere anyway); 0: off.
+APERTURE_AUTH_CACHE_SECONDS = env_int("APERTURE_AUTH_CACHE_SECONDS", 30, minimum=0)
 
 # --- Storage and background work ---
 APERTURE_BLOB_STORE = env_str("APERTURE_BLOB_STORE", f"file://{DATA_DIR / 'blobs'}")

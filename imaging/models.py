@@ -159,6 +159,16 @@ class Role(models.Model):
         return self.name
 
 
+class AuthGeneration(models.Model):
+    """One row whose `stamp` changes (to a fresh random number) whenever an access key, a user, a grant or a data
+    store changes, in whichever process makes the change. Web processes keep keys, secrets and grant answers for a
+    short while (imaging/services/accesskeys.py) and read this stamp on every call: a different stamp drops them, so
+    a key deactivated from the command line is refused by the next call on every process."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    stamp = models.BigIntegerField(default=0)
+
+
 class JobStatus(models.TextChoices):
     SUBMITTED = "SUBMITTED"
     IN_PROGRESS = "IN_PROGRESS"

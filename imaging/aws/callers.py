@@ -25,9 +25,8 @@ from imaging import errors
 from imaging.models import AccessKey, Datastore
 from imaging.origins import same_origin
 from imaging.policies import is_allowed
-from imaging.selectors import datastore_readable
 from imaging.services import accesstokens, authorizers, oidc
-from imaging.services.accesskeys import accesskey_policy_document, principal_arn
+from imaging.services.accesskeys import accesskey_policy_document, principal_arn, user_datastore_readable
 
 IAM_USER, ASSUMED_ROLE, BEARER, SESSION = "IAMUser", "AssumedRole", "Bearer", "Session"
 SAFE_METHODS = ("GET", "HEAD")
@@ -116,7 +115,7 @@ def _bounds_cover(caller: Caller, *, operation_name: str, resource: str, granted
     if caller.user is None:
         return caller.datastore_id is not None
     if datastore_id not in granted:
-        granted[datastore_id] = datastore_readable(user=caller.user, datastore_id=datastore_id, include_inactive=True)
+        granted[datastore_id] = user_datastore_readable(user=caller.user, datastore_id=datastore_id)
     return granted[datastore_id]
 
 

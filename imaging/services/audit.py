@@ -4,6 +4,7 @@ HIDDEN_DUE_TO_SECURITY_REASONS. The patient and study the event concerns are kep
 admins can search the trail by them."""
 from __future__ import annotations
 
+import contextvars
 import ipaddress
 import json
 import logging
@@ -91,7 +92,20 @@ def _is_anonymous_refusal(*, user, principal_arn: str, status_code: int, event_t
             and not getattr(user, "is_authenticated", False))
 
 
-def _subject(datastore_id: str, image_set_id: str) -> tuple[str, str]:
+_subject_noted: contextvars.ContextVar[tuple[str, str, str, str] | None] = contextvars.ContextVar(
+    "audit_subject_noted", default=None)
+
+
+def audit_subject_note(*, datastore_id: str, image_set_id: str, patient_id: str, study_uid: str) -> None:
+    """Tell the audit row of the call in progress the patient and study of the image set it read, so that
+    `audit_record` need not query them again (GetImageFrame). Kept until the next `audit_record` of this context,
+    which always takes it away, and used only for the same data store and image set."""
+    _subject_noted.set((datastore_id, image_set_id, patient_id or "", study_uid or ""))
+
+
+def _subject(datastore_id: str, image_set_id: str, noted: tuple[str, str, str, str] | None) -> tuple[str, str]:
+    if noted is not None and noted[:2] == (datastore_id, image_set_id):
+        return noted[2], noted[3]
     if not (datastore_id and image_set_id):
         return "", ""
     row = ImageSet.objects.filter(pk=image_set_id, datastore_id=datastore_id).values_list(
@@ -108,6 +122,9 @@ def audit_record(*, event_name: str, user=None, request_id: str = "", principal_
                  identity_type: str | None = None) -> None:
     """Append one event; a failure to audit is logged and never breaks the call being audited. Anonymous refusals
     are written within `anonymous_refusal_admit`'s budget and counted beyond it."""
+    noted = _subject_noted.get()
+    if noted is not None:
+        _subject_noted.set(None)
     if category is None:
         category = "Data" if is_data_event(event_name) or event_type != "AwsApiCall" else "Management"
     if category == "Data" and event_type == "AwsApiCall" and not settings.APERTURE_AUDIT_DATA_EVENTS:
@@ -119,7 +136,7 @@ def audit_record(*, event_name: str, user=None, request_id: str = "", principal_
         record_unrecorded_refusal()
         return
     if not (patient_id or study_uid):
-        patient_id, study_uid = _subject(datastore_id, image_set_id)
+        patient_id, study_uid = _subject(datastore_id, image_set_id, noted)
     if read_only is None:
         read_only = event_name.startswith(READ_PREFIXES)
     try:
