@@ -417,6 +417,7 @@ class StudyIndex(models.Model):
     accession_number = models.CharField(max_length=16, blank=True)
     referring_physician_name = models.CharField(max_length=256, blank=True)
     timezone_offset = models.CharField(max_length=16, blank=True)
+    study_id = models.CharField(max_length=16, blank=True)
     modalities = models.CharField(max_length=128, blank=True, help_text="Space-framed list, e.g. ' CT PT '")
     number_of_series = models.PositiveIntegerField(default=0)
     number_of_instances = models.PositiveIntegerField(default=0)

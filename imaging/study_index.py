@@ -61,6 +61,7 @@ def study_index_refresh(*, datastore_id: str, study_uids: Iterable[str]) -> None
                 "accession_number": tags.get("DICOMAccessionNumber", "")[:16],
                 "referring_physician_name": qido.get("ReferringPhysicianName", "")[:256],
                 "timezone_offset": qido.get("TimezoneOffsetFromUTC", "")[:16],
+                "study_id": tags.get("DICOMStudyId", "")[:16],
                 "modalities": (" " + " ".join(modalities) + " ")[:128],
                 "number_of_series": len(sets),
                 "number_of_instances": sum(s.number_of_instances for s in sets),
