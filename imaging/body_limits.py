@@ -17,8 +17,11 @@ Route classes:
             anyone else gets the form limit there, so nobody can make the server spool gigabytes without a login.
   * stow    STOW-RS POSTs (`/datastore/{id}/studies[/{study}]`) whose credentials hold up before the body is read
             - `APERTURE_MAX_STOW_BYTES`: a bearer token is checked in full (our own tokens, a JWT of the OIDC issuer
-            or of the data store's authorizer); a SigV4 request must name an active access key (its signature
-            covers the body's hash, so it is verified once the body is in). Anyone else gets the API limit there.
+            or of the data store's authorizer); a SigV4 request must name an active access key, and its signature is
+            verified at once when it declares the payload hash (`X-Amz-Content-SHA256`, a hash or UNSIGNED-PAYLOAD);
+            without that header the signature covers a hash of the body, so it can only be verified once the body
+            is in. Either way the data store must be ACTIVE and the caller allowed StoreDICOM(Study) on it.
+            Anyone else gets the API limit there.
   * stow    STOW-RS, a POST to /datastore/{id}/studies or /datastore/{id}/studies/{study} - `APERTURE_MAX_STOW_BYTES`
             (1 GiB); the view spools the body to disk as it hashes it (imaging/aws/signed.py `spool_body`). Its
             refusal is the AWS envelope, as on every DICOMweb route.
@@ -29,6 +32,7 @@ FILE_UPLOAD_MAX_MEMORY_SIZE, so no request holds more than that in memory.
 """
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from http.cookies import CookieError, SimpleCookie
@@ -41,15 +45,17 @@ from django.conf import settings
 from imaging import errors
 from imaging.aws.envelope import domain_error_response
 
+logger = logging.getLogger(__name__)
+
 Scope = dict[str, Any]
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-PAGE_PREFIXES = ("/admin/", "/accounts/", "/studies/", "/view/", "/share/", "/thumbnails/", "/static/")
+PAGE_PREFIXES = ("/admin/", "/accounts/", "/account/", "/studies/", "/view/", "/share/", "/thumbnails/", "/static/")
 PAGE_PATHS = ("/", "/metrics")
 UPLOAD_PATH = re.compile(r"^/admin/imaging/datastore/[^/]+/import-folder/$")
-STOW_PATH = re.compile(r"^/datastore/(?P<datastore>[^/]+)/studies(/[^/]+)?$")
+STOW_PATH = re.compile(r"^/datastore/(?P<datastore>[^/]+)/studies(/(?P<study>[^/]+))?$")
 LINGER_BYTES = 8 * 1024 * 1024
 
 
@@ -88,25 +94,47 @@ def staff_session(session_key: str | None) -> bool:
     return get_user_model().objects.filter(pk=user_id, is_active=True, is_staff=True).exists()
 
 
-def stow_credentials_hold(authorization: str, datastore_id: str) -> bool:
+def stow_credentials_hold(scope: Scope, datastore_id: str, operation_name: str) -> bool:
     """Whether a STOW request's credentials hold up as far as they can be checked before its body is read (see
     the module docstring): what lets it send a body of STOW's size rather than the API's."""
+    from django.conf import settings as current
+
     from imaging.aws import sigv4
-    from imaging.aws.callers import bearer_caller
+    from imaging.aws.callers import bearer_caller, caller_authorize, caller_for_key
+    from imaging.models import Datastore, DatastoreStatus, datastore_arn
     from imaging.services.accesskeys import accesskey_for_signing
 
-    scheme, _, credential = authorization.partition(" ")
-    if scheme.lower() == "bearer":
-        try:
-            bearer_caller(credential.strip(), datastore_id=datastore_id[:32], operation_name="StoreDICOM")
-        except errors.ApertureError:
-            return False
-        return True
-    try:
-        claimed = sigv4.parse_authorization({"authorization": authorization})
-    except sigv4.SignatureError:
+    if not Datastore.objects.filter(pk=datastore_id[:32], status=DatastoreStatus.ACTIVE).exists():
         return False
-    return accesskey_for_signing(access_key_id=claimed.access_key_id) is not None
+
+    headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope.get("headers", ())}
+    authorization = headers.get("authorization", "")
+    scheme, _, credential = authorization.partition(" ")
+    try:
+        if scheme.lower() == "bearer":
+            caller = bearer_caller(credential.strip(), datastore_id=datastore_id[:32], operation_name=operation_name)
+        else:
+            claimed = sigv4.parse_authorization(headers)
+            found = accesskey_for_signing(access_key_id=claimed.access_key_id)
+            if found is None:
+                return False
+            key, secret = found
+            declared = headers.get("x-amz-content-sha256")
+            if declared is not None:
+                # The signature covers the declared payload hash: it is verified now, and the body against the
+                # hash once it is in (sigv4.payload_hash).
+                signed = sigv4.SignedRequest(
+                    method=scope.get("method", "POST"), raw_path=scope.get("raw_path", b"").decode("latin-1"),
+                    query_string=scope.get("query_string", b"").decode("latin-1"), headers=headers, body=b"",
+                    body_sha256=None if declared == sigv4.UNSIGNED_PAYLOAD else declared)
+                sigv4.verify(signed, claimed, secret, regions=[current.APERTURE_REGION,
+                                                                *current.APERTURE_ACCEPTED_REGIONS],
+                             max_skew=current.APERTURE_SIGV4_MAX_SKEW, allow_unsigned_payload=True)
+            caller = caller_for_key(key)
+        caller_authorize(caller, operation_name=operation_name, resources=[datastore_arn(datastore_id[:32])])
+    except (errors.ApertureError, sigv4.SignatureError):
+        return False
+    return True
 
 
 async def rule_for(scope: Scope) -> BodyRule:
@@ -117,8 +145,13 @@ async def rule_for(scope: Scope) -> BodyRule:
             return BodyRule("upload", settings.APERTURE_MAX_UPLOAD_BYTES)
     stow = STOW_PATH.match(path)
     if stow and scope.get("method") == "POST":
-        authorization = (_header(scope, b"authorization") or b"").decode("latin-1")
-        if await database_sync_to_async(stow_credentials_hold)(authorization, stow.group("datastore")):
+        operation_name = "StoreDICOMStudy" if stow.group("study") else "StoreDICOM"
+        try:
+            holds = await database_sync_to_async(stow_credentials_hold)(scope, stow.group("datastore"), operation_name)
+        except Exception:  # the database is unreachable, say: the smaller limit, and the view answers the rest
+            logger.warning("STOW-RS credentials could not be checked before the body", exc_info=True)
+            holds = False
+        if holds:
             return BodyRule("stow", settings.APERTURE_MAX_STOW_BYTES)
     if path in PAGE_PATHS or path.startswith(PAGE_PREFIXES):
         return BodyRule("form", settings.APERTURE_MAX_FORM_BYTES)

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pydicom
-from pydicom.errors import InvalidDicomError
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +30,8 @@ def p10_identity(path: Path) -> InstanceIdentity | None:
     try:
         dataset = pydicom.dcmread(path, stop_before_pixels=True, defer_size=1024, specific_tags=list(_KEYWORDS))
         values = [str(dataset.get(keyword, "") or "").strip() for keyword in _KEYWORDS]
-    except (InvalidDicomError, EOFError, OSError, ValueError, TypeError, KeyError, AttributeError) as e:
+    except Exception as e:  # noqa: BLE001 - pydicom fails on hostile bytes in many ways (struct.error,
+        # BytesLengthException, NotImplementedError for an unknown VR, ...): every one means "not a usable part"
         logger.debug("no identity in a stored part (%s)", type(e).__name__)
         return None
     if not all(values):

@@ -54,7 +54,11 @@ from imaging.services.instances import (
 from imaging.storage import BlobStoreError, blob_store
 
 METADATA_CACHE_BYTES = 256 * 1024 * 1024
-VERSION_INDEX_ENTRIES = 512
+# Per-version indexes are weighed by what they hold (a frame blob row and an instance entry are a few hundred bytes
+# of Python objects each), so an image set of 100,000 frames counts as much as it weighs, not as one entry.
+VERSION_INDEX_BYTES = 64 * 1024 * 1024
+INDEX_BYTES_PER_FRAME = 400
+INDEX_BYTES_PER_INSTANCE = 800
 MAX_FRAMES_PER_REQUEST = 10_000
 OCTET_STREAM = "application/octet-stream"
 DICOM = "application/dicom"
@@ -64,7 +68,7 @@ J2K_MEDIA = {"image/jp2", "image/j2c"}
 
 _lock = threading.Lock()
 _metadata_cache: LRUCache = LRUCache(maxsize=METADATA_CACHE_BYTES, getsizeof=lambda entry: entry.size)
-_index_cache: LRUCache = LRUCache(maxsize=VERSION_INDEX_ENTRIES)
+_index_cache: LRUCache = LRUCache(maxsize=VERSION_INDEX_BYTES, getsizeof=lambda index: index.size)
 
 
 def _cached(cache: LRUCache, key: Any, build: Callable[[], Any]) -> Any:
@@ -287,6 +291,11 @@ class VersionIndex:
     instances: dict[str, InstanceFrames]  # by SOP Instance UID
     blobs: dict[str, FrameBlob]  # by frame id
     series: frozenset[str]
+
+    @property
+    def size(self) -> int:
+        """About how many bytes the index holds (see VERSION_INDEX_BYTES)."""
+        return len(self.blobs) * INDEX_BYTES_PER_FRAME + len(self.instances) * INDEX_BYTES_PER_INSTANCE + 1024
 
 
 def _description(values: dict[str, Any], stored: str) -> PixelDescription | None:
