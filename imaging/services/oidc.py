@@ -48,27 +48,46 @@ def oidc_enabled() -> bool:
 
 
 class _Jwks:
-    """The issuer's keys by kid, fetched lazily and kept for the TTL; shared by every request of the process."""
+    """The issuer's keys by kid, fetched lazily and kept for the TTL; shared by every request of the process.
+
+    One fetch at a time (the lock), and tries are spaced by APERTURE_OIDC_JWKS_MIN_REFRESH_SECONDS, failed ones
+    too: an unknown kid or an issuer that is down costs one fetch per interval, not one per request. When a refresh
+    of keys that have gone stale fails, the keys already fetched from that source are kept and served: an issuer
+    outage does not refuse tokens signed with keys it published before."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._keys: dict[str, jwt.PyJWK] = {}
         self._source = ""
         self._fetched_at = float("-inf")
+        self._tried_at = float("-inf")
 
     def clear(self) -> None:
         with self._lock:
-            self._keys, self._source, self._fetched_at = {}, "", float("-inf")
+            self._keys, self._source = {}, ""
+            self._fetched_at = self._tried_at = float("-inf")
 
     def key(self, kid: str) -> jwt.PyJWK:
         source = settings.APERTURE_OIDC_JWKS_FILE or settings.APERTURE_OIDC_ISSUER
         with self._lock:
             now = time.monotonic()
-            stale = source != self._source or now - self._fetched_at > settings.APERTURE_OIDC_JWKS_TTL_SECONDS
-            may_refresh = now - self._fetched_at >= settings.APERTURE_OIDC_JWKS_MIN_REFRESH_SECONDS
-            unknown = kid not in self._keys and may_refresh
-            if stale or unknown:
-                self._keys, self._source, self._fetched_at = _keys_by_kid(_jwks_document()), source, now
+            same_source = source == self._source
+            stale = now - self._fetched_at > settings.APERTURE_OIDC_JWKS_TTL_SECONDS
+            may_try = now - self._tried_at >= settings.APERTURE_OIDC_JWKS_MIN_REFRESH_SECONDS
+            last_try_failed = self._tried_at > self._fetched_at
+            due = (not same_source or (stale and (may_try or not last_try_failed))
+                   or (kid not in self._keys and may_try))
+            if due:
+                self._tried_at = now
+                try:
+                    keys = _keys_by_kid(_jwks_document())
+                except InvalidToken:
+                    if not same_source or not self._keys:
+                        raise
+                    logger.warning("the OIDC keys could not be refreshed; the %d fetched before are kept",
+                                   len(self._keys))
+                else:
+                    self._keys, self._source, self._fetched_at = keys, source, now
             found = self._keys.get(kid)
         if found is None:
             raise InvalidToken("The token is signed with a key the issuer does not publish")

@@ -291,3 +291,33 @@ def test_authorizer_over_http_on_loopback(client, authorized, settings):
         httpd.server_close()
     assert not authorizer_target_valid("http://authorizer.example/authorize")
     assert authorizer_target_valid("https://authorizer.example/authorize")
+
+
+def test_an_issuer_outage_keeps_the_keys_fetched_before(client, issuer, stores, settings, monkeypatch):
+    from imaging.errors import InvalidToken
+    from imaging.services import oidc
+
+    token = issuer.token("oidc-clinician")
+    assert get(client, stores, token).status_code == 200
+    tries = []
+
+    def issuer_down():
+        tries.append(1)
+        raise InvalidToken("The token issuer's keys cannot be fetched")
+
+    monkeypatch.setattr(oidc, "_jwks_document", issuer_down)
+    settings.APERTURE_OIDC_JWKS_TTL_SECONDS = 1
+    settings.APERTURE_OIDC_JWKS_MIN_REFRESH_SECONDS = 3600
+    time.sleep(1.1)
+    # The keys are stale: one refresh is tried, fails, and the keys fetched before still verify the token.
+    assert get(client, stores, token).status_code == 200
+    assert len(tries) == 1
+    # Neither the next request nor an unknown kid asks the issuer again within the minimum refresh interval.
+    assert get(client, stores, token).status_code == 200
+    _refused(get(client, stores, issuer.token("oidc-clinician", kid="key-9", key=rsa_key())),
+             "The token is signed with a key the issuer does not publish")
+    assert len(tries) == 1
+    # Once the interval has passed, the next request tries again.
+    settings.APERTURE_OIDC_JWKS_MIN_REFRESH_SECONDS = 0
+    assert get(client, stores, token).status_code == 200
+    assert len(tries) == 2
