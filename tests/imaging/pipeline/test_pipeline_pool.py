@@ -129,10 +129,11 @@ if __name__ == "__main__":
 
 
 def _alive(pid: int) -> bool:
+    """A zombie counts as gone; a process that exits between open and read raises ESRCH, not ENOENT."""
     try:
         with open(f"/proc/{pid}/stat") as stat:
             return stat.read().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):
         return False
 
 
