@@ -269,6 +269,36 @@ APERTURE_IMPORT_STALE_SECONDS = env_int("APERTURE_IMPORT_STALE_SECONDS", 20 if _
 APERTURE_RECOVERY_EVERY_SECONDS = env_int("APERTURE_RECOVERY_EVERY_SECONDS", 10, minimum=1)
 # With Celery a job is split into tasks of this many files, which any worker takes.
 APERTURE_IMPORT_BATCH_FILES = env_int("APERTURE_IMPORT_BATCH_FILES", 8, minimum=1)
+# --- DICOM networking (DIMSE; imaging/dimse/) ---
+# The listener (`manage.py dicom_listener`; with the embedded default `manage.py serve` runs it too, unless
+# APERTURE_DICOM_LISTEN=false or the port is 0). The called AE title picks the data store: each data store's own AE
+# title, or APERTURE_DICOM_AET for APERTURE_DICOM_DEFAULT_DATASTORE.
+APERTURE_DICOM_LISTEN = env_bool("APERTURE_DICOM_LISTEN", _tasks_alias != "celery")
+APERTURE_DICOM_HOST = env_str("APERTURE_DICOM_HOST", "127.0.0.1")
+APERTURE_DICOM_PORT = env_int("APERTURE_DICOM_PORT", 11112, minimum=0)
+# An AE title (PS3.5 6.2, AE): 1 to 16 printable ASCII characters, no backslash, no leading or trailing space.
+AE_TITLE_PATTERN = r"[\x21-\x5b\x5d-\x7e](?:[\x20-\x5b\x5d-\x7e]{0,14}[\x21-\x5b\x5d-\x7e])?"
+APERTURE_DICOM_AET = env_pattern("APERTURE_DICOM_AET", "APERTURE", AE_TITLE_PATTERN,
+                                 "1 to 16 printable characters, no backslash, no leading or trailing space")
+APERTURE_DICOM_DEFAULT_DATASTORE = env_str("APERTURE_DICOM_DEFAULT_DATASTORE")
+# Any calling AE title from any host may associate (a first try on one machine); otherwise only the known DICOM
+# nodes, from their own host. At scale the default is false.
+APERTURE_DICOM_ALLOW_ANY = env_bool("APERTURE_DICOM_ALLOW_ANY", _tasks_alias != "celery")
+# Instances received over a long association become an import job every this many seconds (or files).
+APERTURE_DICOM_BATCH_SECONDS = env_int("APERTURE_DICOM_BATCH_SECONDS", 30, minimum=1)
+APERTURE_DICOM_BATCH_FILES = env_int("APERTURE_DICOM_BATCH_FILES", 1000, minimum=1)
+APERTURE_DICOM_MAX_ASSOCIATIONS = env_int("APERTURE_DICOM_MAX_ASSOCIATIONS", 16, minimum=1)
+# Seconds an association may stay silent (DIMSE and network timeouts), and how long a graceful shutdown waits for
+# the associations in flight.
+APERTURE_DICOM_TIMEOUT_SECONDS = env_int("APERTURE_DICOM_TIMEOUT_SECONDS", 60, minimum=1)
+APERTURE_DICOM_SHUTDOWN_SECONDS = env_int("APERTURE_DICOM_SHUTDOWN_SECONDS", 30, minimum=0)
+# DICOM TLS (PS3.15 B.1): a second port speaking TLS when a certificate and key are set; with a CA, clients must
+# present a certificate it signed.
+APERTURE_DICOM_TLS_CERT = env_str("APERTURE_DICOM_TLS_CERT")
+APERTURE_DICOM_TLS_KEY = env_str("APERTURE_DICOM_TLS_KEY")
+APERTURE_DICOM_TLS_CA = env_str("APERTURE_DICOM_TLS_CA")
+APERTURE_DICOM_TLS_PORT = env_int("APERTURE_DICOM_TLS_PORT", 2762, minimum=0)
+
 # Frame and metadata blobs referenced by nothing (left by a crash) are removed once this old, at start-up and
 # every APERTURE_ORPHAN_SWEEP_SECONDS (imaging/services/orphans.py).
 APERTURE_ORPHAN_GRACE_SECONDS = env_int("APERTURE_ORPHAN_GRACE_SECONDS", 6 * 3600, minimum=0)

@@ -8,8 +8,15 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
+from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import F
+
+
+# PS3.5 6.2 (AE): 1 to 16 printable ASCII characters, no backslash, no leading or trailing space.
+ae_title_validator = RegexValidator(rf"\A{settings.AE_TITLE_PATTERN}\Z",
+                                    "An AE title is 1 to 16 printable ASCII characters, without backslash or "
+                                    "leading or trailing spaces.")
 
 
 def new_resource_id() -> str:
@@ -38,6 +45,9 @@ class Datastore(models.Model):
     )
     kms_key_arn = models.CharField(max_length=512, blank=True)
     lambda_authorizer_arn = models.CharField(max_length=2048, blank=True)
+    # The AE title that DICOM nodes call to store into, query or retrieve from this data store (imaging/dimse/);
+    # null for none.
+    ae_title = models.CharField(max_length=16, unique=True, null=True, blank=True, validators=[ae_title_validator])
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -208,6 +218,9 @@ class ImportJob(models.Model):
     plan = models.JSONField(null=True, blank=True)
     # Who is gathering a distributed job's batches into its outcome (a claim token; "" when nobody is).
     finisher = models.CharField(max_length=32, blank=True)
+    # A job made of what a DICOM node sent over C-STORE: its calling AE title and address ("" for other jobs).
+    calling_ae_title = models.CharField(max_length=16, blank=True)
+    calling_address = models.CharField(max_length=64, blank=True)
 
     class Meta:
         ordering = ["-submitted_at", "-id"]
@@ -385,6 +398,65 @@ class ImageFrame(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["image_set", "frame_id"], name="unique_frame_per_image_set")]
         indexes = [models.Index(fields=["blob_key"])]
+
+
+class DicomNode(models.Model):
+    """A DICOM application entity Aperture knows: where C-MOVE and "Send to" deliver, and, with
+    APERTURE_DICOM_ALLOW_ANY false, who may associate (by calling AE title, from its own host) and what it may do."""
+
+    ae_title = models.CharField(max_length=16, unique=True, validators=[ae_title_validator])
+    host = models.CharField(max_length=255)
+    port = models.PositiveIntegerField()
+    description = models.CharField(max_length=256, blank=True)
+    may_store = models.BooleanField(default=False)
+    may_query = models.BooleanField(default=False)
+    may_retrieve = models.BooleanField(default=False)
+    # Speak DICOM TLS when Aperture connects to it (C-MOVE destinations, Send to).
+    use_tls = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["ae_title"]
+        verbose_name = "DICOM node"
+
+    def __str__(self) -> str:
+        return f"{self.ae_title} ({self.host}:{self.port})"
+
+
+class SendStatus(models.TextChoices):
+    SUBMITTED = "SUBMITTED"
+    IN_PROGRESS = "IN_PROGRESS"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+
+
+class DicomSend(models.Model):
+    """A study or series sent to a DICOM node with C-STORE ("Send to"), as a background task with progress."""
+
+    id = models.CharField(primary_key=True, max_length=32, default=new_resource_id, editable=False)
+    datastore = models.ForeignKey(Datastore, on_delete=models.CASCADE, related_name="dicom_sends")
+    node = models.ForeignKey(DicomNode, on_delete=models.SET_NULL, null=True, related_name="sends")
+    # The destination as it was when the send was asked for (the node may be edited or removed later).
+    destination = models.CharField(max_length=300)
+    study_uid = models.CharField(max_length=64)
+    series_uid = models.CharField(max_length=64, blank=True)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+                                     related_name="+")
+    status = models.CharField(max_length=16, choices=SendStatus.choices, default=SendStatus.SUBMITTED)
+    total_instances = models.PositiveIntegerField(default=0)
+    sent_instances = models.PositiveIntegerField(default=0)
+    failed_instances = models.PositiveIntegerField(default=0)
+    message = models.CharField(max_length=2048, blank=True)
+    submitted_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-submitted_at", "-id"]
+        verbose_name = "DICOM send"
+
+    def __str__(self) -> str:
+        return f"{self.id} to {self.destination}"
 
 
 class DatastoreGrant(models.Model):
