@@ -6,6 +6,7 @@ import pytest
 
 from tests.clients import imaging_client, wait_for
 from tests.dimse import DicomListener, datastore_ae_set, dicom_node_add, orm
+from tests.paths import DICOM_DIR
 from tests.servers import ApertureServer, free_port, wait_for_http
 
 pytestmark = pytest.mark.live
@@ -67,6 +68,7 @@ def strict(server, store_ae):
     refuses ECHOSCU)."""
     dicom_node_add(server, ae_title="KNOWN", host="127.0.0.1", may_store=True)
     dicom_node_add(server, ae_title="ELSEWHERE", host="192.0.2.1", may_store=True)
+    dicom_node_add(server, ae_title="LOOKER", host="localhost", may_query=True)
     instance = DicomListener(server, extra_env={"APERTURE_DICOM_ALLOW_ANY": "false"})
     yield instance
     instance.stop()
@@ -88,6 +90,15 @@ class TestAllowList:
         result = _start_strict(strict).echo(called=store_ae, calling="ELSEWHERE")
         assert result.returncode != 0
         assert "Calling AE Title Not Recognized" in result.stderr + result.stdout
+
+
+    def test_a_node_that_may_not_store_is_offered_no_storage(self, strict, store_ae):
+        started = _start_strict(strict)
+        assert started.echo(called=store_ae, calling="LOOKER").returncode == 0
+        result = started.storescu(DICOM_DIR / "ELE__CT_small.dcm", called=store_ae, calling="LOOKER")
+        assert result.returncode != 0
+        assert "No Acceptable Presentation Contexts" in result.stderr + result.stdout
+        assert started.storescu(DICOM_DIR / "ELE__CT_small.dcm", called=store_ae, calling="KNOWN").returncode == 0
 
 
 def _start_strict(listener: DicomListener) -> DicomListener:
