@@ -72,8 +72,8 @@ class GuardedACSE(ACSE):
                          reason="internal error")
             return
         if isinstance(decision, Refusal):
-            self._reject(decision.reject, called=called, calling=calling, address=address, datastore_id="",
-                         reason=decision.reason)
+            self._reject(decision.reject, called=called, calling=calling, address=address,
+                         datastore_id=decision.datastore_id, reason=decision.reason)
             return
         self.assoc.aperture_peer = decision
         # The acceptor's contexts are a copy per association; pynetdicom forbids setting them once the request has

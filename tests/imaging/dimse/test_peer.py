@@ -59,7 +59,8 @@ class TestCalledAETitle:
 
     def test_a_data_store_that_is_not_active_is_refused(self, store):
         Datastore.objects.filter(pk=store.id).update(status=DatastoreStatus.DELETING)
-        assert decide("CT_STORE").reject == REJECT_NO_REASON
+        refusal = decide("CT_STORE")
+        assert (refusal.reject, refusal.datastore_id) == (REJECT_NO_REASON, store.id)
 
 
 class TestKnownNodes:
