@@ -60,6 +60,8 @@ class DicomListener:
         deadline = time.monotonic() + timeout
         while self.echo(calling=echo_as).returncode != 0:
             if self.process.poll() is not None or time.monotonic() > deadline:
+                self.process.kill()  # a test that fails here never reaches its stop()
+                self.process.wait(10)
                 raise RuntimeError(f"the DICOM listener did not answer C-ECHO:\n{self.log()}")
             time.sleep(0.2)
         return self
