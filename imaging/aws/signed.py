@@ -49,7 +49,7 @@ from imaging.aws.envelope import domain_error_response, error_response
 from imaging.body_limits import BEARER_CHECKED
 from imaging.metrics import record_call
 from imaging.models import AccessKey
-from imaging.services.accesskeys import accesskey_for_signing, accesskey_touch
+from imaging.services.accesskeys import accesskey_for_signing, accesskey_touch, auth_stamp_read_once
 from imaging.services.audit import audit_record, client_ip
 
 logger = logging.getLogger(__name__)
@@ -269,8 +269,10 @@ def signed_call(request: HttpRequest, *, operation_name: str, step: Step, parame
                       parameters=dict(parameters or {}))
     started = time.perf_counter()
     try:
-        response = _answer(call, step, resources=resources, path_template=path_template, labels=labels or {},
-                           allow_unsigned_payload=allow_unsigned_payload, bearer=bearer, spooled_body=spooled_body)
+        with auth_stamp_read_once():
+            response = _answer(call, step, resources=resources, path_template=path_template, labels=labels or {},
+                               allow_unsigned_payload=allow_unsigned_payload, bearer=bearer,
+                               spooled_body=spooled_body)
     finally:
         if call.body_file is not None:
             call.body_file.close()
