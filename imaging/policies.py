@@ -66,6 +66,12 @@ def wildcard_match(pattern: str, value: str) -> bool:
     expression built from the pattern (as this module once did) backtracks exponentially on patterns like
     `*a*a*a*a*a*a*a*a*a*a*b`: one such policy took 42 s to evaluate against a 40-character resource.
     """
+    if "?" not in pattern:  # the shapes policies are written in, decided without the loop (every call asks)
+        stars = pattern.count("*")
+        if stars == 0:
+            return pattern == value
+        if stars == 1 and pattern[-1] == "*":
+            return value.startswith(pattern[:-1])
     p = v = 0
     star, resume = -1, 0
     while v < len(value):

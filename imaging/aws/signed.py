@@ -46,9 +46,10 @@ from imaging import errors, throttling
 from imaging.aws import sigv4
 from imaging.aws.callers import Caller, bearer_caller, caller_authorize, caller_for_key, session_caller
 from imaging.aws.envelope import domain_error_response, error_response
+from imaging.body_limits import BEARER_CHECKED
 from imaging.metrics import record_call
 from imaging.models import AccessKey
-from imaging.services.accesskeys import accesskey_for_signing, accesskey_touch
+from imaging.services.accesskeys import accesskey_for_signing, accesskey_touch, auth_stamp_read_once
 from imaging.services.audit import audit_record, client_ip
 
 logger = logging.getLogger(__name__)
@@ -160,8 +161,12 @@ def authenticate_caller(request: HttpRequest, *, body: bytes, operation_name: st
     if bearer:
         match = _BEARER.fullmatch(request.headers.get("Authorization", ""))
         if match is not None:
-            return bearer_caller(match.group(1), datastore_id=labels.get("datastoreId", ""),
-                                 operation_name=operation_name)
+            datastore_id = labels.get("datastoreId", "")
+            checked = getattr(request, "scope", {}).get(BEARER_CHECKED)
+            if (checked is not None and checked.token == match.group(1) and checked.datastore_id == datastore_id
+                    and checked.operation_name == operation_name):
+                return checked.caller  # checked by the body limit moments ago, before the body (STOW-RS)
+            return bearer_caller(match.group(1), datastore_id=datastore_id, operation_name=operation_name)
         session = session_caller(request)
         if session is not None:
             return session
@@ -264,8 +269,10 @@ def signed_call(request: HttpRequest, *, operation_name: str, step: Step, parame
                       parameters=dict(parameters or {}))
     started = time.perf_counter()
     try:
-        response = _answer(call, step, resources=resources, path_template=path_template, labels=labels or {},
-                           allow_unsigned_payload=allow_unsigned_payload, bearer=bearer, spooled_body=spooled_body)
+        with auth_stamp_read_once():
+            response = _answer(call, step, resources=resources, path_template=path_template, labels=labels or {},
+                               allow_unsigned_payload=allow_unsigned_payload, bearer=bearer,
+                               spooled_body=spooled_body)
     finally:
         if call.body_file is not None:
             call.body_file.close()

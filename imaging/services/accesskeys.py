@@ -14,9 +14,11 @@ import secrets
 import string
 import threading
 import time
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Callable, Hashable
+from typing import Any, Callable, Hashable, Iterator
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -131,7 +133,31 @@ _signing_cache = AuthCache()
 _grant_cache = AuthCache()
 
 
+_stamp_of_this_call: ContextVar[list[int | None] | None] = ContextVar("auth_stamp_of_this_call", default=None)
+
+
+@contextmanager
+def auth_stamp_read_once() -> Iterator[None]:
+    """Within one call, read the AuthGeneration stamp once for both caches (the signing key and the grants) rather
+    than once each: one query less on every signed call. A change made by the call itself still reaches every
+    other process, and this one at its next call."""
+    token = _stamp_of_this_call.set([])
+    try:
+        yield
+    finally:
+        _stamp_of_this_call.reset(token)
+
+
 def _current_stamp() -> int | None:
+    held = _stamp_of_this_call.get()
+    if held is None:
+        return _stamp_read()
+    if not held:
+        held.append(_stamp_read())
+    return held[0]
+
+
+def _stamp_read() -> int | None:
     """The AuthGeneration stamp, read on every signed call, so by the cheapest query there is (no ORM); None when
     the row is missing (a flushed test database), which disables the caches until the next change writes it."""
     with connection.cursor() as cursor:

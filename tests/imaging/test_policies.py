@@ -49,3 +49,19 @@ def test_not_action_and_conditions_fail_closed():
 def test_malformed_policies_are_rejected(document):
     with pytest.raises(PolicyError):
         validate_policy(document)
+
+
+@pytest.mark.parametrize("pattern, value, expected", [
+    ("medical-imaging:GetImageFrame", "medical-imaging:GetImageFrame", True),
+    ("medical-imaging:GetImageFrame", "medical-imaging:GetImageFrames", False),
+    ("medical-imaging:Get*", "medical-imaging:GetImageFrame", True),
+    ("medical-imaging:Get*", "medical-imaging:Get", True),
+    ("medical-imaging:Get*", "medical-imaging:ListDatastores", False),
+    ("*", "", True), ("", "", True), ("", "x", False),
+    ("*Frame", "medical-imaging:GetImageFrame", True), ("*Frame", "medical-imaging:GetImageSet", False),
+    ("a*b*", "axxbyy", True), ("a*b*", "axxcyy", False), ("Get?mage*", "GetImageFrame", True),
+])
+def test_wildcard_shapes_with_and_without_the_fast_path(pattern, value, expected):
+    from imaging.policies import wildcard_match
+
+    assert wildcard_match(pattern, value) is expected
