@@ -32,16 +32,18 @@ from __future__ import annotations
 
 import logging
 import re
+import struct
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
 from django.conf import settings
 from django.db.models import Count, Max, Q, Sum
-from pydicom.dataelem import DataElement
+from pydicom.charset import convert_encodings
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.datadict import dictionary_VR
 from pydicom.multival import MultiValue
-from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag
 
 from imaging.dicom.document import decode_document
 from imaging.dicom.rebuild import dict_to_dataset
@@ -182,10 +184,11 @@ def _require_unique_key(identifier: Dataset, keyword: str, search: Search) -> No
 # --- Finding ----------------------------------------------------------------------------------------------------
 
 def find_matches(*, datastore_id: str, model: str, identifier: Dataset, retrieve_ae_title: str,
-                 limit: int | None = None) -> list[Dataset]:
+                 limit: int | None = None) -> Iterator[Dataset]:
     """The responses to a C-FIND identifier: one dataset per match, in the order QIDO lists them (studies last
-    update first, series by SeriesNumber, instances by InstanceNumber; patients by PatientID). Raises
-    IdentifierMismatch (0xA900), TooManyMatches (0xA700) or FindFailed (0xC000)."""
+    update first, series by SeriesNumber, instances by InstanceNumber; patients by PatientID). The matches are
+    found when it is called, so IdentifierMismatch (0xA900), TooManyMatches (0xA700) or FindFailed (0xC000) come
+    before any response; each response is built as it is taken."""
     query = query_parse(model=model, identifier=identifier)
     limit = settings.APERTURE_DICOM_FIND_LIMIT if limit is None else limit
     try:
@@ -197,7 +200,7 @@ def find_matches(*, datastore_id: str, model: str, identifier: Dataset, retrieve
         rows = finders[query.level](datastore_id, query, limit)
     except ValidationFailed as e:
         raise IdentifierMismatch(str(e)) from e
-    return [_response(query, values, retrieve_ae_title) for values in rows]
+    return _responses(query, rows, retrieve_ae_title)
 
 
 def _bounded(rows: list[Any], limit: int) -> list[Any]:
@@ -321,30 +324,48 @@ def _instance_dataset(document: dict[str, Any], series: dict[str, Any], instance
 
 # --- Answering --------------------------------------------------------------------------------------------------
 
-def _response(query: Query, values: dict[str, Any] | Dataset, retrieve_ae_title: str) -> Dataset:
-    """The keys asked for, filled from `values` where the level knows them and empty otherwise, with the level,
-    the retrieve AE title and, when needed, the character set."""
-    response = Dataset()
+def _responses(query: Query, rows: list[dict[str, Any]] | list[Dataset], retrieve_ae_title: str) -> Iterator[Dataset]:
+    """The response datasets, built as they are taken (the handler sends each before the next is built)."""
+    slots = _layout(query)
+    charset_asked = any(element.tag == _CHARSET for element in query.asked)
+    level = _raw(_LEVEL, "CS", query.level)[0]
+    retrieve = _raw(_RETRIEVE_AET, "AE", retrieve_ae_title)[0]
+    build = _instance_response if query.level == "IMAGE" else _response
+    return (build(slots, values, level, retrieve, charset_asked) for values in rows)
+
+
+_CHARSET, _LEVEL, _RETRIEVE_AET = BaseTag(0x00080005), BaseTag(0x00080052), BaseTag(0x00080054)
+_TEXT_VRS = {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT"}
+_BINARY_INTEGERS = {"US": "<H", "SS": "<h", "UL": "<I", "SL": "<i"}
+_UTF8 = "ISO_IR 192"
+_UTF8_ENCODINGS = convert_encodings(_UTF8)
+_DEFAULT_ENCODINGS = convert_encodings(None)
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """A key asked for: its tag and VR, the keyword its value is read from (None: the level does not know it,
+    the response carries it empty), and that empty element, made once."""
+
+    tag: BaseTag
+    vr: str
+    source: str | None
+    empty: RawDataElement
+
+
+def _layout(query: Query) -> tuple[_Slot, ...]:
+    """The slots of the keys asked for: every response of a query has the same, so they are worked out once."""
     known = _known_keys(query.level)
+    slots = []
     for element in query.asked:
-        keyword = element.keyword
-        if keyword in ("QueryRetrieveLevel", "RetrieveAETitle", "SpecificCharacterSet"):
+        if element.tag in (_CHARSET, _LEVEL, _RETRIEVE_AET):
             continue
-        if isinstance(values, Dataset):
-            if element.tag in values and values[element.tag].VR != "SQ" and element.VR != "SQ":
-                response.add(values[element.tag])
-                continue
-            value = None
-        else:
-            value = values.get(keyword) if keyword in known else None
-        response.add(_element(element, value))
-    response.QueryRetrieveLevel = query.level
-    response.RetrieveAETitle = retrieve_ae_title
-    if _needs_unicode(response):
-        response.SpecificCharacterSet = "ISO_IR 192"
-    elif "SpecificCharacterSet" in [e.keyword for e in query.asked]:
-        response.SpecificCharacterSet = ""
-    return response
+        vr = str(element.VR or "UN").split(" or ")[0]
+        if vr == "UN" and element.keyword:
+            vr = dictionary_VR(element.tag).split(" or ")[0]
+        source = element.keyword if element.keyword in known and vr != "SQ" else None
+        slots.append(_Slot(element.tag, vr, source, _raw(element.tag, vr, None)[0]))
+    return tuple(slots)
 
 
 def _known_keys(level: str) -> set[str]:
@@ -356,15 +377,62 @@ def _known_keys(level: str) -> set[str]:
     return keys
 
 
-def _element(asked: DataElement, value: Any) -> DataElement:
-    vr = asked.VR if asked.VR not in ("UN", None) else (dictionary_VR(asked.tag) if asked.keyword else "UN")
-    if vr == "SQ":
-        return DataElement(asked.tag, "SQ", Sequence())
-    if value is None or value == "" or value == []:
-        return DataElement(asked.tag, vr, None)
-    if vr in ("IS", "US", "UL", "SL", "SS") and not isinstance(value, list):
-        value = str(value) if vr == "IS" else int(value)
-    return DataElement(asked.tag, vr, value)
+def _response(slots: tuple[_Slot, ...], values: dict[str, Any], level: RawDataElement, retrieve: RawDataElement,
+              charset_asked: bool) -> Dataset:
+    """The keys asked for, filled from `values` and empty where the level does not know them, with the level, the
+    retrieve AE title and the character set when a value needs it (or it was asked for).
+
+    Built from raw elements, already encoded, which pydicom writes as they are: a study answer of a few hundred
+    matches spent most of its time in pydicom's per-element conversions."""
+    elements = {_LEVEL: level, _RETRIEVE_AET: retrieve}
+    wide = charset_asked
+    for slot in slots:
+        value = values.get(slot.source) if slot.source else None
+        if value is None or value == "" or value == []:
+            elements[slot.tag] = slot.empty
+            continue
+        element, needs_utf8 = _raw(slot.tag, slot.vr, value)
+        elements[slot.tag] = element
+        wide = wide or needs_utf8
+    if wide:
+        elements[_CHARSET] = _raw(_CHARSET, "CS", _UTF8)[0]
+    response = Dataset(elements)
+    response.set_original_encoding(True, True, _UTF8_ENCODINGS if wide else _DEFAULT_ENCODINGS)
+    return response
+
+
+def _raw(tag: BaseTag, vr: str, value: Any) -> tuple[RawDataElement, bool]:
+    """An element with its value encoded (Little Endian; text as UTF-8), and whether the text needs UTF-8.
+    Values of VRs no level here fills (binary, sequences) are empty."""
+    encoded, wide = b"", False
+    if value is not None and value != "" and value != []:
+        if vr in _TEXT_VRS:
+            text = value if type(value) is str else "\\".join(
+                str(v) for v in (value if isinstance(value, (list, tuple)) else [value]))
+            wide = not text.isascii()
+            encoded = text.encode("utf-8")
+            if len(encoded) % 2:
+                encoded += b"\0" if vr == "UI" else b" "
+        elif vr in _BINARY_INTEGERS:
+            listed = value if isinstance(value, (list, tuple)) else [value]
+            encoded = b"".join(struct.pack(_BINARY_INTEGERS[vr], int(v)) for v in listed)
+    return RawDataElement(tag, vr, len(encoded), encoded, 0, True, True), wide
+
+
+def _instance_response(slots: tuple[_Slot, ...], values: Dataset,
+                       level: RawDataElement, retrieve: RawDataElement, charset_asked: bool) -> Dataset:
+    """An IMAGE-level response: the asked keys the instance has, as stored (typed by their stored VRs), the
+    others empty."""
+    response = Dataset()
+    for slot in slots:
+        if slot.tag in values and values[slot.tag].VR != "SQ" and slot.vr != "SQ":
+            response.add(values[slot.tag])
+        else:
+            response[slot.tag] = slot.empty
+    response[_LEVEL], response[_RETRIEVE_AET] = level, retrieve
+    if charset_asked or _needs_unicode(response):
+        response.SpecificCharacterSet = _UTF8
+    return response
 
 
 def _needs_unicode(response: Dataset) -> bool:
