@@ -47,6 +47,7 @@ from pydicom.tag import BaseTag
 
 from imaging.dicom.document import decode_document
 from imaging.dicom.rebuild import dict_to_dataset
+from imaging.dimse.peer import Peer, peer_of
 from imaging.errors import ApertureError, ValidationFailed
 from imaging.models import StudyIndex
 from imaging.services.audit import audit_record
@@ -449,8 +450,6 @@ def _needs_unicode(response: Dataset) -> bool:
 def handle_find(event: Any) -> Iterator[tuple[Any, Dataset | None]]:
     """EVT_C_FIND: refuse a peer that may not query, answer the query, one pending response per match (stopping
     at a C-CANCEL), and audit it. Bad input becomes a failure status; nothing here raises into pynetdicom."""
-    from imaging.dimse.peer import peer_of
-
     model = str(event.request.AffectedSOPClassUID)
     model_name = MODEL_NAMES.get(model, model)
     try:
@@ -479,14 +478,25 @@ def handle_find(event: Any) -> Iterator[tuple[Any, Dataset | None]]:
         _audit(peer, model_name, level, keys, 0, UNABLE_TO_PROCESS)
         yield _failure(UNABLE_TO_PROCESS, "Unable to process"), None
         return
+    # The responses are built little endian (find.py _raw): tell pydicom they are already in the negotiated
+    # encoding so it writes them as they are; in big endian it converts them first.
+    syntax = event.context.transfer_syntax
     sent = 0
-    for match in matches:
-        if event.is_cancelled:
-            _audit(peer, model_name, level, keys, sent, CANCEL)
-            yield CANCEL, None
-            return
-        yield PENDING, match
-        sent += 1
+    try:
+        for match in matches:
+            if event.is_cancelled:
+                _audit(peer, model_name, level, keys, sent, CANCEL)
+                yield CANCEL, None
+                return
+            if syntax.is_little_endian:
+                match.set_original_encoding(syntax.is_implicit_VR, True)
+            yield PENDING, match
+            sent += 1
+    except Exception:
+        logger.exception("C-FIND failed after %d matches (model %s, level %s)", sent, model_name, level)
+        _audit(peer, model_name, level, keys, sent, UNABLE_TO_PROCESS)
+        yield _failure(UNABLE_TO_PROCESS, "Unable to process"), None
+        return
     _audit(peer, model_name, level, keys, sent, SUCCESS)
     yield SUCCESS, None
 
@@ -499,14 +509,14 @@ def _failure(status: int, comment: str) -> Dataset:
     return dataset
 
 
-def _audit(peer: Any, model: str, level: str, keys: Iterable[str], matches: int, status: int) -> None:
-    """One audit event per query: who asked, the model, level and keys asked for (keywords, never values), how
-    many matches were sent and the final status."""
-    audit_record(event_name="DicomFind", event_type="DicomEvent", read_only=True, datastore_id=peer.datastore_id,
-                 source_ip=peer.address or None, user_agent=f"DICOM {peer.calling_ae_title}"[:256],
-                 identity_type="DicomNode", principal_arn=peer.calling_ae_title,
-                 parameters={"calledAETitle": peer.called_ae_title, "callingAETitle": peer.calling_ae_title,
-                             "model": model, "level": level, "keys": list(keys), "matches": matches,
-                             "status": f"0x{status:04X}"},
-                 status_code=200 if status in (SUCCESS, CANCEL) else 400, error_code="" if status in (
-                     SUCCESS, CANCEL) else f"0x{status:04X}")
+def _audit(peer: Peer, model: str, level: str, keys: Iterable[str], matches: int, status: int) -> None:
+    """One audit event per query, as the listener audits associations: who asked, the model, level and keys asked
+    for (keywords, never values), how many matches were sent and the final status."""
+    failed = status not in (SUCCESS, CANCEL)
+    audit_record(event_name="DICOMFind", event_type="DicomNetwork", category="Data", read_only=True,
+                 source_ip=peer.address or None, datastore_id=peer.datastore_id,
+                 parameters={"callingAETitle": peer.calling_ae_title, "calledAETitle": peer.called_ae_title,
+                             "address": peer.address, "dicomNodeId": peer.node_id, "model": model, "level": level,
+                             "keys": list(keys), "matches": matches, "status": f"0x{status:04X}"},
+                 status_code=403 if status == NOT_AUTHORIZED else 400 if failed else 200,
+                 error_code=f"0x{status:04X}" if failed else "")
