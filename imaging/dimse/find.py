@@ -38,7 +38,7 @@ from typing import Any, Iterable, Iterator
 
 from django.conf import settings
 from django.db.models import Count, Max, Q, Sum
-from pydicom.charset import convert_encodings
+from pydicom.charset import convert_encodings, default_encoding
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.datadict import dictionary_VR
@@ -340,7 +340,9 @@ _TEXT_VRS = {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "
 _BINARY_INTEGERS = {"US": "<H", "SS": "<h", "UL": "<I", "SL": "<i"}
 _UTF8 = "ISO_IR 192"
 _UTF8_ENCODINGS = convert_encodings(_UTF8)
-_DEFAULT_ENCODINGS = convert_encodings(None)
+# pydicom writes raw elements as they are only when the dataset's "original" character set equals the one it
+# reads from SpecificCharacterSet, compared as is: a dataset without one has the bare default, not a list.
+_DEFAULT_ENCODINGS = default_encoding
 
 
 @dataclass(frozen=True)
@@ -352,6 +354,8 @@ class _Slot:
     vr: str
     source: str | None
     empty: RawDataElement
+    text: bool  # a text VR: a str value is encoded inline (_response), without a call per element
+    pad: bytes
 
 
 def _layout(query: Query) -> tuple[_Slot, ...]:
@@ -365,7 +369,8 @@ def _layout(query: Query) -> tuple[_Slot, ...]:
         if vr == "UN" and element.keyword:
             vr = dictionary_VR(element.tag).split(" or ")[0]
         source = element.keyword if element.keyword in known and vr != "SQ" else None
-        slots.append(_Slot(element.tag, vr, source, _raw(element.tag, vr, None)[0]))
+        slots.append(_Slot(element.tag, vr, source, _raw(element.tag, vr, None)[0], vr in _TEXT_VRS,
+                           b"\0" if vr == "UI" else b" "))
     return tuple(slots)
 
 
@@ -391,6 +396,13 @@ def _response(slots: tuple[_Slot, ...], values: dict[str, Any], level: RawDataEl
         value = values.get(slot.source) if slot.source else None
         if value is None or value == "" or value == []:
             elements[slot.tag] = slot.empty
+            continue
+        if slot.text and type(value) is str:
+            encoded = value.encode("utf-8")
+            wide = wide or len(encoded) != len(value)  # only non-ASCII characters take more than a byte
+            if len(encoded) % 2:
+                encoded += slot.pad
+            elements[slot.tag] = RawDataElement(slot.tag, slot.vr, len(encoded), encoded, 0, True, True)
             continue
         element, needs_utf8 = _raw(slot.tag, slot.vr, value)
         elements[slot.tag] = element
