@@ -55,6 +55,7 @@ from imaging.services.datastores import datastore_require_active
 from imaging.services.qido import (PIXEL_DATA_KEYS, Search, _instance_matches, _instance_order, _series_queryset,
                                    _study_filter, _validate)
 from imaging.storage import blob_store
+from imaging.study_index import name_part_prefix
 
 logger = logging.getLogger(__name__)
 
@@ -217,11 +218,26 @@ def _level_filter(query: Query) -> Search:
     return Search(matches={k: v for k, v in query.search.matches.items() if k in PATIENT_KEYS})
 
 
+def _study_rows(datastore_id: str, search: Search) -> Q:
+    """QIDO's study filter, with the name index in front of a PatientName wildcard: the studies with a name part
+    starting with the literal text before the first wildcard, a few index lookups, then the exact (regular
+    expression) match on those rows only, instead of on every study of the data store. `SMITH*` is what
+    workstations send most."""
+    q = Q(datastore_id=datastore_id) & _study_filter(datastore_id, search)
+    name = search.matches.get("PatientName", "")
+    literal = re.split(r"[*?]", name, maxsplit=1)[0]
+    # A name that starts with `literal` has a first part that starts with the literal's first part (the name
+    # tokens are the uppercase parts of the name, split as here).
+    first = re.split(r"[\^= ,]+", literal.strip("^= ,"), maxsplit=1)[0].upper()[:64]
+    if literal != name and first:
+        q &= name_part_prefix(first)
+    return q
+
+
 def _patients(datastore_id: str, query: Query, limit: int) -> list[dict[str, Any]]:
     """Patients are the study index grouped by PatientID: first the IDs with a matching study, then their counts
     over all their studies (two queries)."""
-    matching = StudyIndex.objects.filter(Q(datastore_id=datastore_id) & _study_filter(datastore_id,
-                                                                                     _level_filter(query)))
+    matching = StudyIndex.objects.filter(_study_rows(datastore_id, _level_filter(query)))
     patient_ids = _bounded(list(matching.order_by("patient_id").values_list("patient_id", flat=True)
                                 .distinct()[:limit + 1]), limit)
     grouped = (StudyIndex.objects.filter(datastore_id=datastore_id, patient_id__in=patient_ids)
@@ -242,8 +258,7 @@ _STUDY_ROW = ("study_instance_uid", "patient_name", "patient_id", "patient_birth
 
 def _studies(datastore_id: str, query: Query, limit: int) -> list[dict[str, Any]]:
     """One indexed query on StudyIndex, as QIDO's studies_search runs it."""
-    rows = _bounded(list(StudyIndex.objects.filter(Q(datastore_id=datastore_id)
-                                                   & _study_filter(datastore_id, query.search))
+    rows = _bounded(list(StudyIndex.objects.filter(_study_rows(datastore_id, query.search))
                          .order_by("-updated_at", "-id").values_list(*_STUDY_ROW)[:limit + 1]), limit)
     return [_study_values(row) for row in rows]
 
