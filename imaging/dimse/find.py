@@ -90,8 +90,7 @@ SERIES_KEYS = {"SeriesInstanceUID", "Modality", "SeriesNumber", "SeriesDescripti
 # Attributes of the response that are not matching keys.
 _NO_MATCHING = {"QueryRetrieveLevel", "RetrieveAETitle", "SpecificCharacterSet", "InstanceAvailability",
                 "NumberOfPatientRelatedStudies", "NumberOfPatientRelatedSeries", "NumberOfPatientRelatedInstances",
-                "NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances", "NumberOfSeriesRelatedInstances",
-                "TimezoneOffsetFromUTC"}
+                "NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances", "NumberOfSeriesRelatedInstances"}
 
 
 class FindFailed(ApertureError):
@@ -133,14 +132,14 @@ def query_parse(*, model: str, identifier: Dataset) -> Query:
     """The query an identifier asks for; IdentifierMismatch names the broken rule."""
     levels = MODEL_LEVELS.get(model)
     if levels is None:
-        raise IdentifierMismatch(f"{model} is not a C-FIND model this SCP supports")
+        raise IdentifierMismatch("Not a C-FIND model this SCP supports")
     try:
         level = str(identifier.get("QueryRetrieveLevel", "") or "").strip().upper()
         asked = tuple(element for element in identifier if element.tag.group not in (0x0000, 0x0002))
     except Exception as e:  # a value pydicom cannot decode (bad length, bad character set)
         raise IdentifierMismatch(f"The identifier cannot be read: {type(e).__name__}") from e
     if level not in levels:
-        raise IdentifierMismatch(f"QueryRetrieveLevel must be one of {', '.join(levels)} in this model")
+        raise IdentifierMismatch(f"QueryRetrieveLevel must be {'/'.join(levels)}")
     search = Search()
     for element in asked:
         keyword = element.keyword
@@ -178,9 +177,9 @@ def _match_value(element: DataElement) -> str:
 def _require_unique_key(identifier: Dataset, keyword: str, search: Search) -> None:
     value = search.matches.get(keyword, "")
     if keyword not in identifier or not value:
-        raise IdentifierMismatch(f"{keyword} (the unique key of a level above) must be given with a value")
+        raise IdentifierMismatch(f"{keyword} is needed at this level (a unique key above)")
     if re.search(r"[*?,\\]", value):
-        raise IdentifierMismatch(f"{keyword} (the unique key of a level above) must be one value, no wildcard")
+        raise IdentifierMismatch(f"{keyword} must be one value here, no wildcard or list")
 
 
 # --- Finding ----------------------------------------------------------------------------------------------------
@@ -236,8 +235,9 @@ def _study_rows(datastore_id: str, search: Search) -> Q:
 
 def _patients(datastore_id: str, query: Query, limit: int) -> list[dict[str, Any]]:
     """Patients are the study index grouped by PatientID: first the IDs with a matching study, then their counts
-    over all their studies (two queries)."""
-    matching = StudyIndex.objects.filter(_study_rows(datastore_id, _level_filter(query)))
+    over all their studies (two queries). Studies without a PatientID make no patient (the Patient Root model could
+    not go down to them: its STUDY level needs the PatientID); Study Root finds them."""
+    matching = StudyIndex.objects.filter(_study_rows(datastore_id, _level_filter(query))).exclude(patient_id="")
     patient_ids = _bounded(list(matching.order_by("patient_id").values_list("patient_id", flat=True)
                                 .distinct()[:limit + 1]), limit)
     grouped = (StudyIndex.objects.filter(datastore_id=datastore_id, patient_id__in=patient_ids)
