@@ -7,7 +7,9 @@ patients by grouping StudyIndex rows by PatientID, series from the primary Image
 metadata documents of the matching series. So the matching rules are QIDO's: single value (exact,
 case-sensitive), `*` and `?` wildcards, DA/TM ranges `A-B`, `A-`, `-B`, lists of UIDs (backslash-separated on the
 wire) and universal matching (an empty value). Fuzzy person name matching is not negotiated, so PatientName is
-matched exactly (with wildcards), as QIDO does without `fuzzymatching=true`.
+matched exactly (with wildcards), as QIDO does without `fuzzymatching=true`; a PatientName wildcard with literal
+text before it (`SMITH*`, what workstations send most) is narrowed through the name tokens of the study index
+first. A wildcard with nothing before it (`*SMITH`) and wildcards on other keys are checked row by row.
 
 Hierarchical search (C.4.1.2.1): each unique key of the levels above the query level (PatientID in the Patient
 Root model, StudyInstanceUID, SeriesInstanceUID) must be in the identifier with one value, no wildcard; otherwise
@@ -16,17 +18,19 @@ keys); keys no level here knows, and sequences, are returned empty. At the IMAGE
 matched are SOPInstanceUID, SOPClassUID and InstanceNumber; other instance attributes are returned as stored.
 
 Every response carries every key asked for (filled where known, empty otherwise), QueryRetrieveLevel,
-RetrieveAETitle (the called AE title, where the matches can be retrieved) and, when a value needs more than ASCII,
-SpecificCharacterSet ISO_IR 192.
+RetrieveAETitle (the called AE title, where the matches can be retrieved) and, when a value needs more than ASCII
+or the identifier asked for it, SpecificCharacterSet ISO_IR 192 (values are sent as UTF-8). The PATIENT level is
+the study index grouped by PatientID; studies without a PatientID make no patient (Study Root finds them).
 
 Bounded answers: at most APERTURE_DICOM_FIND_LIMIT matches. A query that matches more is refused with 0xA700
 (Out of resources) before any match is sent, with an ErrorComment asking for a narrower query, instead of a
 silent subset: a subset with a final Success reads to a workstation as the whole answer. Knowing that costs
 nothing: the limit plus one rows are read, as QIDO reads a page.
 
-`handle_find` is the EVT_C_FIND handler: it checks the peer may query, runs the service, yields one pending
-response per match (checking for C-CANCEL between them) and audits the query (model, level, keys, number of
-matches; never a value).
+`handle_find` is the EVT_C_FIND handler: it checks the peer may query (0x0124 otherwise; the listener offers such a
+peer no query context in the first place), runs the service, yields one pending response per match (checking for
+C-CANCEL between them) and audits the query (model, level, keys, number of matches; never a value). Bad input is a
+failure status with an ErrorComment, never an exception into pynetdicom.
 """
 from __future__ import annotations
 
@@ -97,11 +101,6 @@ class FindFailed(ApertureError):
     """A query the SCP answers with a failure status (and an ErrorComment) instead of matches."""
 
     status = UNABLE_TO_PROCESS
-
-    def __init__(self, message: str, status: int | None = None):
-        super().__init__(message)
-        if status is not None:
-            self.status = status
 
 
 class IdentifierMismatch(FindFailed):
