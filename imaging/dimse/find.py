@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Count, Max, Q, Sum
 from pydicom.charset import convert_encodings, default_encoding
 from pydicom.dataelem import DataElement, RawDataElement
@@ -495,6 +496,7 @@ def handle_find(event: Any) -> Iterator[tuple[Any, Dataset | None]]:
         keys = sorted({element.keyword or str(element.tag) for element in identifier})
         matches = find_matches(datastore_id=peer.datastore_id, model=model, identifier=identifier,
                                retrieve_ae_title=peer.called_ae_title)
+        _database_release()  # the matches are read: building and sending the responses needs no connection
     except FindFailed as e:
         _audit(peer, model_name, level, keys, 0, e.status)
         yield _failure(e.status, str(e)), None
@@ -527,6 +529,14 @@ def handle_find(event: Any) -> Iterator[tuple[Any, Dataset | None]]:
     yield SUCCESS, None
 
 
+def _database_release() -> None:
+    """Give this thread's database connection back (to the pool, with PostgreSQL) now. pynetdicom runs handlers in
+    the association's thread but signals the end of the connection (EVT_CONN_CLOSE) from its network thread, where
+    closing "the" connection closes that thread's, not this one: without this, every association that queried kept a
+    pooled connection until the pool ran dry and the listener stopped answering."""
+    connection.close()
+
+
 def _failure(status: int, comment: str) -> Dataset:
     dataset = Dataset()
     dataset.Status = status
@@ -546,3 +556,4 @@ def _audit(peer: Peer, model: str, level: str, keys: Iterable[str], matches: int
                              "keys": list(keys), "matches": matches, "status": f"0x{status:04X}"},
                  status_code=403 if status == NOT_AUTHORIZED else 400 if failed else 200,
                  error_code=f"0x{status:04X}" if failed else "")
+    _database_release()
