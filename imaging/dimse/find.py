@@ -530,10 +530,9 @@ def handle_find(event: Any) -> Iterator[tuple[Any, Dataset | None]]:
 
 
 def _database_release() -> None:
-    """Give this thread's database connection back (to the pool, with PostgreSQL) now. pynetdicom runs handlers in
-    the association's thread but signals the end of the connection (EVT_CONN_CLOSE) from its network thread, where
-    closing "the" connection closes that thread's, not this one: without this, every association that queried kept a
-    pooled connection until the pool ran dry and the listener stopped answering."""
+    """Give this thread's database connection back (to the pool, with PostgreSQL) as soon as the query is done. The
+    listener closes an association's connections when its threads end; an association a workstation keeps open
+    between queries should hold none meanwhile, or a few idle ones starve the pool."""
     connection.close()
 
 

@@ -28,7 +28,8 @@ import threading
 import time
 
 from django.conf import settings
-from django.db import connection
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connection, connections
 from pynetdicom import AE, _config, evt
 from pynetdicom.acse import ACSE
 from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
@@ -71,8 +72,8 @@ class GuardedACSE(ACSE):
                          reason="internal error")
             return
         if isinstance(decision, Refusal):
-            self._reject(decision.reject, called=called, calling=calling, address=address, datastore_id="",
-                         reason=decision.reason)
+            self._reject(decision.reject, called=called, calling=calling, address=address,
+                         datastore_id=decision.datastore_id, reason=decision.reason)
             return
         self.assoc.aperture_peer = decision
         # The acceptor's contexts are a copy per association; pynetdicom forbids setting them once the request has
@@ -144,7 +145,20 @@ class GuardedRequestHandler(RequestHandler):
     def _create_association(self):
         association = super()._create_association()
         association.acse = GuardedACSE(association)
+        # The association's two threads (its reactor runs the handlers, its DUL the connection events) use the
+        # database; with a connection pool a thread that ends without closing its connection never gives it back.
+        for thread in (association, association.dul):
+            thread.run = _closing_connections(thread.run)
         return association
+
+
+def _closing_connections(run):
+    def run_then_close() -> None:
+        try:
+            run()
+        finally:
+            connections.close_all()
+    return run_then_close
 
 
 class LazyTlsServer(ThreadedAssociationServer):
@@ -233,7 +247,10 @@ class Listener:
 def tls_context() -> ssl.SSLContext | None:
     """The server TLS context from APERTURE_DICOM_TLS_CERT/_KEY (and _CA: client certificates required), or None."""
     cert, key, ca = settings.APERTURE_DICOM_TLS_CERT, settings.APERTURE_DICOM_TLS_KEY, settings.APERTURE_DICOM_TLS_CA
-    if not (cert and key):
+    if bool(cert) != bool(key) or (ca and not cert):
+        raise ImproperlyConfigured("DICOM TLS needs both APERTURE_DICOM_TLS_CERT and APERTURE_DICOM_TLS_KEY "
+                                   "(APERTURE_DICOM_TLS_CA only with them)")
+    if not cert:
         return None
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
