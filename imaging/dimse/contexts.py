@@ -30,7 +30,11 @@ from pydicom.uid import (
 from pynetdicom import AllStoragePresentationContexts, build_context, register_uid, sop_class
 from pynetdicom.service_class import StorageServiceClass
 from pynetdicom.presentation import PresentationContext
-from pynetdicom.sop_class import Verification
+from pynetdicom.sop_class import (
+    PatientRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelFind,
+    Verification,
+)
 
 # Uncompressed first: a requestor that proposes several syntaxes in one context gets the first one both support.
 STORAGE_TRANSFER_SYNTAXES: list[str] = [
@@ -60,7 +64,10 @@ STORAGE: list[PresentationContext] = [
     for sop_class in [*(context.abstract_syntax for context in AllStoragePresentationContexts),
                       *RETIRED_STORAGE_SOP_CLASSES]
 ]
-QUERY: list[PresentationContext] = []
+QUERY: list[PresentationContext] = [
+    build_context(PatientRootQueryRetrieveInformationModelFind, NON_PIXEL_TRANSFER_SYNTAXES),  # find.py
+    build_context(StudyRootQueryRetrieveInformationModelFind, NON_PIXEL_TRANSFER_SYNTAXES),
+]
 RETRIEVE: list[PresentationContext] = []
 
 
