@@ -3,7 +3,6 @@ what a peer accepted, and the datasets built, whose pixels must equal the origin
 from __future__ import annotations
 
 import numpy as np
-import pydicom
 import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
@@ -18,52 +17,14 @@ from imaging.dimse.outgoing import (
     retrieve_request_parse,
     syntax_choose,
 )
-from imaging.services.imports import import_job_start_local
-from imaging.services.wado import wado_caches_clear
-from tests.dicomgen import ct_dataset, to_bytes
 from tests.local_store import local_datastore_create
-from tests.paths import DICOM_DIR
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 HTJ2K = uids.HTJ2K_LOSSLESS_RPCL
-FILES = {"ct": "ELE__CT_small.dcm", "mr": "ILE__MR_small_implicit.dcm", "multiframe": "ELE__emri_small.dcm",
-         "rgb": "ELE__SC_rgb.dcm", "jpeg": "JPEG50__SC_rgb_jpeg_dcmtk.dcm", "rtplan": "ILE__rtplan.dcm"}
 
 
-class Archive:
-    def __init__(self, datastore, generated_study, generated_series, generated):
-        self.datastore = datastore
-        self.study, self.series, self.generated = generated_study, generated_series, generated
-        self.sources = {name: pydicom.dcmread(DICOM_DIR / file) for name, file in FILES.items()}
-
-    def resolve(self, **keys):
-        identifier = Dataset()
-        for keyword, value in keys.items():
-            setattr(identifier, keyword, value)
-        return instances_resolve(datastore_id=self.datastore.id, request=retrieve_request_parse(identifier))
-
-
-@pytest.fixture
-def archive(store_settings, tmp_path) -> Archive:
-    """FILES of ../shared/dicom and a generated series of three CT slices (InstanceNumber 3, 1, 2)."""
-    wado_caches_clear()
-    datastore = local_datastore_create()
-    folder = tmp_path / "in"
-    folder.mkdir()
-    for file in FILES.values():
-        (folder / file).write_bytes((DICOM_DIR / file).read_bytes())
-    study, series = generate_uid(), generate_uid()
-    generated = {}
-    for number in (3, 1, 2):
-        dataset = ct_dataset(study_uid=study, series_uid=series, instance_number=number, seed=number)
-        generated[number] = dataset
-        (folder / f"slice{number}.dcm").write_bytes(to_bytes(dataset))
-    import_job_start_local(datastore_id=datastore.id, paths=[str(folder)])
-    return Archive(datastore, study, series, generated)
-
-
-def _original_pixels(dataset) -> np.ndarray:
+def _original_pixels(dataset):
     return dataset.pixel_array
 
 
