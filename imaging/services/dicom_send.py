@@ -62,7 +62,7 @@ def dicom_send_start(*, datastore_id: str, node_id: int, study_uid: str, series_
     audit_record(event_name="StartDICOMSend", user=user, datastore_id=datastore_id, study_uid=study_uid,
                  parameters={"sendId": send.id, "destination": node.ae_title,
                              "level": "SERIES" if series_uid else "STUDY"},
-                 event_type="DicomEvent", category="Data", read_only=True)
+                 event_type="DicomNetwork", category="Data", read_only=True)
     return send
 
 
@@ -123,6 +123,6 @@ def _finish(send: DicomSend, status: str, message: str, counts: SendProgress | N
                  parameters={"sendId": send.pk, "destination": send.destination.split("@")[0],
                              "total": send.total_instances, "sent": send.sent_instances,
                              "failed": send.failed_instances},
-                 event_type="DicomEvent", category="Data", read_only=True,
+                 event_type="DicomNetwork", category="Data", read_only=True,
                  status_code=200 if status == SendStatus.COMPLETED else 500,
                  error_message="" if status == SendStatus.COMPLETED else message[:200])
