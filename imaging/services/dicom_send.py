@@ -42,6 +42,22 @@ def dicom_send_allowed(*, user, datastore_id: str) -> bool:
                 and datastore_readable(user=user, datastore_id=datastore_id))
 
 
+def dicom_send_nodes(*, user, datastore_id: str) -> list[DicomNode]:
+    """The nodes `user` may send the data store's studies to: every known node, or none for a user who may not
+    send (the study page then shows no "Send to")."""
+    if not dicom_send_allowed(user=user, datastore_id=datastore_id):
+        return []
+    return list(DicomNode.objects.all())
+
+
+def dicom_send_of(*, user, send_id: str, datastore_id: str, study_uid: str) -> DicomSend | None:
+    """The user's own send of that study, for its progress on the study page; None when there is none."""
+    if not send_id:
+        return None
+    return DicomSend.objects.filter(pk=send_id, datastore_id=datastore_id, study_uid=study_uid,
+                                    requested_by=user).first()
+
+
 def dicom_send_start(*, datastore_id: str, node_id: int, study_uid: str, series_uid: str | None = None,
                      user) -> DicomSend:
     """Queue the send of a study (or one of its series) to a node; AccessDenied for a user who may not send."""
