@@ -28,7 +28,13 @@ from pydicom.uid import (
 )
 from pynetdicom import AllStoragePresentationContexts, build_context
 from pynetdicom.presentation import PresentationContext
-from pynetdicom.sop_class import Verification
+from pynetdicom.sop_class import (
+    PatientRootQueryRetrieveInformationModelGet,
+    PatientRootQueryRetrieveInformationModelMove,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
+    Verification,
+)
 
 # Uncompressed first: a requestor that proposes several syntaxes in one context gets the first one both support.
 STORAGE_TRANSFER_SYNTAXES: list[str] = [
@@ -43,8 +49,19 @@ VERIFICATION: list[PresentationContext] = [build_context(Verification, NON_PIXEL
 STORAGE: list[PresentationContext] = [
     build_context(context.abstract_syntax, STORAGE_TRANSFER_SYNTAXES) for context in AllStoragePresentationContexts
 ]
+# C-GET sends the instances back on the requestor's association, as C-STORE requests from us: the requestor proposes
+# to take the SCP role for the storage SOP classes it wants (SCP/SCU role selection, PS3.7 D.3.3.4), and the
+# listener accepts whichever roles are proposed. A requestor that proposes no role selection keeps the default
+# roles (it stores, we receive).
+for _context in STORAGE:
+    _context.scu_role = _context.scp_role = True
 QUERY: list[PresentationContext] = []
-RETRIEVE: list[PresentationContext] = []
+# C-MOVE and C-GET (imaging/dimse/retrieve.py), Patient Root and Study Root.
+RETRIEVE: list[PresentationContext] = [
+    build_context(model, NON_PIXEL_TRANSFER_SYNTAXES) for model in (
+        PatientRootQueryRetrieveInformationModelMove, StudyRootQueryRetrieveInformationModelMove,
+        PatientRootQueryRetrieveInformationModelGet, StudyRootQueryRetrieveInformationModelGet)
+]
 
 
 def supported_contexts() -> list[PresentationContext]:

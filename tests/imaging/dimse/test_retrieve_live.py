@@ -1,0 +1,170 @@
+"""C-GET and C-MOVE as dcmtk sees them: `getscu` and `movescu` against the live listener, with dcmtk `storescp`
+(registered as a DICOM node) as the move destination, at study and series level; what arrives is compared with
+the originals bit for bit. dcmtk 3.6.7 knows no HTJ2K, so every instance is transcoded to an uncompressed syntax.
+A move to an unknown destination fails with 0xA801; the audit has one event per retrieve."""
+from __future__ import annotations
+
+import json
+import subprocess
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.uid import generate_uid
+
+from tests.dicomgen import ct_dataset, to_bytes
+from tests.dimse import DicomListener, dcmtk, dicom_node_add, orm
+from tests.dimse_archive import StoreSCP
+from tests.paths import DICOM_DIR
+from tests.servers import ApertureServer
+
+pytestmark = pytest.mark.live
+
+AE = "RETR1"
+SHARED = {"ct": "ELE__CT_small.dcm", "mr": "ILE__MR_small_implicit.dcm", "multiframe": "ELE__emri_small.dcm"}
+
+
+@pytest.fixture(scope="module")
+def server():
+    instance = ApertureServer().start()
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture(scope="module")
+def originals(server, tmp_path_factory):
+    """A data store called RETR1 holding a generated three-slice CT series and a few shared files, imported in a
+    `manage.py shell` of the server's own database and blob store. The originals by SOP Instance UID."""
+    folder = tmp_path_factory.mktemp("originals")
+    study, series = generate_uid(), generate_uid()
+    datasets = {}
+    for number in (1, 2, 3):
+        dataset = ct_dataset(study_uid=study, series_uid=series, instance_number=number, seed=number)
+        (folder / f"slice{number}.dcm").write_bytes(to_bytes(dataset))
+    for name, file in SHARED.items():
+        (folder / file).write_bytes((DICOM_DIR / file).read_bytes())
+    for path in folder.iterdir():
+        dataset = pydicom.dcmread(path)
+        datasets[dataset.SOPInstanceUID] = dataset
+    imported = orm(server, (
+        "from django.conf import settings; import json;"
+        "settings.APERTURE_TASK_BACKEND = settings.APERTURE_TASK_BACKEND_ALIASES['eager'];"
+        "settings.APERTURE_IMPORT_CONCURRENCY = 0;"
+        "from imaging.models import Datastore, ImageSet;"
+        "from imaging.services.datastores import datastore_create;"
+        "from imaging.services.imports import import_job_start_local;"
+        "ds = datastore_create(client_token='retrieve-live', name='retrieve')['datastoreId'];"
+        f"Datastore.objects.filter(pk=ds).update(ae_title={AE!r});"
+        f"import_job_start_local(datastore_id=ds, paths=[{str(folder)!r}]);"
+        "print(json.dumps(ImageSet.objects.filter(datastore_id=ds).count()))"))
+    assert imported >= 4
+    return {"study": study, "series": series, "datasets": datasets}
+
+
+@pytest.fixture(scope="module")
+def listener(server, originals):
+    instance = DicomListener(server).start()
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture
+def destination(server, tmp_path):
+    scp = StoreSCP(tmp_path / "moved", ae_title="DEST")
+    orm(server, f"from imaging.models import DicomNode; import json; DicomNode.objects.filter(ae_title='DEST')"
+                f".delete(); print(json.dumps(DicomNode.objects.create(ae_title='DEST', host='127.0.0.1', "
+                f"port={scp.port}).id))")
+    yield scp
+    scp.stop()
+
+
+def _keys(**keys: str) -> list[str]:
+    return [argument for keyword, value in keys.items() for argument in ("-k", f"{keyword}={value}")]
+
+
+def movescu(listener, destination_ae: str, **keys: str) -> subprocess.CompletedProcess:
+    return subprocess.run([dcmtk("movescu"), "-v", "-S", "-aet", "MOVER", "-aec", AE, "-aem", destination_ae,
+                           "-to", "30", *_keys(**keys), "127.0.0.1", str(listener.port)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def getscu(listener, folder, **keys: str) -> subprocess.CompletedProcess:
+    folder.mkdir(exist_ok=True)
+    return subprocess.run([dcmtk("getscu"), "-v", "-S", "-aet", "GETTER", "-aec", AE, "-od", str(folder),
+                           "-to", "30", *_keys(**keys), "127.0.0.1", str(listener.port)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def _assert_bit_exact(received: dict, originals) -> None:
+    for sop_uid, dataset in received.items():
+        original = originals["datasets"][sop_uid]
+        assert dataset.file_meta.TransferSyntaxUID in ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2")
+        assert np.array_equal(dataset.pixel_array, original.pixel_array), sop_uid
+        assert dataset.pixel_array.dtype == original.pixel_array.dtype
+
+
+def _read_folder(folder) -> dict:
+    return {d.SOPInstanceUID: d for d in (pydicom.dcmread(p) for p in sorted(folder.iterdir()) if p.is_file())}
+
+
+def _generated(originals) -> set[str]:
+    return {uid for uid, d in originals["datasets"].items() if d.SeriesInstanceUID == originals["series"]}
+
+
+def _retrieve_events(server) -> list[dict]:
+    return orm(server, "from imaging.models import AuditEvent; import json; print(json.dumps([e.request_parameters "
+                       "for e in AuditEvent.objects.filter(event_name='DICOMRetrieve').order_by('event_time')]))")
+
+
+class TestMove:
+    def test_study(self, listener, destination, originals):
+        result = movescu(listener, "DEST", QueryRetrieveLevel="STUDY", StudyInstanceUID=originals["study"])
+        assert result.returncode == 0, result.stderr + listener.log()
+        received = destination.received()
+        assert set(received) == _generated(originals)
+        _assert_bit_exact(received, originals)
+
+    def test_series_of_a_shared_file(self, listener, destination, originals):
+        mr = next(d for d in originals["datasets"].values() if d.Modality == "MR" and "NumberOfFrames" not in d)
+        result = movescu(listener, "DEST", QueryRetrieveLevel="SERIES", StudyInstanceUID=mr.StudyInstanceUID,
+                         SeriesInstanceUID=mr.SeriesInstanceUID)
+        assert result.returncode == 0, result.stderr
+        received = destination.received()
+        assert set(received) == {mr.SOPInstanceUID}
+        _assert_bit_exact(received, originals)
+
+    def test_unknown_destination_fails_A801(self, server, listener, destination, originals):
+        result = movescu(listener, "NOWHERE", QueryRetrieveLevel="STUDY", StudyInstanceUID=originals["study"])
+        assert "Refused: MoveDestinationUnknown" in result.stdout + result.stderr, result.stdout + result.stderr
+        assert destination.received() == {}
+        events = _retrieve_events(server)
+        assert any(e.get("moveDestination") == "NOWHERE" for e in events)
+
+
+class TestGet:
+    def test_study(self, server, listener, originals, tmp_path):
+        result = getscu(listener, tmp_path / "got", QueryRetrieveLevel="STUDY", StudyInstanceUID=originals["study"])
+        assert result.returncode == 0, result.stdout + result.stderr + listener.log()
+        received = _read_folder(tmp_path / "got")
+        assert set(received) == _generated(originals)
+        _assert_bit_exact(received, originals)
+        event = _retrieve_events(server)[-1]
+        assert (event["operation"], event["level"], event["matched"], event["completed"], event["failed"]) == (
+            "C-GET", "STUDY", 3, 3, 0)
+        assert originals["study"] not in json.dumps(event)
+
+    def test_series_multiframe(self, listener, originals, tmp_path):
+        frames = next(d for d in originals["datasets"].values() if "NumberOfFrames" in d)
+        result = getscu(listener, tmp_path / "got", QueryRetrieveLevel="SERIES",
+                        StudyInstanceUID=frames.StudyInstanceUID, SeriesInstanceUID=frames.SeriesInstanceUID)
+        assert result.returncode == 0, result.stdout + result.stderr
+        received = _read_folder(tmp_path / "got")
+        assert set(received) == {frames.SOPInstanceUID}
+        _assert_bit_exact(received, originals)
+
+    def test_image_level(self, listener, originals, tmp_path):
+        wanted = sorted(_generated(originals))[0]
+        result = getscu(listener, tmp_path / "got", QueryRetrieveLevel="IMAGE", StudyInstanceUID=originals["study"],
+                        SeriesInstanceUID=originals["series"], SOPInstanceUID=wanted)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert set(_read_folder(tmp_path / "got")) == {wanted}
