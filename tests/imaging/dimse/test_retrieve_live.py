@@ -168,3 +168,81 @@ class TestGet:
                         SeriesInstanceUID=originals["series"], SOPInstanceUID=wanted)
         assert result.returncode == 0, result.stdout + result.stderr
         assert set(_read_folder(tmp_path / "got")) == {wanted}
+
+
+def _pynetdicom_get(listener, identifier, storage: list[tuple[str, list[str]]]):
+    """C-GET with pynetdicom as the requestor, taking the SCP role for `storage` ((SOP class, syntaxes), one
+    presentation context each): the final response (status, identifier) and the datasets received."""
+    from pynetdicom import AE as ApplicationEntity, build_role, evt
+    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet
+
+    ae = ApplicationEntity(ae_title="PYGET")
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
+    for sop_class, syntaxes in storage:
+        ae.add_requested_context(sop_class, syntaxes)
+    received = []
+
+    def on_store(event):
+        dataset = event.dataset
+        dataset.file_meta = event.file_meta
+        received.append(dataset)
+        return 0x0000
+
+    association = ae.associate("127.0.0.1", listener.port, ae_title=AE,
+                               ext_neg=[build_role(sop_class, scp_role=True) for sop_class in {c for c, _ in storage}],
+                               evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    assert association.is_established
+    try:
+        responses = list(association.send_c_get(identifier, StudyRootQueryRetrieveInformationModelGet))
+    finally:
+        association.release()
+    return responses[-1], received
+
+
+def _identifier(**keys):
+    identifier = pydicom.Dataset()
+    for keyword, value in keys.items():
+        setattr(identifier, keyword, value)
+    return identifier
+
+
+class TestGetNegotiation:
+    CT = "1.2.840.10008.5.1.4.1.1.2"
+    HTJ2K = "1.2.840.10008.1.2.4.202"
+
+    def test_stored_htj2k_goes_as_stored_and_decodes_to_the_original(self, listener, originals):
+        (status, _), received = _pynetdicom_get(
+            listener, _identifier(QueryRetrieveLevel="SERIES", StudyInstanceUID=originals["study"],
+                                  SeriesInstanceUID=originals["series"]),
+            [(self.CT, [self.HTJ2K]), (self.CT, ["1.2.840.10008.1.2.1"])])
+        assert status.Status == 0x0000 and status.NumberOfCompletedSuboperations == 3
+        assert {d.file_meta.TransferSyntaxUID for d in received} == {self.HTJ2K}
+        for dataset in received:
+            assert np.array_equal(dataset.pixel_array, originals["datasets"][dataset.SOPInstanceUID].pixel_array)
+
+    def test_implicit_only_is_transcoded(self, listener, originals):
+        (status, _), received = _pynetdicom_get(
+            listener, _identifier(QueryRetrieveLevel="STUDY", StudyInstanceUID=originals["study"]),
+            [(self.CT, ["1.2.840.10008.1.2"])])
+        assert status.Status == 0x0000 and len(received) == 3
+        _assert_bit_exact({d.SOPInstanceUID: d for d in received}, originals)
+
+    def test_instances_no_context_fits_fail_and_are_listed(self, listener, originals):
+        mr = next(d for d in originals["datasets"].values() if d.Modality == "MR" and "NumberOfFrames" not in d)
+        (status, identifier), received = _pynetdicom_get(
+            listener, _identifier(QueryRetrieveLevel="STUDY", StudyInstanceUID=mr.StudyInstanceUID),
+            [(self.CT, ["1.2.840.10008.1.2.1"])])
+        assert received == []
+        assert status.Status == 0xA702 and status.NumberOfFailedSuboperations == 1
+        assert mr.SOPInstanceUID in identifier.FailedSOPInstanceUIDList
+
+    def test_bad_identifier_is_refused(self, listener):
+        (status, _), received = _pynetdicom_get(listener, _identifier(QueryRetrieveLevel="STUDY"),
+                                                [(self.CT, ["1.2.840.10008.1.2.1"])])
+        assert status.Status == 0xA900 and received == []
+
+    def test_no_match_is_success_with_no_sub_operations(self, listener):
+        (status, _), received = _pynetdicom_get(
+            listener, _identifier(QueryRetrieveLevel="STUDY", StudyInstanceUID=generate_uid()),
+            [(self.CT, ["1.2.840.10008.1.2.1"])])
+        assert status.Status == 0x0000 and received == []
