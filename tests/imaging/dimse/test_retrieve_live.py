@@ -123,6 +123,9 @@ class TestMove:
         received = destination.received()
         assert set(received) == _generated(originals)
         _assert_bit_exact(received, originals)
+        event = _retrieve_events(listener.server)[-1]
+        assert (event["operation"], event["moveDestination"], event["matched"], event["completed"]) == (
+            "C-MOVE", "DEST", 3, 3)
 
     def test_series_of_a_shared_file(self, listener, destination, originals):
         mr = next(d for d in originals["datasets"].values() if d.Modality == "MR" and "NumberOfFrames" not in d)
@@ -246,3 +249,49 @@ class TestGetNegotiation:
             listener, _identifier(QueryRetrieveLevel="STUDY", StudyInstanceUID=generate_uid()),
             [(self.CT, ["1.2.840.10008.1.2.1"])])
         assert status.Status == 0x0000 and received == []
+
+
+class TestMoveNegotiation:
+    def test_a_destination_that_accepts_htj2k_gets_the_stored_codestream(self, server, listener, originals):
+        """pynetdicom as the move destination, accepting HTJ2K: nothing is transcoded."""
+        from pynetdicom import AE as ApplicationEntity, evt
+        from pynetdicom.presentation import build_context
+
+        from tests.servers import free_port
+
+        received = []
+
+        def on_store(event):
+            dataset = event.dataset
+            dataset.file_meta = event.file_meta
+            received.append(dataset)
+            return 0x0000
+
+        ae = ApplicationEntity(ae_title="HTJ2KDEST")
+        port = free_port()
+        scp = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)],
+                              contexts=[build_context("1.2.840.10008.5.1.4.1.1.2",
+                                                      ["1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.1"])])
+        try:
+            orm(server, "from imaging.models import DicomNode; import json; print(json.dumps(DicomNode.objects"
+                        f".update_or_create(ae_title='HTJ2KDEST', defaults={{'host': '127.0.0.1', 'port': {port}}})"
+                        "[0].id))")
+            result = movescu(listener, "HTJ2KDEST", QueryRetrieveLevel="SERIES", StudyInstanceUID=originals["study"],
+                             SeriesInstanceUID=originals["series"])
+        finally:
+            scp.shutdown()
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert {d.file_meta.TransferSyntaxUID for d in received} == {"1.2.840.10008.1.2.4.202"}
+        assert {d.SOPInstanceUID for d in received} == _generated(originals)
+        for dataset in received:
+            assert np.array_equal(dataset.pixel_array, originals["datasets"][dataset.SOPInstanceUID].pixel_array)
+
+    def test_a_destination_that_is_down_fails(self, server, listener, originals):
+        from tests.servers import free_port
+
+        orm(server, "from imaging.models import DicomNode; import json; print(json.dumps(DicomNode.objects"
+                    f".update_or_create(ae_title='DOWN', defaults={{'host': '127.0.0.1', 'port': {free_port()}}})"
+                    "[0].id))")
+        result = movescu(listener, "DOWN", QueryRetrieveLevel="STUDY", StudyInstanceUID=originals["study"])
+        assert "Refused: MoveDestinationUnknown" in result.stdout + result.stderr, result.stdout + result.stderr
+        assert listener.echo(called=AE).returncode == 0  # the listener serves on
