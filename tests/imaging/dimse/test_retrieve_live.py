@@ -13,7 +13,7 @@ import pytest
 from pydicom.uid import generate_uid
 
 from tests.dicomgen import ct_dataset, to_bytes
-from tests.dimse import DicomListener, dcmtk, dicom_node_add, orm
+from tests.dimse import DicomListener, dcmtk, orm
 from tests.dimse_archive import StoreSCP
 from tests.paths import DICOM_DIR
 from tests.servers import ApertureServer
