@@ -88,9 +88,9 @@ def movescu(listener, destination_ae: str, **keys: str) -> subprocess.CompletedP
                           capture_output=True, text=True, timeout=120)
 
 
-def getscu(listener, folder, **keys: str) -> subprocess.CompletedProcess:
+def getscu(listener, folder, model: str = "-S", **keys: str) -> subprocess.CompletedProcess:
     folder.mkdir(exist_ok=True)
-    return subprocess.run([dcmtk("getscu"), "-v", "-S", "-aet", "GETTER", "-aec", AE, "-od", str(folder),
+    return subprocess.run([dcmtk("getscu"), "-v", model, "-aet", "GETTER", "-aec", AE, "-od", str(folder),
                            "-to", "30", *_keys(**keys), "127.0.0.1", str(listener.port)],
                           capture_output=True, text=True, timeout=120)
 
@@ -163,6 +163,15 @@ class TestGet:
         assert result.returncode == 0, result.stdout + result.stderr
         received = _read_folder(tmp_path / "got")
         assert set(received) == {frames.SOPInstanceUID}
+        _assert_bit_exact(received, originals)
+
+    def test_patient_root_patient_level(self, listener, originals, tmp_path):
+        patient_id = originals["datasets"][sorted(_generated(originals))[0]].PatientID
+        expected = {uid for uid, d in originals["datasets"].items() if d.get("PatientID") == patient_id}
+        result = getscu(listener, tmp_path / "got", "-P", QueryRetrieveLevel="PATIENT", PatientID=patient_id)
+        assert result.returncode == 0, result.stdout + result.stderr
+        received = _read_folder(tmp_path / "got")
+        assert set(received) == expected and _generated(originals) <= expected
         _assert_bit_exact(received, originals)
 
     def test_image_level(self, listener, originals, tmp_path):
