@@ -1,6 +1,7 @@
 """The presentation contexts the listener supports, as lists each capability extends.
 
-STORAGE offers every storage SOP class pynetdicom knows (all of them, not the 120 a requestor may propose) with each transfer syntax the importer reads: pydicom
+STORAGE offers every storage SOP class pynetdicom knows (all of them, not the 120 a requestor may propose),
+and the retired ones old modalities still send, with each transfer syntax the importer reads: pydicom
 decodes the received dataset (imaging/codecs/dataset_pixels), native, deflated and big endian included, and the
 compressed syntaxes through its pixel plugins. Query and retrieve modules append their models to QUERY and
 RETRIEVE. Which of these a given peer may use is decided per association (peer.py: may_store, may_query,
@@ -45,9 +46,20 @@ STORAGE_TRANSFER_SYNTAXES: list[str] = [
 # What query and retrieve answers are encoded in (their identifiers carry no pixels).
 NON_PIXEL_TRANSFER_SYNTAXES: list[str] = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
 
+# Retired storage SOP classes older modalities still send (PS3.6 A.1): ultrasound and nuclear medicine from before
+# 1996, X-ray angiographic bi-plane.
+RETIRED_STORAGE_SOP_CLASSES: list[str] = [
+    "1.2.840.10008.5.1.4.1.1.3",     # Ultrasound Multi-frame Image Storage (Retired)
+    "1.2.840.10008.5.1.4.1.1.5",     # Nuclear Medicine Image Storage (Retired)
+    "1.2.840.10008.5.1.4.1.1.6",     # Ultrasound Image Storage (Retired)
+    "1.2.840.10008.5.1.4.1.1.12.3",  # X-Ray Angiographic Bi-Plane Image Storage (Retired)
+]
+
 VERIFICATION: list[PresentationContext] = [build_context(Verification, NON_PIXEL_TRANSFER_SYNTAXES)]
 STORAGE: list[PresentationContext] = [
-    build_context(context.abstract_syntax, STORAGE_TRANSFER_SYNTAXES) for context in AllStoragePresentationContexts
+    build_context(sop_class, STORAGE_TRANSFER_SYNTAXES)
+    for sop_class in [*(context.abstract_syntax for context in AllStoragePresentationContexts),
+                      *RETIRED_STORAGE_SOP_CLASSES]
 ]
 # C-GET sends the instances back on the requestor's association, as C-STORE requests from us: the requestor proposes
 # to take the SCP role for the storage SOP classes it wants (SCP/SCU role selection, PS3.7 D.3.3.4), and the
