@@ -304,3 +304,32 @@ class TestMoveNegotiation:
         result = movescu(listener, "DOWN", QueryRetrieveLevel="STUDY", StudyInstanceUID=originals["study"])
         assert "Refused: MoveDestinationUnknown" in result.stdout + result.stderr, result.stdout + result.stderr
         assert listener.echo(called=AE).returncode == 0  # the listener serves on
+
+
+def test_round_trip_stored_with_storescu_comes_back_bit_exact(server, listener, originals, tmp_path):
+    """What a modality stores with C-STORE (the listener's import) comes back with C-GET, pixels equal."""
+    folder = tmp_path / "modality"
+    folder.mkdir()
+    study, series = generate_uid(), generate_uid()
+    sent = {}
+    for number in (1, 2):
+        dataset = ct_dataset(study_uid=study, series_uid=series, instance_number=number, seed=10 + number,
+                             rows=96, columns=80)
+        (folder / f"{number}.dcm").write_bytes(to_bytes(dataset))
+        sent[dataset.SOPInstanceUID] = pydicom.dcmread(folder / f"{number}.dcm")
+    stored = listener.storescu(*sorted(folder.iterdir()), called=AE)
+    assert stored.returncode == 0, stored.stdout + stored.stderr
+    count = 0
+    for _ in range(60):
+        count = orm(server, "from imaging.models import ImageSet; import json; print(json.dumps(sum(s.number_of_"
+                            f"instances for s in ImageSet.objects.filter(study_instance_uid={study!r}, "
+                            "is_primary=True))))")
+        if count == 2:
+            break
+    assert count == 2, listener.log()
+    result = getscu(listener, tmp_path / "got", QueryRetrieveLevel="STUDY", StudyInstanceUID=study)
+    assert result.returncode == 0, result.stdout + result.stderr
+    received = _read_folder(tmp_path / "got")
+    assert set(received) == set(sent)
+    for sop_uid, dataset in received.items():
+        assert np.array_equal(dataset.pixel_array, sent[sop_uid].pixel_array)
