@@ -203,7 +203,7 @@ def _pynetdicom_get(listener, identifier, storage: list[tuple[str, list[str]]]):
     association = ae.associate("127.0.0.1", listener.port, ae_title=AE,
                                ext_neg=[build_role(sop_class, scp_role=True) for sop_class in {c for c, _ in storage}],
                                evt_handlers=[(evt.EVT_C_STORE, on_store)])
-    assert association.is_established
+    assert association.is_established, listener.log()[-3000:]
     try:
         responses = list(association.send_c_get(identifier, StudyRootQueryRetrieveInformationModelGet))
     finally:
