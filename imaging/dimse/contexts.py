@@ -27,7 +27,8 @@ from pydicom.uid import (
     JPEGLSNearLossless,
     RLELossless,
 )
-from pynetdicom import AllStoragePresentationContexts, build_context
+from pynetdicom import AllStoragePresentationContexts, build_context, register_uid, sop_class
+from pynetdicom.service_class import StorageServiceClass
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelGet,
@@ -48,12 +49,16 @@ NON_PIXEL_TRANSFER_SYNTAXES: list[str] = [ExplicitVRLittleEndian, ImplicitVRLitt
 
 # Retired storage SOP classes older modalities still send (PS3.6 A.1): ultrasound and nuclear medicine from before
 # 1996, X-ray angiographic bi-plane.
-RETIRED_STORAGE_SOP_CLASSES: list[str] = [
-    "1.2.840.10008.5.1.4.1.1.3",     # Ultrasound Multi-frame Image Storage (Retired)
-    "1.2.840.10008.5.1.4.1.1.5",     # Nuclear Medicine Image Storage (Retired)
-    "1.2.840.10008.5.1.4.1.1.6",     # Ultrasound Image Storage (Retired)
-    "1.2.840.10008.5.1.4.1.1.12.3",  # X-Ray Angiographic Bi-Plane Image Storage (Retired)
-]
+RETIRED_STORAGE_SOP_CLASSES: dict[str, str] = {
+    "1.2.840.10008.5.1.4.1.1.3": "UltrasoundMultiFrameImageStorageRetired",
+    "1.2.840.10008.5.1.4.1.1.5": "NuclearMedicineImageStorageRetired",
+    "1.2.840.10008.5.1.4.1.1.6": "UltrasoundImageStorageRetired",
+    "1.2.840.10008.5.1.4.1.1.12.3": "XRayAngiographicBiPlaneImageStorageRetired",
+}
+# pynetdicom answers a C-STORE only for SOP classes it knows to be storage: these it must be told of.
+for _uid, _keyword in RETIRED_STORAGE_SOP_CLASSES.items():
+    if not hasattr(sop_class, _keyword):
+        register_uid(_uid, _keyword, StorageServiceClass)
 
 VERIFICATION: list[PresentationContext] = [build_context(Verification, NON_PIXEL_TRANSFER_SYNTAXES)]
 STORAGE: list[PresentationContext] = [

@@ -120,6 +120,7 @@ class Spool:
         if time.monotonic() < self.next_try:
             return False
         calling = self.peer.calling_ae_title
+        files = sum(1 for path in self.folder.rglob("*") if path.is_file())  # before the job, which removes them
         try:
             with transaction.atomic():
                 job = import_job_start_local(datastore_id=self.peer.datastore_id, paths=[str(self.folder)],
@@ -135,7 +136,6 @@ class Spool:
             return False
         with _registry_lock:
             _jobs_started.append(job.id)
-        files = sum(1 for _ in self.folder.rglob("*") if _.is_file())
         logger.info("C-STORE batch from %s: %s files, import job %s", calling, files, job.id)
         audit_record(event_name="DICOMStoreBatch", event_type="DicomNetwork", category="Data", read_only=False,
                      source_ip=self.peer.address or None, datastore_id=self.peer.datastore_id,
