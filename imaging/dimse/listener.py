@@ -89,6 +89,9 @@ class GuardedACSE(ACSE):
             peer=Peer(datastore_id=datastore_id, called_ae_title=called, calling_ae_title=calling, address=address,
                       node_id=None, may_store=False, may_query=False, may_retrieve=False),
             accepted=False, reason=reason)
+        # A rejected association never reaches EVT_RELEASED/EVT_ABORTED (store.association_end): its thread's
+        # pooled database connection (the decision, the audit) goes back here.
+        connection.close()
         self.send_reject(*reject)
         evt.trigger(self.assoc, evt.EVT_REJECTED, {})
         self.assoc.kill()

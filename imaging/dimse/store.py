@@ -278,8 +278,9 @@ def association_end(event) -> None:
         if found is not None:
             found.finish()
     finally:
-        if event.event.name == "EVT_CONN_CLOSE":
-            connection.close()
+        # EVT_RELEASED and EVT_ABORTED run in the association's own thread, whose pooled database connection
+        # (peer decision, handlers) must go back to the pool here; EVT_CONN_CLOSE runs in the server's thread.
+        connection.close()
 
 
 def spools_tick() -> None:
