@@ -236,13 +236,16 @@ class InstanceBuilder:
     def _load(self, image_set_id: str) -> None:
         if self._image_set_id == image_set_id:
             return
-        image_set = ImageSet.objects.get(pk=image_set_id)
+        image_set = ImageSet.objects.filter(pk=image_set_id).exclude(state=ImageSetState.DELETED).first()
+        if image_set is None:  # deleted since the identifier was resolved
+            raise BlobStoreError("an image set went away while it was being sent")
         self._document = _document(image_set)
         self._blobs = image_set_frame_blobs(image_set)
         self._image_set_id = image_set_id
 
     def p10(self, ref: InstanceRef, syntax: str) -> bytes:
-        """The instance's P10 file in `syntax` (the stored one, or Explicit VR Little Endian)."""
+        """The instance's P10 file in `syntax` (the stored one, or Explicit VR Little Endian); BlobStoreError when
+        the store cannot give it (an image set deleted meanwhile, a missing blob)."""
         self._load(ref.image_set_id)
         dataset, instance = instance_dataset(self._document, ref.series_uid, ref.sop_uid)
         wanted = None if syntax == ref.stored_syntax else syntax

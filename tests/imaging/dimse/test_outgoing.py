@@ -151,3 +151,14 @@ class TestDatasets:
         dataset = InstanceBuilder().dataset(ref, uids.JPEG_BASELINE)
         assert dataset.file_meta.TransferSyntaxUID == uids.JPEG_BASELINE
         assert dataset.PixelData == source.PixelData
+
+
+def test_an_image_set_deleted_after_resolving_is_a_store_error(archive):
+    from imaging.models import ImageSet, ImageSetState
+    from imaging.storage import BlobStoreError
+
+    [ref] = archive.resolve(QueryRetrieveLevel="IMAGE", StudyInstanceUID=archive.study,
+                            SOPInstanceUID=archive.generated[1].SOPInstanceUID)
+    ImageSet.objects.filter(pk=ref.image_set_id).update(state=ImageSetState.DELETED)
+    with pytest.raises(BlobStoreError):
+        InstanceBuilder().dataset(ref, uids.EXPLICIT_LE)
