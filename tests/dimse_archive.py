@@ -3,7 +3,6 @@ an ACTIVE data store in process; and a dcmtk `storescp` on a free port as a dest
 fixtures are registered by tests/imaging/dimse/conftest.py."""
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import time
@@ -17,6 +16,7 @@ from imaging.dimse.outgoing import instances_resolve, retrieve_request_parse
 from imaging.services.imports import import_job_start_local
 from imaging.services.wado import wado_caches_clear
 from tests.dicomgen import ct_dataset, to_bytes
+from tests.dimse import dcmtk
 from tests.local_store import local_datastore_create
 from tests.paths import DICOM_DIR
 from tests.servers import free_port
@@ -67,10 +67,11 @@ class StoreSCP:
     """dcmtk `storescp` writing what it receives to `folder`, under AE title `ae_title`, on a free port. dcmtk 3.6.7
     knows no HTJ2K: it accepts the uncompressed syntaxes only, so what Aperture sends it is transcoded."""
 
-    def __init__(self, folder: Path, *, ae_title: str = "DEST") -> None:
+    def __init__(self, folder: Path, *, ae_title: str = "DEST", tls: tuple[str, ...] = ()) -> None:
+        """`tls`: storescp's TLS options (`+tls KEY CERT +cf CA`), for a destination that speaks DICOM TLS."""
         self.folder, self.ae_title, self.port = folder, ae_title, free_port()
         folder.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen([shutil.which("storescp") or "storescp", "-aet", ae_title,
+        self.process = subprocess.Popen([dcmtk("storescp"), "-aet", ae_title, *tls,
                                          "-od", str(folder), str(self.port)],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 10
@@ -80,7 +81,7 @@ class StoreSCP:
                     return
             time.sleep(0.05)
         self.stop()
-        raise RuntimeError("storescp did not start")
+        raise RuntimeError(f"storescp did not start: {self.process.stderr.read().decode(errors='replace')[-500:]}")
 
     def received(self) -> dict[str, pydicom.Dataset]:
         """What arrived, by SOP Instance UID."""

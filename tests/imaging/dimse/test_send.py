@@ -113,3 +113,31 @@ class TestSendTo:
                 dicom_send_start(datastore_id=archive.datastore.id, node_id=node.pk, study_uid=archive.study,
                                  user=user)
         assert not DicomSend.objects.exists()
+
+
+def test_send_over_dicom_tls(archive, settings, tmp_path):
+    """A node with use_tls: storescp speaking TLS and requiring a client certificate signed by the CA; Aperture
+    verifies the node against APERTURE_DICOM_TLS_CA and presents APERTURE_DICOM_TLS_CERT/_KEY."""
+    from tests.dimse_archive import StoreSCP
+    from tests.imaging.dimse.test_tls_live import issue, write_pem
+
+    ca_name, ca_key, ca_cert = issue("Aperture test CA", ca=True)
+    _, ca_path = write_pem(tmp_path, "ca", ca_key, ca_cert)
+    _, node_key, node_cert = issue("node", issuer=(ca_name, ca_key))
+    node_key_path, node_cert_path = write_pem(tmp_path, "node", node_key, node_cert)
+    _, own_key, own_cert = issue("aperture", issuer=(ca_name, ca_key))
+    own_key_path, own_cert_path = write_pem(tmp_path, "aperture", own_key, own_cert)
+    settings.APERTURE_DICOM_TLS_CA = str(ca_path)
+    settings.APERTURE_DICOM_TLS_CERT, settings.APERTURE_DICOM_TLS_KEY = str(own_cert_path), str(own_key_path)
+    scp = StoreSCP(tmp_path / "received", ae_title="TLSDEST",
+                   tls=("+tls", str(node_key_path), str(node_cert_path), "+cf", str(ca_path)))
+    try:
+        node = DicomNode.objects.create(ae_title="TLSDEST", host="127.0.0.1", port=scp.port, use_tls=True)
+        refs = instances_resolve(datastore_id=archive.datastore.id,
+                                 request=RetrieveRequest("SERIES", "", (), (archive.series,), ()))
+        counts = send_instances(node=node, instances=refs, calling_ae_title="APERTURE")
+        assert (counts.sent, counts.failed) == (3, 0)
+        for sop_uid, dataset in scp.received().items():
+            assert np.array_equal(dataset.pixel_array, archive.original(sop_uid).pixel_array)
+    finally:
+        scp.stop()
