@@ -28,7 +28,8 @@ import threading
 import time
 
 from django.conf import settings
-from django.db import connection
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connection, connections
 from pynetdicom import AE, _config, evt
 from pynetdicom.acse import ACSE
 from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
@@ -89,9 +90,6 @@ class GuardedACSE(ACSE):
             peer=Peer(datastore_id=datastore_id, called_ae_title=called, calling_ae_title=calling, address=address,
                       node_id=None, may_store=False, may_query=False, may_retrieve=False),
             accepted=False, reason=reason)
-        # A rejected association never reaches EVT_RELEASED/EVT_ABORTED (store.association_end): its thread's
-        # pooled database connection (the decision, the audit) goes back here.
-        connection.close()
         self.send_reject(*reject)
         evt.trigger(self.assoc, evt.EVT_REJECTED, {})
         self.assoc.kill()
@@ -147,7 +145,20 @@ class GuardedRequestHandler(RequestHandler):
     def _create_association(self):
         association = super()._create_association()
         association.acse = GuardedACSE(association)
+        # The association's two threads (its reactor runs the handlers, its DUL the connection events) use the
+        # database; with a connection pool a thread that ends without closing its connection never gives it back.
+        for thread in (association, association.dul):
+            thread.run = _closing_connections(thread.run)
         return association
+
+
+def _closing_connections(run):
+    def run_then_close() -> None:
+        try:
+            run()
+        finally:
+            connections.close_all()
+    return run_then_close
 
 
 class LazyTlsServer(ThreadedAssociationServer):
@@ -236,7 +247,10 @@ class Listener:
 def tls_context() -> ssl.SSLContext | None:
     """The server TLS context from APERTURE_DICOM_TLS_CERT/_KEY (and _CA: client certificates required), or None."""
     cert, key, ca = settings.APERTURE_DICOM_TLS_CERT, settings.APERTURE_DICOM_TLS_KEY, settings.APERTURE_DICOM_TLS_CA
-    if not (cert and key):
+    if bool(cert) != bool(key) or (ca and not cert):
+        raise ImproperlyConfigured("DICOM TLS needs both APERTURE_DICOM_TLS_CERT and APERTURE_DICOM_TLS_KEY "
+                                   "(APERTURE_DICOM_TLS_CA only with them)")
+    if not cert:
         return None
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2

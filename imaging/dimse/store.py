@@ -274,13 +274,8 @@ def association_end(event) -> None:
     """EVT_RELEASED / EVT_ABORTED / EVT_CONN_CLOSE: the association's last batch becomes a job (once)."""
     with _registry_lock:
         found = _active.pop(id(event.assoc), None)
-    try:
-        if found is not None:
-            found.finish()
-    finally:
-        # EVT_RELEASED and EVT_ABORTED run in the association's own thread, whose pooled database connection
-        # (peer decision, handlers) must go back to the pool here; EVT_CONN_CLOSE runs in the server's thread.
-        connection.close()
+    if found is not None:
+        found.finish()
 
 
 def spools_tick() -> None:

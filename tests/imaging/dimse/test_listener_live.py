@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.clients import imaging_client, wait_for
-from tests.dimse import DicomListener, datastore_ae_set, dicom_node_add
+from tests.dimse import DicomListener, datastore_ae_set, dicom_node_add, orm
 from tests.servers import ApertureServer, free_port, wait_for_http
 
 pytestmark = pytest.mark.live
@@ -46,6 +46,19 @@ class TestEcho:
         result = listener.echo(called="NOBODY")
         assert result.returncode != 0
         assert "Called AE Title Not Recognized" in result.stderr + result.stdout
+
+    def test_every_association_is_audited(self, listener, store_ae, server):
+        listener.echo(called=store_ae, calling="AUDITED")
+        listener.echo(called="NOBODY", calling="AUDITED")
+        events = orm(server, "from imaging.models import AuditEvent; import json; print(json.dumps([[e.status_code, "
+                             "e.datastore_id, e.source_ip, e.request_parameters, e.error_message] for e in "
+                             "AuditEvent.objects.filter(event_name='DICOMAssociate').order_by('event_time') "
+                             "if e.request_parameters.get('callingAETitle') == 'AUDITED']))")
+        accepted, rejected = events
+        assert accepted[0] == 200 and accepted[1] and accepted[2] == "127.0.0.1"
+        assert accepted[3]["calledAETitle"] == store_ae
+        assert rejected[0] == 403 and rejected[3]["calledAETitle"] == "NOBODY"
+        assert rejected[4] == "called AE title not recognised"
 
 
 @pytest.fixture(scope="module")
