@@ -12,6 +12,7 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(next_page="viewer:login"), name="logout"),
     path("studies/<str:datastore_id>/<str:study_uid>/", views.study, name="study"),
+    path("studies/<str:datastore_id>/<str:study_uid>/send/", views.study_send, name="study_send"),
     path("view/<str:datastore_id>/<str:image_set_id>/", views.viewer, name="viewer"),
     path("account/tokens/", tokens.tokens, name="tokens"),
     path("account/tokens/<str:token_id>/revoke/", tokens.token_revoke, name="token_revoke"),

@@ -8,17 +8,18 @@ from functools import wraps
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.clickjacking import xframe_options_exempt
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_POST
 
 from imaging.dicom.window_presets import window_presets_as_data
-from imaging.errors import AccessDenied, NotFound
+from imaging.errors import AccessDenied, ApertureError, NotFound
 from imaging.render import frames
 from imaging.selectors import datastores_readable
 from imaging.services.audit import audit_record, client_ip
+from imaging.services.dicom_send import dicom_send_nodes, dicom_send_of, dicom_send_start
 from imaging.services.sharing import ShareLinkInvalid, share_link_resolve
 from viewer import selectors
 
@@ -62,7 +63,38 @@ def study(request: HttpRequest, datastore_id: str, study_uid: str) -> HttpRespon
     except NotFound as e:
         raise Http404("No such study") from e
     page_view(request, "ViewStudy", datastore_id=datastore_id, study_uid=study_uid, patient_id=study_row.patient_id)
-    return render(request, "viewer/study.html", {"study": study_row, "series": series, "datastore_id": datastore_id})
+    return render(request, "viewer/study.html", {"study": study_row, "series": series, "datastore_id": datastore_id,
+                                                 **_send_context(request, datastore_id, study_uid)})
+
+
+def _send_context(request: HttpRequest, datastore_id: str, study_uid: str) -> dict:
+    """The "Send to" form's nodes (none: no form) and the last send asked for from this page."""
+    nodes = dicom_send_nodes(user=request.user, datastore_id=datastore_id)
+    if not nodes:
+        return {"send_nodes": []}
+    sent = dicom_send_of(user=request.user, send_id=request.GET.get("sent", ""), datastore_id=datastore_id,
+                         study_uid=study_uid)
+    return {"send_nodes": nodes, "send": sent, "send_error": request.GET.get("send_error", "")[:200]}
+
+
+@login_required
+@require_POST
+def study_send(request: HttpRequest, datastore_id: str, study_uid: str) -> HttpResponse:
+    """Send to: the study, or one of its series, to a DICOM node, as a background task (imaging.services.dicom_send,
+    which decides who may); back to the study page with the send's id."""
+    page = reverse("viewer:study", args=[datastore_id, study_uid])
+    try:
+        node_id = int(request.POST.get("node", ""))
+    except ValueError:
+        return HttpResponseRedirect(f"{page}?send_error=Choose+a+DICOM+node")
+    try:
+        send = dicom_send_start(datastore_id=datastore_id, node_id=node_id, study_uid=study_uid,
+                                series_uid=request.POST.get("series") or None, user=request.user)
+    except AccessDenied as e:
+        raise Http404("No such study") from e
+    except ApertureError:
+        return HttpResponseRedirect(f"{page}?send_error=The+send+could+not+be+started")
+    return HttpResponseRedirect(f"{page}?sent={send.pk}")
 
 
 def _viewer_context(request, view, datastore_id: str, image_set_id: str, series_uid: str, *, share_token: str = "",

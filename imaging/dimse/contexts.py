@@ -32,7 +32,11 @@ from pynetdicom.service_class import StorageServiceClass
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelGet,
+    PatientRootQueryRetrieveInformationModelMove,
     StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
     Verification,
 )
 
@@ -68,7 +72,18 @@ QUERY: list[PresentationContext] = [
     build_context(PatientRootQueryRetrieveInformationModelFind, NON_PIXEL_TRANSFER_SYNTAXES),  # find.py
     build_context(StudyRootQueryRetrieveInformationModelFind, NON_PIXEL_TRANSFER_SYNTAXES),
 ]
-RETRIEVE: list[PresentationContext] = []
+# C-GET sends the instances back on the requestor's association, as C-STORE requests from us: the requestor proposes
+# to take the SCP role for the storage SOP classes it wants (SCP/SCU role selection, PS3.7 D.3.3.4), and the
+# listener accepts whichever roles are proposed. A requestor that proposes no role selection keeps the default
+# roles (it stores, we receive).
+for _context in STORAGE:
+    _context.scu_role = _context.scp_role = True
+# C-MOVE and C-GET (imaging/dimse/retrieve.py), Patient Root and Study Root.
+RETRIEVE: list[PresentationContext] = [
+    build_context(model, NON_PIXEL_TRANSFER_SYNTAXES) for model in (
+        PatientRootQueryRetrieveInformationModelMove, StudyRootQueryRetrieveInformationModelMove,
+        PatientRootQueryRetrieveInformationModelGet, StudyRootQueryRetrieveInformationModelGet)
+]
 
 
 def supported_contexts() -> list[PresentationContext]:
