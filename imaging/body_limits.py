@@ -94,6 +94,18 @@ def staff_session(session_key: str | None) -> bool:
     return get_user_model().objects.filter(pk=user_id, is_active=True, is_staff=True).exists()
 
 
+# The scope key under which a STOW request's bearer caller, checked before its body, is handed to the view.
+BEARER_CHECKED = "aperture.bearer_checked"
+
+
+@dataclass(frozen=True)
+class BearerChecked:
+    token: str
+    datastore_id: str
+    operation_name: str
+    caller: Any
+
+
 def stow_credentials_hold(scope: Scope, datastore_id: str, operation_name: str) -> bool:
     """Whether a STOW request's credentials hold up as far as they can be checked before its body is read (see
     the module docstring): what lets it send a body of STOW's size rather than the API's."""
@@ -113,6 +125,9 @@ def stow_credentials_hold(scope: Scope, datastore_id: str, operation_name: str) 
     try:
         if scheme.lower() == "bearer":
             caller = bearer_caller(credential.strip(), datastore_id=datastore_id[:32], operation_name=operation_name)
+            # The view takes this caller rather than asking the token's issuer or authorizer a second time.
+            scope[BEARER_CHECKED] = BearerChecked(token=credential.strip(), datastore_id=datastore_id[:32],
+                                                  operation_name=operation_name, caller=caller)
         else:
             claimed = sigv4.parse_authorization(headers)
             found = accesskey_for_signing(access_key_id=claimed.access_key_id)

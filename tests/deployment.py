@@ -20,6 +20,7 @@ import re
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -119,6 +120,7 @@ class Deployment:
     web: list[Process] = field(default_factory=list)
     workers: list[Process] = field(default_factory=list)
     beat: Process | None = None
+    dicom: Process | None = None
     nginx: Process | None = None
     nginx_port: int = 0
 
@@ -138,10 +140,11 @@ class Deployment:
             raise RuntimeError(f"manage.py {args[0]} failed ({done.returncode}):\n{done.stderr[-3000:]}")
         return done
 
-    def spawn(self, process_type: str, *, name: str, port: int | None = None, extra_args: str = "") -> Process:
+    def spawn(self, process_type: str, *, name: str, port: int | None = None, extra_args: str = "",
+              extra_env: dict[str, str] | None = None) -> Process:
         """Start the Procfile's `process_type` command through the shell, as foreman does ($PORT, $VARS)."""
         command = self.procfile[process_type] + (f" {extra_args}" if extra_args else "")
-        env = {**self.env, **({"PORT": str(port)} if port else {})}
+        env = {**self.env, **({"PORT": str(port)} if port else {}), **(extra_env or {})}
         log_path = self.root / "logs" / f"{name}.log"
         log = open(log_path, "ab")
         popen = subprocess.Popen(["/bin/sh", "-c", f"exec {command}"], cwd=REPO_ROOT, env=env, stdout=log,
@@ -176,6 +179,21 @@ class Deployment:
             raise RuntimeError(f"{name} exited:\n{process.log()[-3000:]}")
         self.workers.append(process)
         return process
+
+    def start_dicom(self) -> Process:
+        """The Procfile's DICOM listener on a loopback port of its own, answering C-ECHO before this returns."""
+        port = free_port()
+        self.dicom = self.spawn("dicom", name="dicom", port=port,
+                                extra_env={"APERTURE_DICOM_HOST": "127.0.0.1", "APERTURE_DICOM_PORT": str(port)})
+        deadline = time.monotonic() + 60
+        while True:
+            # Any answer, an association rejected for its unknown AE titles included, means it listens.
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    return self.dicom
+            if self.dicom.popen.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the DICOM listener did not start:\n{self.dicom.log()[-3000:]}")
+            time.sleep(0.2)
 
     def start_beat(self) -> Process:
         self.beat = self.spawn("beat", name="beat")
@@ -218,14 +236,14 @@ class Deployment:
     def logs(self) -> str:
         """The tail of every process's log, for a failing test's message."""
         parts = []
-        for process in [*self.web, *self.workers, self.beat, self.nginx]:
+        for process in [*self.web, *self.workers, self.beat, self.dicom, self.nginx]:
             if process is not None:
                 parts.append(f"--- {process.name} ({'alive' if process.alive() else 'exited'})\n"
                              f"{process.log()[-2500:]}")
         return "\n".join(parts)
 
     def stop(self) -> None:
-        for process in [self.nginx, self.beat, *self.workers, *self.web]:
+        for process in [self.nginx, self.dicom, self.beat, *self.workers, *self.web]:
             if process is not None:
                 process.stop(grace=5)
         redis_flush(self.env["REDIS_URL"])

@@ -15,18 +15,19 @@ from tests.paths import REPO_ROOT
 DEPLOY = REPO_ROOT / "deploy"
 
 
-def test_the_procfile_has_web_on_port_prefork_workers_and_beat():
+def test_the_procfile_has_web_on_port_prefork_workers_beat_and_the_dicom_listener():
     types = procfile_read(PROCFILE)
-    assert set(types) == {"web", "worker", "beat"}  # dicom: a commented placeholder until the listener exists
+    assert set(types) == {"web", "worker", "beat", "dicom"}
+    assert types["dicom"] == "python manage.py dicom_listener"
     assert types["web"] == "python manage.py serve 127.0.0.1:$PORT"
     assert types["worker"].startswith("celery -A config.celery worker") and "--pool" not in types["worker"]
     assert types["beat"].startswith("celery -A config.celery beat")
-    assert "# dicom:" in PROCFILE.read_text()
 
 
 def test_the_systemd_units_run_the_procfiles_commands():
     types = procfile_read(PROCFILE)
-    units = {"web": "aperture-web@.service", "worker": "aperture-worker.service", "beat": "aperture-beat.service"}
+    units = {"web": "aperture-web@.service", "worker": "aperture-worker.service", "beat": "aperture-beat.service",
+             "dicom": "aperture-dicom.service"}
     for process_type, unit in units.items():
         text = (DEPLOY / "systemd" / unit).read_text()
         exec_start = re.search(r"^ExecStart=/opt/aperture/\.venv/bin/(.+)$", text, re.MULTILINE).group(1)

@@ -46,6 +46,7 @@ from imaging import errors, throttling
 from imaging.aws import sigv4
 from imaging.aws.callers import Caller, bearer_caller, caller_authorize, caller_for_key, session_caller
 from imaging.aws.envelope import domain_error_response, error_response
+from imaging.body_limits import BEARER_CHECKED
 from imaging.metrics import record_call
 from imaging.models import AccessKey
 from imaging.services.accesskeys import accesskey_for_signing, accesskey_touch
@@ -160,8 +161,12 @@ def authenticate_caller(request: HttpRequest, *, body: bytes, operation_name: st
     if bearer:
         match = _BEARER.fullmatch(request.headers.get("Authorization", ""))
         if match is not None:
-            return bearer_caller(match.group(1), datastore_id=labels.get("datastoreId", ""),
-                                 operation_name=operation_name)
+            datastore_id = labels.get("datastoreId", "")
+            checked = getattr(request, "scope", {}).get(BEARER_CHECKED)
+            if (checked is not None and checked.token == match.group(1) and checked.datastore_id == datastore_id
+                    and checked.operation_name == operation_name):
+                return checked.caller  # checked by the body limit moments ago, before the body (STOW-RS)
+            return bearer_caller(match.group(1), datastore_id=datastore_id, operation_name=operation_name)
         session = session_caller(request)
         if session is not None:
             return session

@@ -313,3 +313,50 @@ def test_3000_api_requests_keep_postgresql_connections_bounded(deployment, mi, d
         sampler.join()
     assert statuses.count("ACTIVE") == 3000
     assert max(peak) <= CONNECTION_BOUND, (max(peak), peak[-20:])
+
+
+def test_a_modality_stores_into_the_procfiles_dicom_listener_and_the_celery_workers_import_it(
+        deployment, mi, datastore_id, tmp_path):
+    """The `dicom` process of the Procfile, at scale: only a known node may associate (APERTURE_DICOM_ALLOW_ANY is
+    false there), what it stores is spooled in the shared data folder and imported by the prefork workers from S3
+    blobs, and comes back pixel for pixel."""
+    import subprocess
+
+    listener = deployment.start_dicom()
+    deployment.manage("datastore_ae", "--datastore", datastore_id, "--ae-title", "SCALE_STORE")
+    deployment.manage("dicom_node", "add", "--ae-title", "CT_SCANNER", "--host", "127.0.0.1", "--port", "104",
+                      "--store")
+    study_uid, series_uid = generate_uid(), generate_uid()
+    for n in range(12):
+        (tmp_path / f"{n:02}.dcm").write_bytes(ct_bytes(study_uid=study_uid, series_uid=series_uid,
+                                                        instance_number=n + 1, rows=128, columns=128,
+                                                        pixels=viewer_pixels(n)))
+    address = ["127.0.0.1", str(listener.port)]
+    stranger = subprocess.run(["echoscu", "-aet", "STRANGER", "-aec", "SCALE_STORE", *address],
+                              capture_output=True, text=True, timeout=60)
+    assert stranger.returncode != 0  # not a known node
+    sent = subprocess.run(["storescu", "-aet", "CT_SCANNER", "-aec", "SCALE_STORE", *address,
+                           *sorted(str(p) for p in tmp_path.glob("*.dcm"))],
+                          capture_output=True, text=True, timeout=120)
+    assert sent.returncode == 0, (sent.stderr, deployment.logs())
+
+    def study_image_set():
+        found = mi.search_image_sets(datastoreId=datastore_id, searchCriteria={"filters": [
+            {"values": [{"DICOMStudyInstanceUID": study_uid}], "operator": "EQUAL"}]})["imageSetsMetadataSummaries"]
+        return found[0]["imageSetId"] if found else None
+
+    image_set_id = wait_for(study_image_set, timeout=120)
+    assert image_set_id, deployment.logs()
+    jobs = mi.list_dicom_import_jobs(datastoreId=datastore_id)["jobSummaries"]
+    job = next(j for j in jobs if j.get("jobName", "").startswith("C-STORE"))
+    assert wait_for(lambda: job_status(mi, datastore_id, job["jobId"])["jobStatus"] == "COMPLETED", timeout=120)
+    document = json.loads(gzip.decompress(mi.get_image_set_metadata(
+        datastoreId=datastore_id, imageSetId=image_set_id)["imageSetMetadataBlob"].read()))
+    instances = document["Study"]["Series"][series_uid]["Instances"]
+    assert len(instances) == 12
+    for instance in instances.values():
+        number = int(instance["DICOM"]["InstanceNumber"])
+        frame_id = instance["ImageFrames"][0]["ID"]
+        frame = mi.get_image_frame(datastoreId=datastore_id, imageSetId=image_set_id,
+                                   imageFrameInformation={"imageFrameId": frame_id})["imageFrameBlob"].read()
+        assert np.array_equal(imagecodecs.htj2k_decode(frame), viewer_pixels(number - 1))

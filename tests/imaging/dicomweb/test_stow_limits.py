@@ -131,3 +131,35 @@ def test_pages_get_the_form_limit(path, route_class):
 
     scope = {"type": "http", "method": "POST", "path": path, "headers": []}
     assert async_to_sync(rule_for)(scope).route_class == route_class
+
+
+AUTHORIZER_ARN = "arn:aws:lambda:us-east-1:000000000000:function:stow-authorizer"
+AUTHORIZER_CALLS: list[str] = []
+
+
+def counting_authorizer(event: dict) -> dict:
+    """A data store's authorizer (SPEC 12.6) that lets every token store, and counts how often it is asked."""
+    AUTHORIZER_CALLS.append(event["operation"])
+    return {"isTokenValid": True, "roleArn": "arn:aws:iam::000000000000:role/stow-writer"}
+
+
+def test_a_stow_bearer_token_is_judged_once_although_checked_before_the_body(limits, credentials, settings):
+    import time
+
+    import jwt
+
+    from imaging.models import ManagedPolicy, Role
+    from tests.oidc_issuer import rsa_key
+
+    datastore = credentials["datastore"]
+    settings.APERTURE_AUTHORIZERS = {AUTHORIZER_ARN: f"{__name__}:counting_authorizer"}
+    datastore.lambda_authorizer_arn = AUTHORIZER_ARN
+    datastore.save()
+    Role.objects.create(name="stow-writer", policy=ManagedPolicy.FULL_ACCESS)
+    now = int(time.time())
+    token = jwt.encode({"iat": now, "exp": now + 300}, rsa_key(), algorithm="RS256")
+    AUTHORIZER_CALLS.clear()
+    # Over the API limit: only a caller the body limit found good before the body gets this far.
+    status, _, _ = _stow(credentials["studies"], f"Bearer {token}", b"\0" * (32 * 1024))
+    assert status in (200, 400, 409)
+    assert AUTHORIZER_CALLS == ["StoreDICOM"]
