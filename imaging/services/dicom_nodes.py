@@ -8,7 +8,6 @@ raises for a node that is down or refuses: the result says what happened.
 """
 from __future__ import annotations
 
-import logging
 import ssl
 import time
 from dataclasses import dataclass
@@ -22,7 +21,6 @@ from imaging.errors import Conflict, NotFound, ValidationFailed
 from imaging.models import Datastore, DatastoreStatus, DicomNode, ae_title_validator
 from imaging.services.audit import audit_record
 
-logger = logging.getLogger(__name__)
 
 # Fields a node may be created or updated with, and the permission flags among them.
 NODE_FIELDS = ("ae_title", "host", "port", "description", "may_store", "may_query", "may_retrieve", "use_tls")
@@ -204,7 +202,10 @@ def dicom_node_echo(node: DicomNode, *, actor: Actor = COMMAND_LINE,
     except (OSError, ValueError, ssl.SSLError) as e:
         ok, message = False, f"C-ECHO to {where} failed: {e}"
     else:
-        if assoc.is_established:
+        if assoc.is_established and not assoc.accepted_contexts:
+            assoc.release()
+            ok, message = False, f"C-ECHO to {where} failed: the node accepted no Verification context"
+        elif assoc.is_established:
             try:
                 answer = assoc.send_c_echo()
             finally:
@@ -220,8 +221,9 @@ def dicom_node_echo(node: DicomNode, *, actor: Actor = COMMAND_LINE,
         elif assoc.is_rejected:
             ok, message = False, f"C-ECHO to {where} failed: the node rejected the association"
         elif not connected:
+            handshake = ", or the TLS handshake failed" if node.use_tls else ""
             ok, message = False, (f"C-ECHO to {where} failed: could not connect (refused, unreachable or no "
-                                  f"answer within {timeout_seconds:g} s)")
+                                  f"answer within {timeout_seconds:g} s{handshake})")
         else:
             ok, message = False, f"C-ECHO to {where} failed: the association was aborted"
     finally:

@@ -3,13 +3,10 @@ checks, C-ECHO against dcmtk's storescp and against a closed port), the data sto
 C-STORE import jobs."""
 from __future__ import annotations
 
-import socket
-import subprocess
-import time
-
 import pytest
 
 from imaging.models import AuditEvent, Datastore, DicomNode, ImportJob
+from tests import dcmtk
 from tests.servers import free_port
 
 pytestmark = pytest.mark.django_db
@@ -25,24 +22,9 @@ def messages_of(page) -> list[str]:
 
 @pytest.fixture
 def storescp(tmp_path):
-    """dcmtk's storescp answering as STORESCP on a free loopback port; stopped after the test."""
-    port = free_port()
-    process = subprocess.Popen(["storescp", "-aet", "STORESCP", "-od", str(tmp_path), str(port)],
-                               cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("storescp did not start") from None
-                time.sleep(0.05)
+    """dcmtk's storescp answering as STORESCP on a free loopback port."""
+    with dcmtk.storescp(tmp_path, ae_title="STORESCP") as port:
         yield port
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 class TestDicomNodes:

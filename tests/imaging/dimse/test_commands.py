@@ -3,6 +3,7 @@ CommandError, so a non-zero exit), and the audit rows they leave."""
 from __future__ import annotations
 
 import json
+import subprocess
 from io import StringIO
 
 import pytest
@@ -10,6 +11,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from imaging.models import AuditEvent, Datastore, DicomNode
+from tests import dcmtk
+from tests.servers import free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -135,10 +138,32 @@ class TestDicomNode:
             run("dicom_node", "update", "--ae-title", "PACS1", "--port", "70000")
 
     def test_echo_of_a_closed_port_fails_with_a_clear_message(self):
-        from tests.servers import free_port
-
         run("dicom_node", "add", "--ae-title", "DOWN", "--host", "127.0.0.1", "--port", str(free_port()))
         with pytest.raises(CommandError, match="C-ECHO to DOWN at 127.0.0.1:.* failed: could not connect"):
             run("dicom_node", "echo", "--ae-title", "DOWN")
         event = AuditEvent.objects.get(event_name="EchoDicomNode")
         assert event.error_code == "EchoFailed" and event.response_elements["ok"] is False
+
+
+@pytest.fixture
+def tls_storescp(tmp_path):
+    """dcmtk's storescp speaking DICOM TLS as TLSSCP with a self-signed certificate for 127.0.0.1, which it also
+    trusts for client certificates; yields (port, certificate, key)."""
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    with dcmtk.storescp(tmp_path, ae_title="TLSSCP", options=("+tls", str(key), str(cert), "+cf", str(cert))) as port:
+        yield port, cert, key
+
+
+def test_echo_over_dicom_tls_checks_the_node_certificate(tls_storescp, settings):
+    port, cert, key = tls_storescp
+    settings.APERTURE_DICOM_TLS_CERT, settings.APERTURE_DICOM_TLS_KEY = str(cert), str(key)
+    run("dicom_node", "add", "--ae-title", "TLSSCP", "--host", "127.0.0.1", "--port", str(port), "--tls")
+    settings.APERTURE_DICOM_TLS_CA = str(cert)
+    answer = run("dicom_node", "echo", "--ae-title", "TLSSCP")
+    assert f"C-ECHO to TLSSCP at 127.0.0.1:{port} (TLS) succeeded" in answer
+    settings.APERTURE_DICOM_TLS_CA = None  # the node's self-signed certificate is then not trusted
+    with pytest.raises(CommandError, match="TLS handshake failed"):
+        run("dicom_node", "echo", "--ae-title", "TLSSCP")
