@@ -185,6 +185,7 @@ def dicom_node_echo(node: DicomNode, *, actor: Actor = COMMAND_LINE,
                     timeout_seconds: float = ECHO_TIMEOUT_SECONDS) -> EchoResult:
     """C-ECHO the node as an SCU, calling AE APERTURE_DICOM_AET; audited as EchoDicomNode."""
     from pynetdicom import AE, evt
+    from pynetdicom.pdu_primitives import A_ASSOCIATE
     from pynetdicom.sop_class import Verification
 
     where = f"{node.ae_title} at {node.host}:{node.port}{' (TLS)' if node.use_tls else ''}"
@@ -194,11 +195,20 @@ def dicom_node_echo(node: DicomNode, *, actor: Actor = COMMAND_LINE,
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout_seconds
     ae.connection_timeout = timeout_seconds
     status: int | None = None
-    connected: list[bool] = []  # pynetdicom logs a failed connect and aborts; it raises nothing we could catch
+    # pynetdicom logs a failed connect or a rejection and raises nothing: its events say what happened.
+    connected: list[bool] = []
+    rejections: list[str] = []
+
+    def acse_received(event) -> None:
+        primitive = event.primitive
+        if isinstance(primitive, A_ASSOCIATE) and primitive.result not in (None, 0x00):
+            rejections.append(str(primitive.reason_str))
+
     try:
         tls_args = (_tls_client_context(), node.host) if node.use_tls else None
         assoc = ae.associate(node.host, node.port, ae_title=node.ae_title, tls_args=tls_args,
-                             evt_handlers=[(evt.EVT_CONN_OPEN, lambda event: connected.append(True))])
+                             evt_handlers=[(evt.EVT_CONN_OPEN, lambda event: connected.append(True)),
+                                           (evt.EVT_ACSE_RECV, acse_received)])
     except (OSError, ValueError, ssl.SSLError) as e:
         ok, message = False, f"C-ECHO to {where} failed: {e}"
     else:
@@ -219,7 +229,8 @@ def dicom_node_echo(node: DicomNode, *, actor: Actor = COMMAND_LINE,
             else:
                 message = f"C-ECHO to {where} failed with status 0x{status:04X}"
         elif assoc.is_rejected:
-            ok, message = False, f"C-ECHO to {where} failed: the node rejected the association"
+            why = f" ({rejections[0]})" if rejections else ""
+            ok, message = False, f"C-ECHO to {where} failed: the node rejected the association{why}"
         elif not connected:
             handshake = ", or the TLS handshake failed" if node.use_tls else ""
             ok, message = False, (f"C-ECHO to {where} failed: could not connect (refused, unreachable or no "

@@ -167,3 +167,20 @@ def test_echo_over_dicom_tls_checks_the_node_certificate(tls_storescp, settings)
     settings.APERTURE_DICOM_TLS_CA = None  # the node's self-signed certificate is then not trusted
     with pytest.raises(CommandError, match="TLS handshake failed"):
         run("dicom_node", "echo", "--ae-title", "TLSSCP")
+
+
+def test_echo_says_why_a_node_rejected_the_association():
+    from pynetdicom import AE
+    from pynetdicom.sop_class import Verification
+
+    scp = AE(ae_title="RIGHT")
+    scp.require_called_aet = True
+    scp.add_supported_context(Verification)
+    port = free_port()
+    server = scp.start_server(("127.0.0.1", port), block=False)
+    try:
+        run("dicom_node", "add", "--ae-title", "WRONG", "--host", "127.0.0.1", "--port", str(port))
+        with pytest.raises(CommandError, match=r"rejected the association \(Called AE title not recognised\)"):
+            run("dicom_node", "echo", "--ae-title", "WRONG")
+    finally:
+        server.shutdown()
