@@ -1,11 +1,14 @@
 """Admin pages for DICOM nodes: the list (AE title, address, what each may do, TLS), add and edit with the same checks
-as `manage.py dicom_node`, and a C-ECHO action. Writes and the echo go through imaging.services.dicom_nodes, which
-audits them."""
+as `manage.py dicom_node`, and C-ECHO (an action on the list, a button on a node's page). Writes and the echo go
+through imaging.services.dicom_nodes, which audits them."""
 from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
-from django.http import HttpRequest
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
 
 from imaging.models import DicomNode
 from imaging.services.audit import client_ip
@@ -54,6 +57,7 @@ class DicomNodeAdmin(admin.ModelAdmin):
     list_filter = ["may_store", "may_query", "may_retrieve", "use_tls"]
     search_fields = ["ae_title", "host", "description"]
     actions = ["echo"]
+    change_form_template = "admin/imaging/dicomnode_change_form.html"
 
     @admin.display(description="Address", ordering="host")
     def address(self, obj: DicomNode) -> str:
@@ -83,5 +87,22 @@ class DicomNodeAdmin(admin.ModelAdmin):
     @admin.action(description="C-ECHO the selected nodes")
     def echo(self, request: HttpRequest, queryset) -> None:
         for node in queryset:
-            result = dicom_node_echo(node, actor=admin_actor(request))
-            self.message_user(request, result.message, messages.SUCCESS if result.ok else messages.ERROR)
+            self._echo(request, node)
+
+    def _echo(self, request: HttpRequest, node: DicomNode) -> None:
+        result = dicom_node_echo(node, actor=admin_actor(request))
+        self.message_user(request, result.message, messages.SUCCESS if result.ok else messages.ERROR)
+
+    def get_urls(self):
+        extra = [path("<int:node_id>/echo/", self.admin_site.admin_view(self.echo_view),
+                      name="imaging_dicomnode_echo")]
+        return extra + super().get_urls()
+
+    def echo_view(self, request: HttpRequest, node_id: int):
+        """The C-ECHO button of a node's page (POST: it opens an association and writes an audit row)."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        self._echo(request, get_object_or_404(DicomNode, pk=node_id))
+        return HttpResponseRedirect(reverse("admin:imaging_dicomnode_change", args=[node_id]))

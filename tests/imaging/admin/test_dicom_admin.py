@@ -88,6 +88,16 @@ class TestDicomNodes:
             "request_parameters__aeTitle", "status_code"))
         assert outcomes == {"STORESCP": 200, "DOWN": 400}
 
+    def test_echo_button_on_the_node_page(self, admin_client, storescp):
+        node = DicomNode.objects.create(ae_title="STORESCP", host="127.0.0.1", port=storescp)
+        echo_url = f"/admin/imaging/dicomnode/{node.pk}/echo/"
+        assert f'action="{echo_url}"'.encode() in admin_client.get(f"/admin/imaging/dicomnode/{node.pk}/change/").content
+        assert admin_client.get(echo_url).status_code == 405  # an echo is a POST: it writes an audit row
+        page = admin_client.post(echo_url, follow=True)
+        assert page.redirect_chain[-1][0] == f"/admin/imaging/dicomnode/{node.pk}/change/"
+        [message] = messages_of(page)
+        assert message.startswith("C-ECHO to STORESCP") and "succeeded" in message
+
 
 class TestDatastoreAETitle:
     def test_editable_and_listed(self, admin_client, datastore):
