@@ -13,10 +13,12 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
+from imaging.admin.dicomnodes import admin_actor
 from imaging.errors import ApertureError
 from imaging.models import Datastore, LosslessStorageFormat
 from imaging.selectors import datastore_storage_by_tier
 from imaging.services.datastores import datastore_create, datastore_delete, datastore_rename
+from imaging.services.dicom_nodes import datastore_ae_title_check, datastore_ae_title_set
 from imaging.services.imports import import_job_start, import_job_start_local, import_job_start_upload
 from imaging.services.scrub import scrub_latest
 
@@ -40,6 +42,26 @@ class DatastoreCreateForm(forms.ModelForm):
     class Meta:
         model = Datastore
         fields = ["name", "lossless_storage_format"]
+
+
+class DatastoreChangeForm(forms.ModelForm):
+    """The name and the AE title DICOM nodes call the data store by (empty for none); the rest is read-only."""
+
+    def clean_ae_title(self) -> str | None:
+        ae_title = self.cleaned_data.get("ae_title") or None
+        if ae_title is not None:
+            try:
+                datastore_ae_title_check(datastore_id=self.instance.pk, ae_title=ae_title)
+            except ApertureError as e:
+                raise forms.ValidationError(e.message) from e
+        return ae_title
+
+    class Meta:
+        model = Datastore
+        fields = ["name", "ae_title"]
+        labels = {"ae_title": "AE title"}
+        help_texts = {"ae_title": "The called AE title that picks this data store for DICOM networking (C-STORE, "
+                                  "C-FIND, C-MOVE, C-GET); empty for none. Unique among data stores."}
 
 
 class DatastoreDeleteForm(forms.Form):
@@ -81,20 +103,21 @@ class FolderImportForm(forms.Form):
 
 @admin.register(Datastore)
 class DatastoreAdmin(admin.ModelAdmin):
-    list_display = ["name", "id", "status", "lossless_storage_format", "created_at"]
+    list_display = ["name", "id", "ae_title", "status", "lossless_storage_format", "created_at"]
     list_filter = ["status", "lossless_storage_format"]
-    search_fields = ["name", "id"]
+    search_fields = ["name", "id", "ae_title"]
     readonly_fields = ["id", "status", "lossless_storage_format", "kms_key_arn", "lambda_authorizer_arn",
                        "created_at", "updated_at", "storage_by_tier", "last_scrub", "delete_link"]
     fields = readonly_fields
 
     def get_form(self, request, obj=None, **kwargs):
-        if obj is None:
-            kwargs["form"] = DatastoreCreateForm
+        kwargs["form"] = DatastoreCreateForm if obj is None else DatastoreChangeForm
         return super().get_form(request, obj, **kwargs)
 
     def get_fields(self, request, obj=None):
-        return ["name", "lossless_storage_format", "tags"] if obj is None else ["name", *self.readonly_fields]
+        if obj is None:
+            return ["name", "lossless_storage_format", "tags"]
+        return ["name", "ae_title", *self.readonly_fields]
 
     def get_readonly_fields(self, request, obj=None):
         return [] if obj is None else self.readonly_fields
@@ -105,6 +128,9 @@ class DatastoreAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change) -> None:
         if change:
             datastore_rename(datastore_id=obj.pk, name=form.cleaned_data["name"])
+            if "ae_title" in form.changed_data:
+                datastore_ae_title_set(actor=admin_actor(request), datastore_id=obj.pk,
+                                       ae_title=form.cleaned_data["ae_title"])
             return
         result = datastore_create(
             client_token=uuid.uuid4().hex,

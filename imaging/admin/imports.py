@@ -1,4 +1,5 @@
-"""Admin pages for import jobs: read-only, refreshed while the job runs, with its manifest and failed files."""
+"""Admin pages for import jobs: read-only, refreshed while the job runs, with its manifest and failed files, and for
+jobs made of what a DICOM node sent over C-STORE, its calling AE title and address."""
 from __future__ import annotations
 
 import json
@@ -11,14 +12,32 @@ from imaging.pipeline.job import RUNNING
 from imaging.services.imports import manifest_summary
 
 
+class SourceFilter(admin.SimpleListFilter):
+    """C-STORE jobs are the ones with a calling AE title (the listener always sets it)."""
+
+    title = "source"
+    parameter_name = "source"
+
+    def lookups(self, request, model_admin):
+        return [("cstore", "C-STORE"), ("other", "other")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "cstore":
+            return queryset.exclude(calling_ae_title="")
+        if self.value() == "other":
+            return queryset.filter(calling_ae_title="")
+        return queryset
+
+
 @admin.register(ImportJob)
 class ImportJobAdmin(admin.ModelAdmin):
-    list_display = ["id", "name", "datastore", "status", "scanned_files", "imported_files", "failed_files",
-                    "submitted_at", "ended_at"]
-    list_filter = ["status"]
-    search_fields = ["id", "name"]
-    fields = ["id", "name", "datastore", "status", "message", "input_s3_uri", "output_s3_uri", "scanned_files",
-              "imported_files", "failed_files", "submitted_at", "started_at", "ended_at", "manifest", "failures"]
+    list_display = ["id", "name", "datastore", "status", "calling_ae", "calling_from", "scanned_files",
+                    "imported_files", "failed_files", "submitted_at", "ended_at"]
+    list_filter = ["status", SourceFilter]
+    search_fields = ["id", "name", "calling_ae_title"]
+    fields = ["id", "name", "datastore", "status", "message", "input_s3_uri", "output_s3_uri", "calling_ae",
+              "calling_from", "scanned_files", "imported_files", "failed_files", "submitted_at", "started_at",
+              "ended_at", "manifest", "failures"]
     readonly_fields = fields
 
     def has_add_permission(self, request) -> bool:
@@ -33,6 +52,14 @@ class ImportJobAdmin(admin.ModelAdmin):
         if job is not None and job.status in RUNNING:
             response["Refresh"] = "2"  # live counts while the job runs
         return response
+
+    @admin.display(description="Calling AE title", ordering="calling_ae_title")
+    def calling_ae(self, obj: ImportJob) -> str:
+        return obj.calling_ae_title or "–"
+
+    @admin.display(description="Calling address", ordering="calling_address")
+    def calling_from(self, obj: ImportJob) -> str:
+        return obj.calling_address or "–"
 
     @admin.display(description="job-output-manifest.json")
     def manifest(self, obj: ImportJob) -> str:
