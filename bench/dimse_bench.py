@@ -131,6 +131,9 @@ class Aperture:
         tail = (self.server.data_dir / "listener.log").read_text(errors="replace")[-300:].strip().splitlines()
         return NOT_SERVED + (f" ({tail[-1][:60]})" if tail else "")
 
+    def pid(self) -> int:
+        return (self.listener or self.server.process).pid
+
     def _wait_echo(self, seconds: float) -> bool:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
@@ -164,7 +167,7 @@ def storescu(port: int, called: str, calling: str, files: list[Path], processes:
     shares = [files[n::processes] for n in range(processes)]
     start = time.perf_counter()
     env = {**os.environ, "TCP_NODELAY": "1"}  # storescu (DCMTK) with Nagle's algorithm off, as Orthanc
-    runs = [subprocess.Popen(["storescu", "-aet", calling, "-aec", called, "127.0.0.1", str(port),
+    runs = [subprocess.Popen(["/usr/bin/storescu", "-aet", calling, "-aec", called, "127.0.0.1", str(port),
                               *map(str, share)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
             for share in shares]
     outputs = [run.communicate()[0].decode(errors="replace") for run in runs]
@@ -199,8 +202,52 @@ def imported(datastore_id: str, calling: str, files: int, start: float, timeout:
         time.sleep(0.05)
 
 
+class Profile:
+    """py-spy (a tool of its own, not a requirement: --py-spy PATH) sampling the Aperture server and its worker
+    processes for one run; `stop()` prints where the time went: the heaviest frames of this repository (inclusive)
+    and the heaviest leaves, as shares of all samples."""
+
+    def __init__(self, py_spy: str, pid: int, out: Path) -> None:
+        self.out = out
+        self.process = subprocess.Popen(
+            [py_spy, "record", "--pid", str(pid), "--subprocesses", "--idle", "--rate", "200", "--format", "raw",
+             "--output", str(out), "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.0)  # attached before the run starts
+
+    def stop(self, top: int = 25) -> None:
+        import collections
+        import signal
+
+        self.process.send_signal(signal.SIGINT)
+        self.process.wait(60)
+        if not self.out.exists():
+            print("py-spy wrote nothing (ptrace refused?)", file=sys.stderr)
+            return
+        inclusive, leaves, total = collections.Counter(), collections.Counter(), 0
+        for line in self.out.read_text(errors="replace").splitlines():
+            stack, _, count = line.rpartition(" ")
+            if not count.isdigit():
+                continue
+            frames, n = stack.split(";"), int(count)
+            idle = any(word in frames[-1] for word in ("wait (threading", "select (", "poll (", "sleep", "_recv_into",
+                                                        "accept (", "recv_into", "_worker (concurrent"))
+            if idle:
+                continue
+            total += n
+            leaves[frames[-1]] += n
+            for frame in set(frames):
+                if str(ROOT) in frame or frame.split(" (")[-1].startswith(("imaging/", "config/")):
+                    inclusive[frame] += n
+        print(f"py-spy: {total} busy samples at 200/s in the server and its workers ({self.out})", file=sys.stderr)
+        for title, counter in (("inclusive (this repository)", inclusive), ("leaves", leaves)):
+            print(f"  {title}:", file=sys.stderr)
+            for frame, n in counter.most_common(top):
+                print(f"    {100 * n / max(total, 1):5.1f}%  {frame.replace(str(ROOT) + '/', '')[:150]}",
+                      file=sys.stderr)
+
+
 def store_rows(orthanc, aperture: Aperture | None, aperture_failure: str | None, datastore_id: str | None,
-               series: dict[str, list[Path]]) -> list[StoreRow]:
+               series: dict[str, list[Path]], py_spy: str | None = None) -> list[StoreRow]:
     rows: list[StoreRow] = []
     for kind, processes in (("warm", 1), ("1 association", 1), ("2 storescu at once", 2)):
         files = series[kind]
@@ -217,12 +264,17 @@ def store_rows(orthanc, aperture: Aperture | None, aperture_failure: str | None,
         done = StoreRow(f"Aperture imported: HTJ2K, verified ({label})", len(files), failure=aperture_failure,
                         baseline=orthanc_row.name)
         if aperture and not aperture_failure:
+            profile = None
+            if py_spy and kind == "1 association":
+                profile = Profile(py_spy, aperture.pid(), Path(tempfile.gettempdir()) / "dimse-bench-profile.txt")
             start = time.perf_counter()
             answered.seconds, answered.failure = storescu(aperture.dicom_port, STORE_AET, calling, files, processes)
             try:
                 done.seconds, done.note = imported(datastore_id, calling, len(files), start)
             except TimeoutError as error:
                 done.failure = str(error)[:60]
+            if profile:
+                profile.stop()
         print(f"{label}: Orthanc {seconds:.1f}s, Aperture answered {answered.seconds or 0:.1f}s, "
               f"imported {done.seconds or 0:.1f}s {done.note}", file=sys.stderr)
         if kind != "warm":
@@ -373,6 +425,8 @@ def main() -> None:
                         help="the listener inside `manage.py serve` (default), or `manage.py dicom_listener`")
     parser.add_argument("--database-url", help="Aperture on this PostgreSQL server (a throw-away database)")
     parser.add_argument("--skip-store", action="store_true", help="only the C-FIND rows")
+    parser.add_argument("--py-spy", metavar="PATH", help="profile Aperture during the 1-association run with "
+                        "this py-spy executable (a tool of its own; that run then carries the sampling's overhead)")
     parser.add_argument("--skip-orthanc", action="store_true", help="only the Aperture rows")
     args = parser.parse_args()
     if args.database_url:
@@ -426,7 +480,7 @@ def main() -> None:
                 print(f"Aperture's listener: {failure}", file=sys.stderr)
             vendor = connection.vendor
             if series and orthanc:
-                stores = store_rows(orthanc, aperture, failure, datastore.id, series)
+                stores = store_rows(orthanc, aperture, failure, datastore.id, series, args.py_spy)
             elif series:
                 print("--skip-orthanc: no C-STORE rows (they need Orthanc's to compare)", file=sys.stderr)
             targets = []
