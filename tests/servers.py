@@ -96,6 +96,8 @@ class ApertureServer:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_SETTINGS")}
         env.update({"APERTURE_DATA_DIR": str(self.data_dir), "PYTHONUNBUFFERED": "1"})
         env.pop("APERTURE_TASKS", None)
+        # Many servers run at once: none listens for DICOM (port 11112) unless the test asks (extra_env).
+        env["APERTURE_DICOM_LISTEN"] = "false"
         base_db = os.environ.get("DATABASE_URL", "")
         if base_db.startswith("postgres"):
             self.database = PostgresDatabase(base_db)

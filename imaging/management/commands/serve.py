@@ -9,6 +9,9 @@ the application reads X-Forwarded-For itself, and only from APERTURE_TRUSTED_PRO
 that folder when it is the first web process on it, and with `--workers N` and the variable unset it sets
 DATA_DIR/metrics itself before uvicorn starts the workers (they inherit the environment and import prometheus_client
 afresh). Separate `serve` processes (one per port, behind a proxy) must be given the same folder in the environment.
+
+With the embedded default (APERTURE_DICOM_LISTEN true, APERTURE_DICOM_PORT not 0) the DICOM listener runs in
+background threads of this process (imaging/dimse/listener.py) and stops gracefully when uvicorn has stopped.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import uvicorn
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from imaging.dimse.listener import listener_start_embedded
 from imaging.tasks import task_backend
 
 # Viewer messages are JSON of at most 4 KiB; nothing larger is ever accepted on a websocket.
@@ -48,6 +52,14 @@ class Command(BaseCommand):
             # it again beside the process that holds it.
             raise CommandError("--workers above 1 needs Celery workers for background tasks (APERTURE_TASKS=celery)")
         self._prepare_metrics(workers)
+        dicom_listener = listener_start_embedded()
+        try:
+            self._run(host, port, workers, reload)
+        finally:
+            if dicom_listener is not None:
+                dicom_listener.stop()
+
+    def _run(self, host: str, port: int, workers: int, reload: bool) -> None:
         uvicorn.run(
             "config.asgi:application",
             host=host,

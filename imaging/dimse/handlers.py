@@ -1,0 +1,22 @@
+"""The pynetdicom (event, handler) pairs the listener binds to every association. Each capability adds its own
+line here; the handlers themselves live in their modules."""
+from __future__ import annotations
+
+from pynetdicom import evt
+
+from imaging.dimse import store
+
+
+def echo_handle(event) -> int:
+    """C-ECHO: Success. An association that reached here was accepted, which is all a verification asks."""
+    return 0x0000
+
+
+def handlers() -> list[tuple]:
+    return [
+        (evt.EVT_C_ECHO, echo_handle),
+        (evt.EVT_C_STORE, store.store_handle),
+        (evt.EVT_RELEASED, store.association_end),
+        (evt.EVT_ABORTED, store.association_end),
+        (evt.EVT_CONN_CLOSE, store.association_end),
+    ]

@@ -1,0 +1,234 @@
+"""The DICOM listener: pynetdicom association servers, plain and (optionally) TLS, with association control and a
+graceful stop.
+
+`manage.py dicom_listener` runs one in its own process; with the embedded default `manage.py serve` runs one in a
+background thread of the web process (`listener_start_embedded`). Both are a `Listener`:
+
+- `start()` first turns the spool folders a crashed listener left (instances acknowledged, no import job made yet)
+  into jobs (store.spools_recover), then opens the servers: APERTURE_DICOM_HOST:port, and with
+  APERTURE_DICOM_TLS_CERT/_KEY also APERTURE_DICOM_TLS_PORT speaking TLS (client certificates required when
+  APERTURE_DICOM_TLS_CA is set).
+- Each association request is decided by peer.peer_decide before pynetdicom negotiates (GuardedACSE): rejected with
+  A-ASSOCIATE-RJ for an unknown called or calling AE title, or a data store that is not ACTIVE; accepted with only
+  the presentation contexts the peer may use (a node without may_store is offered no storage contexts, unless it may
+  retrieve, which needs them for C-GET: then store.py refuses its C-STOREs with 0xA701). Every decision is audited.
+- `stop()` stops accepting, lets the associations in flight finish for up to APERTURE_DICOM_SHUTDOWN_SECONDS, then
+  aborts the rest. Every instance acknowledged was fsynced to its spool folder before its status went out, and an
+  association's end (release, abort, or this stop) makes its folder an import job, so nothing acknowledged is lost;
+  an instance cut off mid-transfer was never acknowledged and the sender still holds it.
+
+Limits: APERTURE_DICOM_MAX_ASSOCIATIONS concurrent associations (more are rejected, local limit exceeded),
+APERTURE_DICOM_TIMEOUT_SECONDS for the ACSE, DIMSE and network timeouts, and PDUs of at most MAX_PDU_BYTES.
+"""
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+import time
+
+from django.conf import settings
+from django.db import connection
+from pynetdicom import AE, _config, evt
+from pynetdicom.acse import ACSE
+from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
+
+from imaging.dimse import contexts, store
+from imaging.dimse.handlers import handlers
+from imaging.dimse.peer import Peer, Refusal, peer_decide
+from imaging.services.audit import audit_record
+
+logger = logging.getLogger(__name__)
+
+# The largest P-DATA PDU we accept (dcmtk's own maximum); bigger PDUs mean fewer round trips per instance.
+MAX_PDU_BYTES = 128 * 1024
+# A-ASSOCIATE-RJ for a refusal we cannot put into words (the database did not answer): transient, no reason.
+REJECT_TRANSIENT = (0x02, 0x01, 0x01)
+REJECT_TOO_MANY = (0x02, 0x03, 0x02)  # transient, ACSE presentation related, local limit exceeded
+
+# pynetdicom's standard handlers log every DIMSE message, with UIDs: none of that goes to our logs.
+_config.LOG_HANDLER_LEVEL = "none"
+
+
+class GuardedACSE(ACSE):
+    """pynetdicom's ACSE with our decision first: pynetdicom has no hook between an A-ASSOCIATE request and its
+    answer, so the acceptor's negotiation is wrapped here (installed by GuardedRequestHandler)."""
+
+    def _negotiate_as_acceptor(self) -> None:
+        request = self.requestor.primitive
+        called, calling = str(request.called_ae_title).strip(), str(request.calling_ae_title).strip()
+        address = str(self.assoc.requestor.address_info.address)
+        acceptors = [other for other in self.assoc.ae.active_associations if other.is_acceptor]
+        if len(acceptors) > self.assoc.ae.maximum_associations:
+            self._reject(REJECT_TOO_MANY, called=called, calling=calling, address=address, datastore_id="",
+                         reason="too many associations (APERTURE_DICOM_MAX_ASSOCIATIONS)")
+            return
+        try:
+            decision = peer_decide(called_ae_title=called, calling_ae_title=calling, address=address)
+        except Exception:  # noqa: BLE001 - the database is down or similar: refuse for now, keep the listener
+            logger.exception("DICOM association from %s could not be decided", address)
+            self._reject(REJECT_TRANSIENT, called=called, calling=calling, address=address, datastore_id="",
+                         reason="internal error")
+            return
+        if isinstance(decision, Refusal):
+            self._reject(decision.reject, called=called, calling=calling, address=address, datastore_id="",
+                         reason=decision.reason)
+            return
+        self.assoc.aperture_peer = decision
+        # The acceptor's contexts are a copy per association; pynetdicom forbids setting them once the request has
+        # arrived, so the list is replaced underneath.
+        self.acceptor._contexts = contexts_for(decision, self.acceptor.supported_contexts)
+        association_audit(peer=decision, accepted=True, reason="")
+        super()._negotiate_as_acceptor()
+
+    def _reject(self, reject: tuple[int, int, int], *, called: str, calling: str, address: str,
+                datastore_id: str, reason: str) -> None:
+        logger.info("DICOM association from %s (calling %s, called %s) rejected: %s", address, calling, called,
+                    reason)
+        association_audit(
+            peer=Peer(datastore_id=datastore_id, called_ae_title=called, calling_ae_title=calling, address=address,
+                      node_id=None, may_store=False, may_query=False, may_retrieve=False),
+            accepted=False, reason=reason)
+        self.send_reject(*reject)
+        evt.trigger(self.assoc, evt.EVT_REJECTED, {})
+        self.assoc.kill()
+
+
+def contexts_for(peer: Peer, offered: list) -> list:
+    """The contexts of `offered` this peer may use: verification always; storage to store, or to receive C-GET's
+    sub-operations; query and retrieve models by their flags."""
+    allowed = set(contexts.abstract_syntaxes(contexts.VERIFICATION))
+    if peer.may_store or peer.may_retrieve:
+        allowed |= contexts.abstract_syntaxes(contexts.STORAGE)
+    if peer.may_query:
+        allowed |= contexts.abstract_syntaxes(contexts.QUERY)
+    if peer.may_retrieve:
+        allowed |= contexts.abstract_syntaxes(contexts.RETRIEVE)
+    return [context for context in offered if str(context.abstract_syntax) in allowed]
+
+
+def association_audit(*, peer: Peer, accepted: bool, reason: str) -> None:
+    """One audit event per association request, accepted or rejected (no patient data: AE titles, address, data
+    store)."""
+    audit_record(
+        event_name="DICOMAssociate",
+        event_type="DicomNetwork",
+        category="Data",
+        read_only=False,
+        source_ip=peer.address or None,
+        datastore_id=peer.datastore_id,
+        parameters={"callingAETitle": peer.calling_ae_title, "calledAETitle": peer.called_ae_title,
+                    "address": peer.address, "dicomNodeId": peer.node_id, "mayStore": peer.may_store,
+                    "mayQuery": peer.may_query, "mayRetrieve": peer.may_retrieve},
+        status_code=200 if accepted else 403,
+        error_code="" if accepted else "AssociationRejected",
+        error_message=reason,
+    )
+
+
+class GuardedRequestHandler(RequestHandler):
+    def _create_association(self):
+        association = super()._create_association()
+        association.acse = GuardedACSE(association)
+        return association
+
+
+class Listener:
+    """The association servers of one process."""
+
+    def __init__(self, *, host: str, port: int, ae_title: str, tls_port: int | None = None) -> None:
+        self.host, self.port, self.ae_title = host, port, ae_title
+        self.tls_port = settings.APERTURE_DICOM_TLS_PORT if tls_port is None else tls_port
+        self.ae: AE | None = None
+        self.servers: list[ThreadedAssociationServer] = []
+        self._stopping = threading.Event()
+        self._housekeeper: threading.Thread | None = None
+
+    def start(self) -> "Listener":
+        store.spools_recover()
+        ae = AE(ae_title=self.ae_title)
+        ae.maximum_associations = settings.APERTURE_DICOM_MAX_ASSOCIATIONS
+        timeout = settings.APERTURE_DICOM_TIMEOUT_SECONDS
+        ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
+        ae.maximum_pdu_size = MAX_PDU_BYTES
+        self.ae = ae
+        self.servers.append(self._serve(self.port, ssl_context=None))
+        tls = tls_context()
+        if tls is not None and self.tls_port:
+            self.servers.append(self._serve(self.tls_port, ssl_context=tls))
+        self._housekeeper = threading.Thread(target=self._housekeep, name="dicom-listener-housekeeping",
+                                             daemon=True)
+        self._housekeeper.start()
+        logger.info("DICOM listener %s on %s:%s%s", self.ae_title, self.host, self.port,
+                    f" and TLS on {self.tls_port}" if len(self.servers) > 1 else "")
+        return self
+
+    def _serve(self, port: int, *, ssl_context: ssl.SSLContext | None) -> ThreadedAssociationServer:
+        assert self.ae is not None
+        server = self.ae.make_server(
+            (self.host, port), ae_title=self.ae_title, contexts=contexts.supported_contexts(),
+            ssl_context=ssl_context, evt_handlers=handlers(), server_class=ThreadedAssociationServer,
+            request_handler=GuardedRequestHandler,
+        )
+        self.ae._servers.append(server)  # where pynetdicom's own start_server keeps it; shutdown() removes it
+        threading.Thread(target=server.serve_forever, name=f"dicom-listener-{port}", daemon=True).start()
+        return server
+
+    def _housekeep(self) -> None:
+        while not self._stopping.wait(1.0):
+            try:
+                store.spools_tick()
+            except Exception:  # noqa: BLE001 - the next tick tries again; the listener must keep serving
+                logger.exception("DICOM spool housekeeping failed")
+            finally:
+                connection.close()
+
+    def stop(self, grace_seconds: float | None = None) -> None:
+        """Stop accepting; wait for the associations in flight (up to APERTURE_DICOM_SHUTDOWN_SECONDS), abort the
+        rest; make every spool an import job."""
+        grace = settings.APERTURE_DICOM_SHUTDOWN_SECONDS if grace_seconds is None else grace_seconds
+        self._stopping.set()
+        for server in self.servers:
+            server.shutdown()
+        deadline = time.monotonic() + grace
+        while self.active_associations() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for association in self.active_associations():
+            logger.info("DICOM listener stopping: aborting an association still in flight")
+            association.abort()
+        store.spools_finish_all()
+        connection.close()
+
+    def active_associations(self) -> list:
+        return [association for server in self.servers for association in server.active_associations
+                if association.is_alive()]
+
+
+def tls_context() -> ssl.SSLContext | None:
+    """The server TLS context from APERTURE_DICOM_TLS_CERT/_KEY (and _CA: client certificates required), or None."""
+    cert, key, ca = settings.APERTURE_DICOM_TLS_CERT, settings.APERTURE_DICOM_TLS_KEY, settings.APERTURE_DICOM_TLS_CA
+    if not (cert and key):
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(certfile=cert, keyfile=key)
+    if ca:
+        context.load_verify_locations(cafile=ca)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+def listener_start_embedded() -> Listener | None:
+    """The listener of `manage.py serve` with the embedded default: APERTURE_DICOM_LISTEN and a port that is not 0."""
+    if not settings.APERTURE_DICOM_LISTEN or not settings.APERTURE_DICOM_PORT:
+        return None
+    listener = Listener(host=settings.APERTURE_DICOM_HOST, port=settings.APERTURE_DICOM_PORT,
+                        ae_title=settings.APERTURE_DICOM_AET)
+    try:
+        return listener.start()
+    except OSError as e:
+        # The web server is what a first try needs most: a taken port costs the DICOM side only.
+        logger.error("DICOM listener not started on %s:%s: %s (APERTURE_DICOM_PORT; APERTURE_DICOM_LISTEN=false "
+                     "turns it off)", settings.APERTURE_DICOM_HOST, settings.APERTURE_DICOM_PORT, e)
+        listener.stop(grace_seconds=0)
+        return None
