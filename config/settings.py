@@ -298,6 +298,9 @@ APERTURE_DICOM_TLS_CERT = env_str("APERTURE_DICOM_TLS_CERT")
 APERTURE_DICOM_TLS_KEY = env_str("APERTURE_DICOM_TLS_KEY")
 APERTURE_DICOM_TLS_CA = env_str("APERTURE_DICOM_TLS_CA")
 APERTURE_DICOM_TLS_PORT = env_int("APERTURE_DICOM_TLS_PORT", 2762, minimum=0)
+# C-FIND answers at most this many matches (QIDO-RS pages hold 1000); a query matching more is refused with 0xA700
+# (Out of resources) and asked to narrow, rather than answered with a silent subset (imaging/dimse/find.py).
+APERTURE_DICOM_FIND_LIMIT = env_int("APERTURE_DICOM_FIND_LIMIT", 1000, minimum=1)
 
 # Frame and metadata blobs referenced by nothing (left by a crash) are removed once this old, at start-up and
 # every APERTURE_ORPHAN_SWEEP_SECONDS (imaging/services/orphans.py).
