@@ -28,7 +28,11 @@ from pydicom.uid import (
 )
 from pynetdicom import AllStoragePresentationContexts, build_context
 from pynetdicom.presentation import PresentationContext
-from pynetdicom.sop_class import Verification
+from pynetdicom.sop_class import (
+    PatientRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelFind,
+    Verification,
+)
 
 # Uncompressed first: a requestor that proposes several syntaxes in one context gets the first one both support.
 STORAGE_TRANSFER_SYNTAXES: list[str] = [
@@ -43,7 +47,10 @@ VERIFICATION: list[PresentationContext] = [build_context(Verification, NON_PIXEL
 STORAGE: list[PresentationContext] = [
     build_context(context.abstract_syntax, STORAGE_TRANSFER_SYNTAXES) for context in AllStoragePresentationContexts
 ]
-QUERY: list[PresentationContext] = []
+QUERY: list[PresentationContext] = [
+    build_context(PatientRootQueryRetrieveInformationModelFind, NON_PIXEL_TRANSFER_SYNTAXES),
+    build_context(StudyRootQueryRetrieveInformationModelFind, NON_PIXEL_TRANSFER_SYNTAXES),
+]
 RETRIEVE: list[PresentationContext] = []
 
 

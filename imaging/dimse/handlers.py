@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pynetdicom import evt
 
-from imaging.dimse import store
+from imaging.dimse import find, store
 
 
 def echo_handle(event) -> int:
@@ -16,6 +16,7 @@ def handlers() -> list[tuple]:
     return [
         (evt.EVT_C_ECHO, echo_handle),
         (evt.EVT_C_STORE, store.store_handle),
+        (evt.EVT_C_FIND, find.handle_find),
         (evt.EVT_RELEASED, store.association_end),
         (evt.EVT_ABORTED, store.association_end),
         (evt.EVT_CONN_CLOSE, store.association_end),
