@@ -174,7 +174,7 @@ def storescu(port: int, called: str, calling: str, files: list[Path], processes:
     seconds = time.perf_counter() - start
     for run, output in zip(runs, outputs):
         if run.returncode != 0 or "E: " in output:
-            lines = [line for line in output.splitlines() if line.startswith("E: ")] or output.splitlines()
+            lines = [line for line in output.splitlines() if line.startswith(("E: ", "F: "))] or output.splitlines()
             return seconds, f"storescu rc {run.returncode}: {(lines or [''])[0][:60]}"
     return seconds, None
 
@@ -185,7 +185,7 @@ def imported(datastore_id: str, calling: str, files: int, start: float, timeout:
     from imaging.models import ImportJob, JobStatus
 
     ended = {JobStatus.COMPLETED, JobStatus.FAILED}
-    deadline = time.monotonic() + timeout
+    deadline, first_deadline = time.monotonic() + timeout, time.monotonic() + 120
     while True:
         jobs = list(ImportJob.objects.filter(datastore_id=datastore_id, calling_ae_title=calling)
                     .values_list("status", "imported_files", "failed_files"))
@@ -197,7 +197,7 @@ def imported(datastore_id: str, calling: str, files: int, start: float, timeout:
             note = f"{len(jobs)} job(s)" + (f", {failed} files failed" if failed else "") + (
                 f", {bad} job(s) FAILED" if bad else "")
             return seconds, note
-        if time.monotonic() > deadline:
+        if time.monotonic() > deadline or (not jobs and time.monotonic() > first_deadline):
             raise TimeoutError(f"{done}/{files} files imported after {timeout:.0f}s ({len(jobs)} jobs)")
         time.sleep(0.05)
 
@@ -269,10 +269,13 @@ def store_rows(orthanc, aperture: Aperture | None, aperture_failure: str | None,
                 profile = Profile(py_spy, aperture.pid(), Path(tempfile.gettempdir()) / "dimse-bench-profile.txt")
             start = time.perf_counter()
             answered.seconds, answered.failure = storescu(aperture.dicom_port, STORE_AET, calling, files, processes)
-            try:
-                done.seconds, done.note = imported(datastore_id, calling, len(files), start)
-            except TimeoutError as error:
-                done.failure = str(error)[:60]
+            if answered.failure:
+                done.failure = answered.failure
+            else:
+                try:
+                    done.seconds, done.note = imported(datastore_id, calling, len(files), start)
+                except TimeoutError as error:
+                    done.failure = str(error)[:60]
             if profile:
                 profile.stop()
         print(f"{label}: Orthanc {seconds:.1f}s, Aperture answered {answered.seconds or 0:.1f}s, "
