@@ -1,6 +1,7 @@
 """The presentation contexts the listener supports, as lists each capability extends.
 
-STORAGE offers every storage SOP class pynetdicom knows (all of them, not the 120 a requestor may propose) with each transfer syntax the importer reads: pydicom
+STORAGE offers every storage SOP class pynetdicom knows (all of them, not the 120 a requestor may propose),
+and the retired ones old modalities still send, with each transfer syntax the importer reads: pydicom
 decodes the received dataset (imaging/codecs/dataset_pixels), native, deflated and big endian included, and the
 compressed syntaxes through its pixel plugins. Query and retrieve modules append their models to QUERY and
 RETRIEVE. Which of these a given peer may use is decided per association (peer.py: may_store, may_query,
@@ -26,7 +27,8 @@ from pydicom.uid import (
     JPEGLSNearLossless,
     RLELossless,
 )
-from pynetdicom import AllStoragePresentationContexts, build_context
+from pynetdicom import AllStoragePresentationContexts, build_context, register_uid, sop_class
+from pynetdicom.service_class import StorageServiceClass
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelFind,
@@ -43,9 +45,24 @@ STORAGE_TRANSFER_SYNTAXES: list[str] = [
 # What query and retrieve answers are encoded in (their identifiers carry no pixels).
 NON_PIXEL_TRANSFER_SYNTAXES: list[str] = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
 
+# Retired storage SOP classes older modalities still send (PS3.6 A.1): ultrasound and nuclear medicine from before
+# 1996, X-ray angiographic bi-plane.
+RETIRED_STORAGE_SOP_CLASSES: dict[str, str] = {
+    "1.2.840.10008.5.1.4.1.1.3": "UltrasoundMultiFrameImageStorageRetired",
+    "1.2.840.10008.5.1.4.1.1.5": "NuclearMedicineImageStorageRetired",
+    "1.2.840.10008.5.1.4.1.1.6": "UltrasoundImageStorageRetired",
+    "1.2.840.10008.5.1.4.1.1.12.3": "XRayAngiographicBiPlaneImageStorageRetired",
+}
+# pynetdicom answers a C-STORE only for SOP classes it knows to be storage: these it must be told of.
+for _uid, _keyword in RETIRED_STORAGE_SOP_CLASSES.items():
+    if not hasattr(sop_class, _keyword):
+        register_uid(_uid, _keyword, StorageServiceClass)
+
 VERIFICATION: list[PresentationContext] = [build_context(Verification, NON_PIXEL_TRANSFER_SYNTAXES)]
 STORAGE: list[PresentationContext] = [
-    build_context(context.abstract_syntax, STORAGE_TRANSFER_SYNTAXES) for context in AllStoragePresentationContexts
+    build_context(sop_class, STORAGE_TRANSFER_SYNTAXES)
+    for sop_class in [*(context.abstract_syntax for context in AllStoragePresentationContexts),
+                      *RETIRED_STORAGE_SOP_CLASSES]
 ]
 QUERY: list[PresentationContext] = [
     build_context(PatientRootQueryRetrieveInformationModelFind, NON_PIXEL_TRANSFER_SYNTAXES),

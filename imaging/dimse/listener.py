@@ -127,10 +127,36 @@ def association_audit(*, peer: Peer, accepted: bool, reason: str) -> None:
 
 
 class GuardedRequestHandler(RequestHandler):
+    """Runs in a thread per connection: the TLS handshake happens here (not in the accepting thread, where one slow
+    client would hold up every other), then the association with our ACSE."""
+
+    def handle(self) -> None:
+        if isinstance(self.request, ssl.SSLSocket):
+            try:
+                self.request.settimeout(settings.APERTURE_DICOM_TIMEOUT_SECONDS)
+                self.request.do_handshake()
+            except (OSError, ssl.SSLError) as e:
+                logger.info("DICOM TLS handshake with %s failed: %s", self.client_address[0], type(e).__name__)
+                self.request.close()
+                return
+        super().handle()
+
     def _create_association(self):
         association = super()._create_association()
         association.acse = GuardedACSE(association)
         return association
+
+
+class LazyTlsServer(ThreadedAssociationServer):
+    """pynetdicom's server wraps each accepted socket with TLS in the accepting thread, handshake included; here
+    the handshake waits for the connection's own thread (GuardedRequestHandler.handle)."""
+
+    def get_request(self):
+        client_socket, address = self.socket.accept()
+        if self.ssl_context:
+            client_socket = self.ssl_context.wrap_socket(client_socket, server_side=True,
+                                                         do_handshake_on_connect=False)
+        return client_socket, address
 
 
 class Listener:
@@ -167,7 +193,7 @@ class Listener:
         assert self.ae is not None
         server = self.ae.make_server(
             (self.host, port), ae_title=self.ae_title, contexts=contexts.supported_contexts(),
-            ssl_context=ssl_context, evt_handlers=handlers(), server_class=ThreadedAssociationServer,
+            ssl_context=ssl_context, evt_handlers=handlers(), server_class=LazyTlsServer,
             request_handler=GuardedRequestHandler,
         )
         self.ae._servers.append(server)  # where pynetdicom's own start_server keeps it; shutdown() removes it

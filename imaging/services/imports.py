@@ -107,11 +107,13 @@ def import_job_start(
 
 
 def import_job_start_local(
-    *, datastore_id: str, paths: list[str], job_name: str = "", import_roots_only: bool = False
+    *, datastore_id: str, paths: list[str], job_name: str = "", import_roots_only: bool = False,
+    client_token: str | None = None,
 ) -> ImportJob:
     """A job over server folders or files, with its manifests kept in the data directory. With `import_roots_only`
     (the admin's folder import) each path must be a folder under one of APERTURE_IMPORT_ROOTS; the command line and
-    browser uploads may name any path."""
+    browser uploads may name any path. A `client_token` makes a repeated call answer the job the first one made
+    (the DICOM listener's spool folders: a crash between the job and its bookkeeping must not import twice)."""
     if not paths:
         raise ValidationFailed("Give at least one file or folder to import")
     resolved = [str(Path(p).resolve()) for p in paths]
@@ -120,7 +122,7 @@ def import_job_start_local(
             _import_root_require(Path(path))
         if not Path(path).exists():
             raise ValidationFailed(f"{path} does not exist")
-    token = os.urandom(16).hex()
+    token = client_token or os.urandom(16).hex()
     answer = import_job_start(
         datastore_id=datastore_id,
         client_token=token,

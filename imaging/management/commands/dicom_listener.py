@@ -10,7 +10,11 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from imaging.dimse.listener import Listener
+from imaging.dimse.store import jobs_wait
 from imaging.models import ae_title_validator
+from imaging.tasks import task_backend
+
+JOBS_GRACE_SECONDS = 30
 
 
 class Command(BaseCommand):
@@ -39,3 +43,10 @@ class Command(BaseCommand):
         stop.wait()
         self.stdout.write("DICOM listener stopping", ending="\n")
         listener.stop()
+        if task_backend().workers_in_this_process:
+            # The import jobs of the last batches run in this process (thread backend): let them end, within the
+            # same grace again (at least JOBS_GRACE_SECONDS); one cut off is taken up by the web process's recovery
+            # when it next starts.
+            left = jobs_wait(max(settings.APERTURE_DICOM_SHUTDOWN_SECONDS, JOBS_GRACE_SECONDS))
+            if left:
+                self.stderr.write(f"{left} import job(s) still running; the web process's recovery resumes them")
