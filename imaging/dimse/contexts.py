@@ -65,7 +65,7 @@ STORAGE: list[PresentationContext] = [
                       *RETIRED_STORAGE_SOP_CLASSES]
 ]
 QUERY: list[PresentationContext] = [
-    build_context(PatientRootQueryRetrieveInformationModelFind, NON_PIXEL_TRANSFER_SYNTAXES),
+    build_context(PatientRootQueryRetrieveInformationModelFind, NON_PIXEL_TRANSFER_SYNTAXES),  # find.py
     build_context(StudyRootQueryRetrieveInformationModelFind, NON_PIXEL_TRANSFER_SYNTAXES),
 ]
 RETRIEVE: list[PresentationContext] = []

@@ -7,7 +7,9 @@ patients by grouping StudyIndex rows by PatientID, series from the primary Image
 metadata documents of the matching series. So the matching rules are QIDO's: single value (exact,
 case-sensitive), `*` and `?` wildcards, DA/TM ranges `A-B`, `A-`, `-B`, lists of UIDs (backslash-separated on the
 wire) and universal matching (an empty value). Fuzzy person name matching is not negotiated, so PatientName is
-matched exactly (with wildcards), as QIDO does without `fuzzymatching=true`.
+matched exactly (with wildcards), as QIDO does without `fuzzymatching=true`; a PatientName wildcard with literal
+text before it (`SMITH*`, what workstations send most) is narrowed through the name tokens of the study index
+first. A wildcard with nothing before it (`*SMITH`) and wildcards on other keys are checked row by row.
 
 Hierarchical search (C.4.1.2.1): each unique key of the levels above the query level (PatientID in the Patient
 Root model, StudyInstanceUID, SeriesInstanceUID) must be in the identifier with one value, no wildcard; otherwise
@@ -16,35 +18,40 @@ keys); keys no level here knows, and sequences, are returned empty. At the IMAGE
 matched are SOPInstanceUID, SOPClassUID and InstanceNumber; other instance attributes are returned as stored.
 
 Every response carries every key asked for (filled where known, empty otherwise), QueryRetrieveLevel,
-RetrieveAETitle (the called AE title, where the matches can be retrieved) and, when a value needs more than ASCII,
-SpecificCharacterSet ISO_IR 192.
+RetrieveAETitle (the called AE title, where the matches can be retrieved) and, when a value needs more than ASCII
+or the identifier asked for it, SpecificCharacterSet ISO_IR 192 (values are sent as UTF-8). The PATIENT level is
+the study index grouped by PatientID; studies without a PatientID make no patient (Study Root finds them).
 
 Bounded answers: at most APERTURE_DICOM_FIND_LIMIT matches. A query that matches more is refused with 0xA700
 (Out of resources) before any match is sent, with an ErrorComment asking for a narrower query, instead of a
 silent subset: a subset with a final Success reads to a workstation as the whole answer. Knowing that costs
 nothing: the limit plus one rows are read, as QIDO reads a page.
 
-`handle_find` is the EVT_C_FIND handler: it checks the peer may query, runs the service, yields one pending
-response per match (checking for C-CANCEL between them) and audits the query (model, level, keys, number of
-matches; never a value).
+`handle_find` is the EVT_C_FIND handler: it checks the peer may query (0x0124 otherwise; the listener offers such a
+peer no query context in the first place), runs the service, yields one pending response per match (checking for
+C-CANCEL between them) and audits the query (model, level, keys, number of matches; never a value). Bad input is a
+failure status with an ErrorComment, never an exception into pynetdicom.
 """
 from __future__ import annotations
 
 import logging
 import re
+import struct
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
 from django.conf import settings
 from django.db.models import Count, Max, Q, Sum
-from pydicom.dataelem import DataElement
+from pydicom.charset import convert_encodings, default_encoding
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.datadict import dictionary_VR
 from pydicom.multival import MultiValue
-from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag
 
 from imaging.dicom.document import decode_document
 from imaging.dicom.rebuild import dict_to_dataset
+from imaging.dimse.peer import Peer, peer_of
 from imaging.errors import ApertureError, ValidationFailed
 from imaging.models import StudyIndex
 from imaging.services.audit import audit_record
@@ -52,6 +59,7 @@ from imaging.services.datastores import datastore_require_active
 from imaging.services.qido import (PIXEL_DATA_KEYS, Search, _instance_matches, _instance_order, _series_queryset,
                                    _study_filter, _validate)
 from imaging.storage import blob_store
+from imaging.study_index import name_part_prefix
 
 logger = logging.getLogger(__name__)
 
@@ -86,19 +94,13 @@ SERIES_KEYS = {"SeriesInstanceUID", "Modality", "SeriesNumber", "SeriesDescripti
 # Attributes of the response that are not matching keys.
 _NO_MATCHING = {"QueryRetrieveLevel", "RetrieveAETitle", "SpecificCharacterSet", "InstanceAvailability",
                 "NumberOfPatientRelatedStudies", "NumberOfPatientRelatedSeries", "NumberOfPatientRelatedInstances",
-                "NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances", "NumberOfSeriesRelatedInstances",
-                "TimezoneOffsetFromUTC"}
+                "NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances", "NumberOfSeriesRelatedInstances"}
 
 
 class FindFailed(ApertureError):
     """A query the SCP answers with a failure status (and an ErrorComment) instead of matches."""
 
     status = UNABLE_TO_PROCESS
-
-    def __init__(self, message: str, status: int | None = None):
-        super().__init__(message)
-        if status is not None:
-            self.status = status
 
 
 class IdentifierMismatch(FindFailed):
@@ -129,14 +131,14 @@ def query_parse(*, model: str, identifier: Dataset) -> Query:
     """The query an identifier asks for; IdentifierMismatch names the broken rule."""
     levels = MODEL_LEVELS.get(model)
     if levels is None:
-        raise IdentifierMismatch(f"{model} is not a C-FIND model this SCP supports")
+        raise IdentifierMismatch("Not a C-FIND model this SCP supports")
     try:
         level = str(identifier.get("QueryRetrieveLevel", "") or "").strip().upper()
         asked = tuple(element for element in identifier if element.tag.group not in (0x0000, 0x0002))
     except Exception as e:  # a value pydicom cannot decode (bad length, bad character set)
         raise IdentifierMismatch(f"The identifier cannot be read: {type(e).__name__}") from e
     if level not in levels:
-        raise IdentifierMismatch(f"QueryRetrieveLevel must be one of {', '.join(levels)} in this model")
+        raise IdentifierMismatch(f"QueryRetrieveLevel must be {'/'.join(levels)}")
     search = Search()
     for element in asked:
         keyword = element.keyword
@@ -174,18 +176,19 @@ def _match_value(element: DataElement) -> str:
 def _require_unique_key(identifier: Dataset, keyword: str, search: Search) -> None:
     value = search.matches.get(keyword, "")
     if keyword not in identifier or not value:
-        raise IdentifierMismatch(f"{keyword} (the unique key of a level above) must be given with a value")
+        raise IdentifierMismatch(f"{keyword} is needed at this level (a unique key above)")
     if re.search(r"[*?,\\]", value):
-        raise IdentifierMismatch(f"{keyword} (the unique key of a level above) must be one value, no wildcard")
+        raise IdentifierMismatch(f"{keyword} must be one value here, no wildcard or list")
 
 
 # --- Finding ----------------------------------------------------------------------------------------------------
 
 def find_matches(*, datastore_id: str, model: str, identifier: Dataset, retrieve_ae_title: str,
-                 limit: int | None = None) -> list[Dataset]:
+                 limit: int | None = None) -> Iterator[Dataset]:
     """The responses to a C-FIND identifier: one dataset per match, in the order QIDO lists them (studies last
-    update first, series by SeriesNumber, instances by InstanceNumber; patients by PatientID). Raises
-    IdentifierMismatch (0xA900), TooManyMatches (0xA700) or FindFailed (0xC000)."""
+    update first, series by SeriesNumber, instances by InstanceNumber; patients by PatientID). The matches are
+    found when it is called, so IdentifierMismatch (0xA900), TooManyMatches (0xA700) or FindFailed (0xC000) come
+    before any response; each response is built as it is taken."""
     query = query_parse(model=model, identifier=identifier)
     limit = settings.APERTURE_DICOM_FIND_LIMIT if limit is None else limit
     try:
@@ -197,7 +200,7 @@ def find_matches(*, datastore_id: str, model: str, identifier: Dataset, retrieve
         rows = finders[query.level](datastore_id, query, limit)
     except ValidationFailed as e:
         raise IdentifierMismatch(str(e)) from e
-    return [_response(query, values, retrieve_ae_title) for values in rows]
+    return _responses(query, rows, retrieve_ae_title)
 
 
 def _bounded(rows: list[Any], limit: int) -> list[Any]:
@@ -213,11 +216,27 @@ def _level_filter(query: Query) -> Search:
     return Search(matches={k: v for k, v in query.search.matches.items() if k in PATIENT_KEYS})
 
 
+def _study_rows(datastore_id: str, search: Search) -> Q:
+    """QIDO's study filter, with the name index in front of a PatientName wildcard: the studies with a name part
+    starting with the literal text before the first wildcard, a few index lookups, then the exact (regular
+    expression) match on those rows only, instead of on every study of the data store. `SMITH*` is what
+    workstations send most."""
+    q = Q(datastore_id=datastore_id) & _study_filter(datastore_id, search)
+    name = search.matches.get("PatientName", "")
+    literal = re.split(r"[*?]", name, maxsplit=1)[0]
+    # A name that starts with `literal` has a first part that starts with the literal's first part (the name
+    # tokens are the uppercase parts of the name, split as here).
+    first = re.split(r"[\^= ,]+", literal.strip("^= ,"), maxsplit=1)[0].upper()[:64]
+    if literal != name and first:
+        q &= name_part_prefix(first)
+    return q
+
+
 def _patients(datastore_id: str, query: Query, limit: int) -> list[dict[str, Any]]:
     """Patients are the study index grouped by PatientID: first the IDs with a matching study, then their counts
-    over all their studies (two queries)."""
-    matching = StudyIndex.objects.filter(Q(datastore_id=datastore_id) & _study_filter(datastore_id,
-                                                                                     _level_filter(query)))
+    over all their studies (two queries). Studies without a PatientID make no patient (the Patient Root model could
+    not go down to them: its STUDY level needs the PatientID); Study Root finds them."""
+    matching = StudyIndex.objects.filter(_study_rows(datastore_id, _level_filter(query))).exclude(patient_id="")
     patient_ids = _bounded(list(matching.order_by("patient_id").values_list("patient_id", flat=True)
                                 .distinct()[:limit + 1]), limit)
     grouped = (StudyIndex.objects.filter(datastore_id=datastore_id, patient_id__in=patient_ids)
@@ -238,8 +257,7 @@ _STUDY_ROW = ("study_instance_uid", "patient_name", "patient_id", "patient_birth
 
 def _studies(datastore_id: str, query: Query, limit: int) -> list[dict[str, Any]]:
     """One indexed query on StudyIndex, as QIDO's studies_search runs it."""
-    rows = _bounded(list(StudyIndex.objects.filter(Q(datastore_id=datastore_id)
-                                                   & _study_filter(datastore_id, query.search))
+    rows = _bounded(list(StudyIndex.objects.filter(_study_rows(datastore_id, query.search))
                          .order_by("-updated_at", "-id").values_list(*_STUDY_ROW)[:limit + 1]), limit)
     return [_study_values(row) for row in rows]
 
@@ -321,30 +339,53 @@ def _instance_dataset(document: dict[str, Any], series: dict[str, Any], instance
 
 # --- Answering --------------------------------------------------------------------------------------------------
 
-def _response(query: Query, values: dict[str, Any] | Dataset, retrieve_ae_title: str) -> Dataset:
-    """The keys asked for, filled from `values` where the level knows them and empty otherwise, with the level,
-    the retrieve AE title and, when needed, the character set."""
-    response = Dataset()
+def _responses(query: Query, rows: list[dict[str, Any]] | list[Dataset], retrieve_ae_title: str) -> Iterator[Dataset]:
+    """The response datasets, built as they are taken (the handler sends each before the next is built)."""
+    slots = _layout(query)
+    charset_asked = any(element.tag == _CHARSET for element in query.asked)
+    level = _raw(_LEVEL, "CS", query.level)[0]
+    retrieve = _raw(_RETRIEVE_AET, "AE", retrieve_ae_title)[0]
+    build = _instance_response if query.level == "IMAGE" else _response
+    return (build(slots, values, level, retrieve, charset_asked) for values in rows)
+
+
+_CHARSET, _LEVEL, _RETRIEVE_AET = BaseTag(0x00080005), BaseTag(0x00080052), BaseTag(0x00080054)
+_TEXT_VRS = {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT"}
+_BINARY_INTEGERS = {"US": "<H", "SS": "<h", "UL": "<I", "SL": "<i"}
+_UTF8 = "ISO_IR 192"
+_UTF8_ENCODINGS = convert_encodings(_UTF8)
+# pydicom writes raw elements as they are only when the dataset's "original" character set equals the one it
+# reads from SpecificCharacterSet, compared as is: a dataset without one has the bare default, not a list.
+_DEFAULT_ENCODINGS = default_encoding
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """A key asked for: its tag and VR, the keyword its value is read from (None: the level does not know it,
+    the response carries it empty), and that empty element, made once."""
+
+    tag: BaseTag
+    vr: str
+    source: str | None
+    empty: RawDataElement
+    text: bool  # a text VR: a str value is encoded inline (_response), without a call per element
+    pad: bytes
+
+
+def _layout(query: Query) -> tuple[_Slot, ...]:
+    """The slots of the keys asked for: every response of a query has the same, so they are worked out once."""
     known = _known_keys(query.level)
+    slots = []
     for element in query.asked:
-        keyword = element.keyword
-        if keyword in ("QueryRetrieveLevel", "RetrieveAETitle", "SpecificCharacterSet"):
+        if element.tag in (_CHARSET, _LEVEL, _RETRIEVE_AET):
             continue
-        if isinstance(values, Dataset):
-            if element.tag in values and values[element.tag].VR != "SQ" and element.VR != "SQ":
-                response.add(values[element.tag])
-                continue
-            value = None
-        else:
-            value = values.get(keyword) if keyword in known else None
-        response.add(_element(element, value))
-    response.QueryRetrieveLevel = query.level
-    response.RetrieveAETitle = retrieve_ae_title
-    if _needs_unicode(response):
-        response.SpecificCharacterSet = "ISO_IR 192"
-    elif "SpecificCharacterSet" in [e.keyword for e in query.asked]:
-        response.SpecificCharacterSet = ""
-    return response
+        vr = str(element.VR or "UN").split(" or ")[0]
+        if vr == "UN" and element.keyword:
+            vr = dictionary_VR(element.tag).split(" or ")[0]
+        source = element.keyword if element.keyword in known and vr != "SQ" else None
+        slots.append(_Slot(element.tag, vr, source, _raw(element.tag, vr, None)[0], vr in _TEXT_VRS,
+                           b"\0" if vr == "UI" else b" "))
+    return tuple(slots)
 
 
 def _known_keys(level: str) -> set[str]:
@@ -356,15 +397,69 @@ def _known_keys(level: str) -> set[str]:
     return keys
 
 
-def _element(asked: DataElement, value: Any) -> DataElement:
-    vr = asked.VR if asked.VR not in ("UN", None) else (dictionary_VR(asked.tag) if asked.keyword else "UN")
-    if vr == "SQ":
-        return DataElement(asked.tag, "SQ", Sequence())
-    if value is None or value == "" or value == []:
-        return DataElement(asked.tag, vr, None)
-    if vr in ("IS", "US", "UL", "SL", "SS") and not isinstance(value, list):
-        value = str(value) if vr == "IS" else int(value)
-    return DataElement(asked.tag, vr, value)
+def _response(slots: tuple[_Slot, ...], values: dict[str, Any], level: RawDataElement, retrieve: RawDataElement,
+              charset_asked: bool) -> Dataset:
+    """The keys asked for, filled from `values` and empty where the level does not know them, with the level, the
+    retrieve AE title and the character set when a value needs it (or it was asked for).
+
+    Built from raw elements, already encoded, which pydicom writes as they are: a study answer of a few hundred
+    matches spent most of its time in pydicom's per-element conversions."""
+    elements = {_LEVEL: level, _RETRIEVE_AET: retrieve}
+    wide = charset_asked
+    for slot in slots:
+        value = values.get(slot.source) if slot.source else None
+        if value is None or value == "" or value == []:
+            elements[slot.tag] = slot.empty
+            continue
+        if slot.text and type(value) is str:
+            encoded = value.encode("utf-8")
+            wide = wide or len(encoded) != len(value)  # only non-ASCII characters take more than a byte
+            if len(encoded) % 2:
+                encoded += slot.pad
+            elements[slot.tag] = RawDataElement(slot.tag, slot.vr, len(encoded), encoded, 0, True, True)
+            continue
+        element, needs_utf8 = _raw(slot.tag, slot.vr, value)
+        elements[slot.tag] = element
+        wide = wide or needs_utf8
+    if wide:
+        elements[_CHARSET] = _raw(_CHARSET, "CS", _UTF8)[0]
+    response = Dataset(elements)
+    response.set_original_encoding(True, True, _UTF8_ENCODINGS if wide else _DEFAULT_ENCODINGS)
+    return response
+
+
+def _raw(tag: BaseTag, vr: str, value: Any) -> tuple[RawDataElement, bool]:
+    """An element with its value encoded (Little Endian; text as UTF-8), and whether the text needs UTF-8.
+    Values of VRs no level here fills (binary, sequences) are empty."""
+    encoded, wide = b"", False
+    if value is not None and value != "" and value != []:
+        if vr in _TEXT_VRS:
+            text = value if type(value) is str else "\\".join(
+                str(v) for v in (value if isinstance(value, (list, tuple)) else [value]))
+            wide = not text.isascii()
+            encoded = text.encode("utf-8")
+            if len(encoded) % 2:
+                encoded += b"\0" if vr == "UI" else b" "
+        elif vr in _BINARY_INTEGERS:
+            listed = value if isinstance(value, (list, tuple)) else [value]
+            encoded = b"".join(struct.pack(_BINARY_INTEGERS[vr], int(v)) for v in listed)
+    return RawDataElement(tag, vr, len(encoded), encoded, 0, True, True), wide
+
+
+def _instance_response(slots: tuple[_Slot, ...], values: Dataset,
+                       level: RawDataElement, retrieve: RawDataElement, charset_asked: bool) -> Dataset:
+    """An IMAGE-level response: the asked keys the instance has, as stored (typed by their stored VRs), the
+    others empty."""
+    response = Dataset()
+    for slot in slots:
+        if slot.tag in values and values[slot.tag].VR != "SQ" and slot.vr != "SQ":
+            response.add(values[slot.tag])
+        else:
+            response[slot.tag] = slot.empty
+    response[_LEVEL], response[_RETRIEVE_AET] = level, retrieve
+    if charset_asked or _needs_unicode(response):
+        response.SpecificCharacterSet = _UTF8
+    return response
 
 
 def _needs_unicode(response: Dataset) -> bool:
@@ -381,8 +476,6 @@ def _needs_unicode(response: Dataset) -> bool:
 def handle_find(event: Any) -> Iterator[tuple[Any, Dataset | None]]:
     """EVT_C_FIND: refuse a peer that may not query, answer the query, one pending response per match (stopping
     at a C-CANCEL), and audit it. Bad input becomes a failure status; nothing here raises into pynetdicom."""
-    from imaging.dimse.peer import peer_of
-
     model = str(event.request.AffectedSOPClassUID)
     model_name = MODEL_NAMES.get(model, model)
     try:
@@ -411,14 +504,25 @@ def handle_find(event: Any) -> Iterator[tuple[Any, Dataset | None]]:
         _audit(peer, model_name, level, keys, 0, UNABLE_TO_PROCESS)
         yield _failure(UNABLE_TO_PROCESS, "Unable to process"), None
         return
+    # The responses are built little endian (find.py _raw): tell pydicom they are already in the negotiated
+    # encoding so it writes them as they are; in big endian it converts them first.
+    syntax = event.context.transfer_syntax
     sent = 0
-    for match in matches:
-        if event.is_cancelled:
-            _audit(peer, model_name, level, keys, sent, CANCEL)
-            yield CANCEL, None
-            return
-        yield PENDING, match
-        sent += 1
+    try:
+        for match in matches:
+            if event.is_cancelled:
+                _audit(peer, model_name, level, keys, sent, CANCEL)
+                yield CANCEL, None
+                return
+            if syntax.is_little_endian:
+                match.set_original_encoding(syntax.is_implicit_VR, True)
+            yield PENDING, match
+            sent += 1
+    except Exception:
+        logger.exception("C-FIND failed after %d matches (model %s, level %s)", sent, model_name, level)
+        _audit(peer, model_name, level, keys, sent, UNABLE_TO_PROCESS)
+        yield _failure(UNABLE_TO_PROCESS, "Unable to process"), None
+        return
     _audit(peer, model_name, level, keys, sent, SUCCESS)
     yield SUCCESS, None
 
@@ -431,14 +535,14 @@ def _failure(status: int, comment: str) -> Dataset:
     return dataset
 
 
-def _audit(peer: Any, model: str, level: str, keys: Iterable[str], matches: int, status: int) -> None:
-    """One audit event per query: who asked, the model, level and keys asked for (keywords, never values), how
-    many matches were sent and the final status."""
-    audit_record(event_name="DicomFind", event_type="DicomEvent", read_only=True, datastore_id=peer.datastore_id,
-                 source_ip=peer.address or None, user_agent=f"DICOM {peer.calling_ae_title}"[:256],
-                 identity_type="DicomNode", principal_arn=peer.calling_ae_title,
-                 parameters={"calledAETitle": peer.called_ae_title, "callingAETitle": peer.calling_ae_title,
-                             "model": model, "level": level, "keys": list(keys), "matches": matches,
-                             "status": f"0x{status:04X}"},
-                 status_code=200 if status in (SUCCESS, CANCEL) else 400, error_code="" if status in (
-                     SUCCESS, CANCEL) else f"0x{status:04X}")
+def _audit(peer: Peer, model: str, level: str, keys: Iterable[str], matches: int, status: int) -> None:
+    """One audit event per query, as the listener audits associations: who asked, the model, level and keys asked
+    for (keywords, never values), how many matches were sent and the final status."""
+    failed = status not in (SUCCESS, CANCEL)
+    audit_record(event_name="DICOMFind", event_type="DicomNetwork", category="Data", read_only=True,
+                 source_ip=peer.address or None, datastore_id=peer.datastore_id,
+                 parameters={"callingAETitle": peer.calling_ae_title, "calledAETitle": peer.called_ae_title,
+                             "address": peer.address, "dicomNodeId": peer.node_id, "model": model, "level": level,
+                             "keys": list(keys), "matches": matches, "status": f"0x{status:04X}"},
+                 status_code=403 if status == NOT_AUTHORIZED else 400 if failed else 200,
+                 error_code=f"0x{status:04X}" if failed else "")
