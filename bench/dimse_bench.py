@@ -100,7 +100,7 @@ def echo(port: int, called: str) -> bool:
 class Aperture:
     """`manage.py serve` over this process's data directory and database, and its DICOM listener on `dicom_port`."""
 
-    def __init__(self, mode: str) -> None:
+    def __init__(self, mode: str, extra_env: dict[str, str] | None = None) -> None:
         from tests.servers import ApertureServer, free_port
 
         self.dicom_port = free_port()
@@ -108,6 +108,7 @@ class Aperture:
         env.pop("APERTURE_TASKS", None)
         env.update({"PYTHONUNBUFFERED": "1", "APERTURE_DICOM_LISTEN": "true", "APERTURE_DICOM_HOST": "127.0.0.1",
                     "APERTURE_DICOM_PORT": str(self.dicom_port), "APERTURE_DICOM_ALLOW_ANY": "true"})
+        env.update(extra_env or {})
         if mode == "process":
             env["APERTURE_DICOM_LISTEN"] = "false"
         self.server = ApertureServer(port=free_port(), data_dir=Path(os.environ["APERTURE_DATA_DIR"]), env=env,
@@ -210,11 +211,11 @@ class Profile:
     def __init__(self, py_spy: str, pid: int, out: Path) -> None:
         self.out = out
         self.process = subprocess.Popen(
-            [py_spy, "record", "--pid", str(pid), "--subprocesses", "--idle", "--rate", "200", "--format", "raw",
+            [py_spy, "record", "--pid", str(pid), "--subprocesses", "--rate", "200", "--format", "raw",
              "--output", str(out), "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(1.0)  # attached before the run starts
 
-    def stop(self, top: int = 25) -> None:
+    def stop(self, top: int = 20) -> None:
         import collections
         import signal
 
@@ -223,27 +224,37 @@ class Profile:
         if not self.out.exists():
             print("py-spy wrote nothing (ptrace refused?)", file=sys.stderr)
             return
-        inclusive, leaves, total = collections.Counter(), collections.Counter(), 0
+        processes, server, leaves, total = collections.Counter(), collections.Counter(), collections.Counter(), 0
+        server_total = 0
         for line in self.out.read_text(errors="replace").splitlines():
             stack, _, count = line.rpartition(" ")
             if not count.isdigit():
                 continue
             frames, n = stack.split(";"), int(count)
-            idle = any(word in frames[-1] for word in ("wait (threading", "select (", "poll (", "sleep", "_recv_into",
-                                                        "accept (", "recv_into", "_worker (concurrent"))
-            if idle:
+            # With --subprocesses a worker's stack starts with its parents' "process" frames: the last one is its own.
+            named = [n for n, frame in enumerate(frames[:4]) if frame.startswith("process ")]
+            process = frames[named[-1]] if named else ""
+            frames = frames[named[-1] + 1:] if named else frames
+            if not frames:
                 continue
             total += n
+            processes[process[:90]] += n
             leaves[frames[-1]] += n
-            for frame in set(frames):
-                if str(ROOT) in frame or frame.split(" (")[-1].startswith(("imaging/", "config/")):
-                    inclusive[frame] += n
-        print(f"py-spy: {total} busy samples at 200/s in the server and its workers ({self.out})", file=sys.stderr)
-        for title, counter in (("inclusive (this repository)", inclusive), ("leaves", leaves)):
-            print(f"  {title}:", file=sys.stderr)
-            for frame, n in counter.most_common(top):
-                print(f"    {100 * n / max(total, 1):5.1f}%  {frame.replace(str(ROOT) + '/', '')[:150]}",
-                      file=sys.stderr)
+            if "manage.py serve" in process or "dicom_listener" in process:
+                server_total += n
+                for frame in set(frames):
+                    server[frame] += n
+        print(f"py-spy: {total} busy samples at 200/s ({self.out}); by process:", file=sys.stderr)
+        for process, n in processes.most_common(8):
+            print(f"    {100 * n / max(total, 1):5.1f}%  {process}", file=sys.stderr)
+        print(f"  the listener's process ({server_total} samples), inclusive:", file=sys.stderr)
+        for frame, n in server.most_common(top):
+            print(f"    {100 * n / max(server_total, 1):5.1f}%  {frame.replace(str(ROOT) + '/', '')[:150]}",
+                  file=sys.stderr)
+        print("  leaves, all processes:", file=sys.stderr)
+        for frame, n in leaves.most_common(top):
+            print(f"    {100 * n / max(total, 1):5.1f}%  {frame.replace(str(ROOT) + '/', '')[:150]}",
+                  file=sys.stderr)
 
 
 def store_rows(orthanc, aperture: Aperture | None, aperture_failure: str | None, datastore_id: str | None,
@@ -426,6 +437,8 @@ def main() -> None:
     parser.add_argument("--finds", type=int, default=100, help="timed C-FINDs per row (default 100)")
     parser.add_argument("--listener", choices=("embedded", "process"), default="embedded",
                         help="the listener inside `manage.py serve` (default), or `manage.py dicom_listener`")
+    parser.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="a setting for the Aperture server, e.g. APERTURE_DICOM_BATCH_FILES=50 (repeatable)")
     parser.add_argument("--database-url", help="Aperture on this PostgreSQL server (a throw-away database)")
     parser.add_argument("--skip-store", action="store_true", help="only the C-FIND rows")
     parser.add_argument("--py-spy", metavar="PATH", help="profile Aperture during the 1-association run with "
@@ -477,7 +490,7 @@ def main() -> None:
             with connection.cursor() as cursor:
                 cursor.execute("ANALYZE")
             connection.close()
-            aperture = Aperture(args.listener)
+            aperture = Aperture(args.listener, dict(item.split("=", 1) for item in args.server_env))
             failure = aperture.start()
             if failure:
                 print(f"Aperture's listener: {failure}", file=sys.stderr)
