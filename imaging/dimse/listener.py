@@ -28,7 +28,7 @@ import threading
 import time
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, connections
 from pynetdicom import AE, _config, evt
 from pynetdicom.acse import ACSE
 from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
@@ -144,7 +144,20 @@ class GuardedRequestHandler(RequestHandler):
     def _create_association(self):
         association = super()._create_association()
         association.acse = GuardedACSE(association)
+        # The association's two threads (its reactor runs the handlers, its DUL the connection events) use the
+        # database; with a connection pool a thread that ends without closing its connection never gives it back.
+        for thread in (association, association.dul):
+            thread.run = _closing_connections(thread.run)
         return association
+
+
+def _closing_connections(run):
+    def run_then_close() -> None:
+        try:
+            run()
+        finally:
+            connections.close_all()
+    return run_then_close
 
 
 class LazyTlsServer(ThreadedAssociationServer):

@@ -274,12 +274,8 @@ def association_end(event) -> None:
     """EVT_RELEASED / EVT_ABORTED / EVT_CONN_CLOSE: the association's last batch becomes a job (once)."""
     with _registry_lock:
         found = _active.pop(id(event.assoc), None)
-    try:
-        if found is not None:
-            found.finish()
-    finally:
-        if event.event.name == "EVT_CONN_CLOSE":
-            connection.close()
+    if found is not None:
+        found.finish()
 
 
 def spools_tick() -> None:
