@@ -17,6 +17,10 @@ Files per second are counted from the start of storescu:
 - Aperture "imported": until the import jobs of those files (found by the storescu AE title) have COMPLETED:
   transcoded to HTJ2K, verified with OpenJPEG, persisted. The honest figure, compared with Orthanc's.
 
+Orthanc runs with TCP_NODELAY=1 in its environment (bench/orthanc.py): as Debian builds it, its DCMTK leaves Nagle's
+algorithm on and each C-STORE answer waits for a delayed ACK (about 20 files/s whatever the disk); one more row
+shows a second Orthanc as shipped (--no-orthanc-defaults leaves it out). The ratios compare with the faster one.
+
 C-FIND: one pynetdicom SCU in this process keeps one association open per target and times the round trip of each
 Study Root C-FIND at STUDY level (by PatientID, and by a one-week StudyDate range, as bench/dicomweb_bench.py
 qido_rows does) until its final status. Aperture's data store is filled with --studies StudyIndex rows by
@@ -162,12 +166,15 @@ class Aperture:
 # --- C-STORE ---------------------------------------------------------------------------------------------------
 
 
-def storescu(port: int, called: str, calling: str, files: list[Path], processes: int) -> tuple[float, str | None]:
+def storescu(port: int, called: str, calling: str, files: list[Path], processes: int,
+             nodelay: bool = True) -> tuple[float, str | None]:
     """`processes` storescu processes at a time, one association each, the files split between them; (seconds until
     the last exits, None or what went wrong)."""
     shares = [files[n::processes] for n in range(processes)]
     start = time.perf_counter()
-    env = {**os.environ, "TCP_NODELAY": "1"}  # storescu (DCMTK) with Nagle's algorithm off, as Orthanc
+    env = {k: v for k, v in os.environ.items() if k != "TCP_NODELAY"}
+    if nodelay:
+        env["TCP_NODELAY"] = "1"  # storescu (DCMTK) with Nagle's algorithm off, as the Orthanc it is compared with
     runs = [subprocess.Popen(["/usr/bin/storescu", "-aet", calling, "-aec", called, "127.0.0.1", str(port),
                               *map(str, share)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
             for share in shares]
@@ -258,7 +265,7 @@ class Profile:
 
 
 def store_rows(orthanc, aperture: Aperture | None, aperture_failure: str | None, datastore_id: str | None,
-               series: dict[str, list[Path]], py_spy: str | None = None) -> list[StoreRow]:
+               series: dict[str, list[Path]], py_spy: str | None = None, orthanc_plain=None) -> list[StoreRow]:
     rows: list[StoreRow] = []
     for kind, processes in (("warm", 1), ("1 association", 1), ("2 storescu at once", 2)):
         files = series[kind]
@@ -293,6 +300,12 @@ def store_rows(orthanc, aperture: Aperture | None, aperture_failure: str | None,
               f"imported {done.seconds or 0:.1f}s {done.note}", file=sys.stderr)
         if kind != "warm":
             rows += [orthanc_row, answered, done]
+    if orthanc_plain:
+        files = series["1 association"]
+        seconds, failure = storescu(orthanc_plain.dicom_port, orthanc_plain.aet, "SCUONE", files, 1,
+                                    nodelay=False)
+        rows.append(StoreRow(f"Orthanc, Debian's defaults: Nagle on ({len(files)} CT, 1 association)", len(files),
+                             seconds, failure))
     return rows
 
 
@@ -443,6 +456,8 @@ def main() -> None:
     parser.add_argument("--skip-store", action="store_true", help="only the C-FIND rows")
     parser.add_argument("--py-spy", metavar="PATH", help="profile Aperture during the 1-association run with "
                         "this py-spy executable (a tool of its own; that run then carries the sampling's overhead)")
+    parser.add_argument("--orthanc-defaults", action=argparse.BooleanOptionalAction, default=True,
+                        help="also a row for a second Orthanc as Debian ships it (Nagle's algorithm on)")
     parser.add_argument("--skip-orthanc", action="store_true", help="only the Aperture rows")
     args = parser.parse_args()
     if args.database_url:
@@ -454,7 +469,7 @@ def main() -> None:
     from bench.orthanc import Orthanc
 
     work = Path(tempfile.mkdtemp(prefix="dimse-bench-"))
-    orthanc = aperture = None
+    orthanc = orthanc_plain = aperture = None
     stores: list[StoreRow] = []
     finds: list[FindRow] = []
     try:
@@ -466,6 +481,8 @@ def main() -> None:
                 series[kind] = sorted(folder.glob("*.dcm"))
         if not args.skip_orthanc:
             orthanc = Orthanc(nodelay=True).start()
+            if args.orthanc_defaults and series:
+                orthanc_plain = Orthanc(aet="ORTHANCPLAIN").start()
         with throwaway_store("aperture-dimse-bench-"):
             from django.db import connection
 
@@ -496,7 +513,7 @@ def main() -> None:
                 print(f"Aperture's listener: {failure}", file=sys.stderr)
             vendor = connection.vendor
             if series and orthanc:
-                stores = store_rows(orthanc, aperture, failure, datastore.id, series, args.py_spy)
+                stores = store_rows(orthanc, aperture, failure, datastore.id, series, args.py_spy, orthanc_plain)
             elif series:
                 print("--skip-orthanc: no C-STORE rows (they need Orthanc's to compare)", file=sys.stderr)
             targets = []
@@ -516,8 +533,9 @@ def main() -> None:
     finally:
         if aperture:
             aperture.stop()
-        if orthanc:
-            orthanc.stop()
+        for peer in (orthanc, orthanc_plain):
+            if peer:
+                peer.stop()
         shutil.rmtree(work, ignore_errors=True)
         if os.environ.get("APERTURE_DATA_DIR", "").startswith(tempfile.gettempdir()) and not os.environ.get(
                 "APERTURE_KEEP_TEST_DATA"):
