@@ -28,6 +28,7 @@ import threading
 import time
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, connections
 from pynetdicom import AE, _config, evt
 from pynetdicom.acse import ACSE
@@ -71,8 +72,8 @@ class GuardedACSE(ACSE):
                          reason="internal error")
             return
         if isinstance(decision, Refusal):
-            self._reject(decision.reject, called=called, calling=calling, address=address, datastore_id="",
-                         reason=decision.reason)
+            self._reject(decision.reject, called=called, calling=calling, address=address,
+                         datastore_id=decision.datastore_id, reason=decision.reason)
             return
         self.assoc.aperture_peer = decision
         # The acceptor's contexts are a copy per association; pynetdicom forbids setting them once the request has
@@ -246,7 +247,10 @@ class Listener:
 def tls_context() -> ssl.SSLContext | None:
     """The server TLS context from APERTURE_DICOM_TLS_CERT/_KEY (and _CA: client certificates required), or None."""
     cert, key, ca = settings.APERTURE_DICOM_TLS_CERT, settings.APERTURE_DICOM_TLS_KEY, settings.APERTURE_DICOM_TLS_CA
-    if not (cert and key):
+    if bool(cert) != bool(key) or (ca and not cert):
+        raise ImproperlyConfigured("DICOM TLS needs both APERTURE_DICOM_TLS_CERT and APERTURE_DICOM_TLS_KEY "
+                                   "(APERTURE_DICOM_TLS_CA only with them)")
+    if not cert:
         return None
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2

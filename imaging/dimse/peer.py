@@ -50,6 +50,7 @@ class Refusal:
     """Why an association is rejected: the A-ASSOCIATE-RJ fields and the words for the audit trail."""
     reject: tuple[int, int, int]
     reason: str
+    datastore_id: str = ""  # the data store called, when there is one (for the audit trail)
 
 
 def peer_decide(*, called_ae_title: str, calling_ae_title: str, address: str) -> Peer | Refusal:
@@ -65,12 +66,13 @@ def peer_decide(*, called_ae_title: str, calling_ae_title: str, address: str) ->
     elif datastore is None:
         return Refusal(REJECT_CALLED_AE, "called AE title not recognised")
     if datastore is not None and datastore.status != DatastoreStatus.ACTIVE:
-        return Refusal(REJECT_NO_REASON, f"data store is {datastore.status}, not ACTIVE")
+        return Refusal(REJECT_NO_REASON, f"data store is {datastore.status}, not ACTIVE", datastore_id=datastore.id)
     node = DicomNode.objects.filter(ae_title=calling_ae_title).first()
     if settings.APERTURE_DICOM_ALLOW_ANY:
         may_store = may_query = may_retrieve = True
     elif node is None or not address_matches(host=node.host, address=address):
-        return Refusal(REJECT_CALLING_AE, "calling AE title not recognised")
+        return Refusal(REJECT_CALLING_AE, "calling AE title not recognised",
+                       datastore_id=datastore.id if datastore else "")
     else:
         may_store, may_query, may_retrieve = node.may_store, node.may_query, node.may_retrieve
     has_datastore = datastore is not None

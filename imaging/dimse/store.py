@@ -197,7 +197,7 @@ class AssociationStore:
 
 
 _registry_lock = threading.Lock()
-_active: dict[int, AssociationStore] = {}  # by id() of the pynetdicom association
+_active: set[AssociationStore] = set()  # of the associations in flight
 _pending: list[Spool] = []  # batches whose job could not be started yet
 _jobs_started: list[str] = []  # import jobs this process started
 
@@ -220,10 +220,14 @@ def jobs_wait(timeout: float) -> int:
 
 
 def _association_store(event) -> AssociationStore:
+    """The association's store, made at its first C-STORE and kept on the association itself: once the association
+    has ended it stays there closed, so a handler still running then (an abort does not wait for it) keeps nothing
+    behind the back of the batch that was submitted."""
     with _registry_lock:
-        found = _active.get(id(event.assoc))
+        found = getattr(event.assoc, "aperture_store", None)
         if found is None:
-            found = _active[id(event.assoc)] = AssociationStore(peer_of(event))
+            found = event.assoc.aperture_store = AssociationStore(peer_of(event))
+            _active.add(found)
         return found
 
 
@@ -273,7 +277,11 @@ def _status(status: int, comment: str):
 def association_end(event) -> None:
     """EVT_RELEASED / EVT_ABORTED / EVT_CONN_CLOSE: the association's last batch becomes a job (once)."""
     with _registry_lock:
-        found = _active.pop(id(event.assoc), None)
+        found = getattr(event.assoc, "aperture_store", None)
+        if found is None:  # no C-STORE yet: a closed store, so that none can start now
+            found = event.assoc.aperture_store = AssociationStore(peer_of(event)) \
+                if hasattr(event.assoc, "aperture_peer") else None
+        _active.discard(found)
     if found is not None:
         found.finish()
 
@@ -281,7 +289,7 @@ def association_end(event) -> None:
 def spools_tick() -> None:
     """Housekeeping, every second: time-based batches of long associations, and batches waiting for their job."""
     with _registry_lock:
-        stores = list(_active.values())
+        stores = list(_active)
         waiting, _pending[:] = list(_pending), []
     for store in stores:
         store.tick()
@@ -294,7 +302,7 @@ def spools_tick() -> None:
 def spools_finish_all() -> None:
     """At stop: every association's batch becomes a job; what still cannot is left for the next start."""
     with _registry_lock:
-        stores = list(_active.values())
+        stores = list(_active)
         _active.clear()
     for store in stores:
         store.finish()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tests.clients import imaging_client, wait_for
-from tests.dimse import DicomListener, datastore_ae_set, dicom_node_add
+from tests.dimse import DicomListener, datastore_ae_set, dicom_node_add, orm
+from tests.paths import DICOM_DIR
 from tests.servers import ApertureServer, free_port, wait_for_http
 
 pytestmark = pytest.mark.live
@@ -47,6 +48,19 @@ class TestEcho:
         assert result.returncode != 0
         assert "Called AE Title Not Recognized" in result.stderr + result.stdout
 
+    def test_every_association_is_audited(self, listener, store_ae, server):
+        listener.echo(called=store_ae, calling="AUDITED")
+        listener.echo(called="NOBODY", calling="AUDITED")
+        events = orm(server, "from imaging.models import AuditEvent; import json; print(json.dumps([[e.status_code, "
+                             "e.datastore_id, e.source_ip, e.request_parameters, e.error_message] for e in "
+                             "AuditEvent.objects.filter(event_name='DICOMAssociate').order_by('event_time') "
+                             "if e.request_parameters.get('callingAETitle') == 'AUDITED']))")
+        accepted, rejected = events
+        assert accepted[0] == 200 and accepted[1] and accepted[2] == "127.0.0.1"
+        assert accepted[3]["calledAETitle"] == store_ae
+        assert rejected[0] == 403 and rejected[3]["calledAETitle"] == "NOBODY"
+        assert rejected[4] == "called AE title not recognised"
+
 
 @pytest.fixture(scope="module")
 def strict(server, store_ae):
@@ -54,6 +68,7 @@ def strict(server, store_ae):
     refuses ECHOSCU)."""
     dicom_node_add(server, ae_title="KNOWN", host="127.0.0.1", may_store=True)
     dicom_node_add(server, ae_title="ELSEWHERE", host="192.0.2.1", may_store=True)
+    dicom_node_add(server, ae_title="LOOKER", host="localhost", may_query=True)
     instance = DicomListener(server, extra_env={"APERTURE_DICOM_ALLOW_ANY": "false"})
     yield instance
     instance.stop()
@@ -75,6 +90,15 @@ class TestAllowList:
         result = _start_strict(strict).echo(called=store_ae, calling="ELSEWHERE")
         assert result.returncode != 0
         assert "Calling AE Title Not Recognized" in result.stderr + result.stdout
+
+
+    def test_a_node_that_may_not_store_is_offered_no_storage(self, strict, store_ae):
+        started = _start_strict(strict)
+        assert started.echo(called=store_ae, calling="LOOKER").returncode == 0
+        result = started.storescu(DICOM_DIR / "ELE__CT_small.dcm", called=store_ae, calling="LOOKER")
+        assert result.returncode != 0
+        assert "No Acceptable Presentation Contexts" in result.stderr + result.stdout
+        assert started.storescu(DICOM_DIR / "ELE__CT_small.dcm", called=store_ae, calling="KNOWN").returncode == 0
 
 
 def _start_strict(listener: DicomListener) -> DicomListener:

@@ -59,7 +59,8 @@ class TestCalledAETitle:
 
     def test_a_data_store_that_is_not_active_is_refused(self, store):
         Datastore.objects.filter(pk=store.id).update(status=DatastoreStatus.DELETING)
-        assert decide("CT_STORE").reject == REJECT_NO_REASON
+        refusal = decide("CT_STORE")
+        assert (refusal.reject, refusal.datastore_id) == (REJECT_NO_REASON, store.id)
 
 
 class TestKnownNodes:
@@ -104,3 +105,14 @@ def test_contexts_follow_the_rights(rights, storage):
     assert allowed >= contexts.abstract_syntaxes(contexts.VERIFICATION)
     assert (allowed >= contexts.abstract_syntaxes(contexts.STORAGE)) is storage
     assert bool(allowed & contexts.abstract_syntaxes(contexts.STORAGE)) is storage
+
+
+@pytest.mark.parametrize("cert, key, ca", [("c.pem", "", ""), ("", "k.pem", ""), ("", "", "ca.pem")])
+def test_half_a_tls_configuration_fails_at_start_naming_the_variables(settings, cert, key, ca):
+    from django.core.exceptions import ImproperlyConfigured
+
+    from imaging.dimse.listener import tls_context
+
+    settings.APERTURE_DICOM_TLS_CERT, settings.APERTURE_DICOM_TLS_KEY, settings.APERTURE_DICOM_TLS_CA = cert, key, ca
+    with pytest.raises(ImproperlyConfigured, match="APERTURE_DICOM_TLS_CERT and APERTURE_DICOM_TLS_KEY"):
+        tls_context()

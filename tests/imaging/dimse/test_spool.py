@@ -48,6 +48,19 @@ def test_an_association_becomes_jobs_of_at_most_batch_files(store_settings, data
         association.keep(received(tmp_path, FILES[0]))  # after the end, nothing more is kept
 
 
+def test_a_long_association_becomes_a_job_every_batch_seconds(store_settings, datastore, settings, tmp_path):
+    settings.APERTURE_DICOM_BATCH_SECONDS = 0
+    store.store_configure()
+    association = store.AssociationStore(peer_for(datastore))
+    association.keep(received(tmp_path, FILES[0]))
+    store.spools_tick()  # not registered: the tick of the registry does not see this one
+    association.tick()
+    assert ImportJob.objects.filter(datastore=datastore, imported_files=1).count() == 1
+    association.keep(received(tmp_path, FILES[1]))
+    association.finish()
+    assert ImportJob.objects.filter(datastore=datastore).count() == 2
+
+
 def test_a_crashed_listener_spool_becomes_a_job_at_start(store_settings, datastore):
     store.store_configure()
     uploads = store.uploads_dir()
