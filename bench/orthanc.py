@@ -62,8 +62,13 @@ def _free_port() -> int:
 class Orthanc:
     """One private Orthanc on loopback ports, in its own folder; `stop()` ends it and removes the folder."""
 
-    def __init__(self, *, dicomweb: bool = False) -> None:
+    def __init__(self, *, dicomweb: bool = False, aet: str = "ORTHANC", nodelay: bool = False) -> None:
         self.dicomweb = dicomweb
+        # TCP_NODELAY=1 in its environment: DCMTK (inside Orthanc) then turns Nagle's algorithm off on its DICOM
+        # connections. Debian's build leaves it on, and each C-STORE answer then waits ~40 ms for a delayed ACK
+        # (about 20 files/s from storescu whatever the disk), which measures TCP rather than Orthanc.
+        self.nodelay = nodelay
+        self.aet = aet  # its DICOM AE title; with DicomCheckCalledAet off it answers to any called AE title
         self.dir = Path(tempfile.mkdtemp(prefix="orthanc-bench-"))
         self.http_port, self.dicom_port = _free_port(), _free_port()
         self.process: subprocess.Popen | None = None
@@ -78,6 +83,9 @@ class Orthanc:
             "Name": "bench", "StorageDirectory": str(self.dir / "storage"), "IndexDirectory": str(self.dir / "index"),
             "HttpPort": self.http_port, "DicomPort": self.dicom_port, "RemoteAccessAllowed": False,
             "AuthenticationEnabled": False, "HttpCompressionEnabled": False, "Plugins": [],
+            # The DICOM port (bench/dimse_bench.py): any calling AE may echo, store and find; stored as received.
+            "DicomAet": self.aet, "DicomCheckCalledAet": False, "DicomAlwaysAllowEcho": True,
+            "DicomAlwaysAllowStore": True, "DicomAlwaysAllowFind": True, "LimitFindResults": 0,
         }
         if self.dicomweb:
             config["Plugins"] = [DICOMWEB_PLUGIN]
@@ -85,7 +93,8 @@ class Orthanc:
         (self.dir / "orthanc.json").write_text(json.dumps(config))
         log = open(self.dir / "orthanc.log", "wb")
         self.process = subprocess.Popen([ORTHANC, str(self.dir / "orthanc.json")], stdout=log,
-                                        stderr=subprocess.STDOUT, env={"LD_PRELOAD": str(shim)})
+                                        stderr=subprocess.STDOUT,
+                                        env={"LD_PRELOAD": str(shim), **({"TCP_NODELAY": "1"} if self.nodelay else {})})
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -118,6 +127,14 @@ class Orthanc:
         with ThreadPoolExecutor(uploads) as pool:
             list(pool.map(post_all, [bodies[n::uploads] for n in range(uploads)]))
         return time.perf_counter() - start
+
+    def count(self, kind: str = "Instances") -> int:
+        """How many instances (or "Studies", "Series", "Patients") Orthanc holds, from GET /statistics."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=60)
+        connection.request("GET", "/statistics")
+        body = connection.getresponse().read()
+        connection.close()
+        return int(json.loads(body)["Count" + kind])
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
