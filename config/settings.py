@@ -234,6 +234,8 @@ LOGGING = {
         # Access lines carry paths with study UIDs and link tokens: those are redacted by the filter.
         "django.channels.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        # pynetdicom's INFO lines describe every DIMSE message (UIDs among them); ours say what matters.
+        "pynetdicom": {"handlers": ["console"], "level": "WARNING", "propagate": False},
     },
 }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pynetdicom import evt
 
 from imaging.dimse import find, retrieve, store
+from imaging.dimse.sockets import connection_tune
 
 
 def echo_handle(event) -> int:
@@ -14,6 +15,7 @@ def echo_handle(event) -> int:
 
 def handlers() -> list[tuple]:
     return [
+        (evt.EVT_CONN_OPEN, connection_tune),
         (evt.EVT_C_ECHO, echo_handle),
         (evt.EVT_C_STORE, store.store_handle),
         (evt.EVT_C_FIND, find.handle_find),

@@ -49,6 +49,10 @@ REJECT_TOO_MANY = (0x02, 0x03, 0x02)  # transient, ACSE presentation related, lo
 
 # pynetdicom's standard handlers log every DIMSE message, with UIDs: none of that goes to our logs.
 _config.LOG_HANDLER_LEVEL = "none"
+# Nor the identifiers of queries and their answers (patient names and IDs), which it would otherwise format for a
+# debug line on every message, logged or not.
+_config.LOG_REQUEST_IDENTIFIERS = False
+_config.LOG_RESPONSE_IDENTIFIERS = False
 
 
 class GuardedACSE(ACSE):

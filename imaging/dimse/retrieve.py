@@ -51,6 +51,7 @@ from imaging.dimse.outgoing import (
 )
 from imaging.dimse.peer import Peer, peer_of
 from imaging.dimse.send import status_kind, tls_arguments
+from imaging.dimse.sockets import CONNECTION_HANDLERS
 from imaging.models import DicomNode
 from imaging.services.audit import audit_record
 from imaging.storage import BlobStoreError
@@ -223,7 +224,8 @@ def handle_move(event) -> Iterator[Any]:
     destination = _Destination()
     arguments: dict[str, Any] = {
         "contexts": offered_contexts(refs) or [_verification_context()],
-        "evt_handlers": [(evt.EVT_ACCEPTED, destination.accepted), (evt.EVT_DIMSE_RECV, tally.store_response)],
+        "evt_handlers": [(evt.EVT_ACCEPTED, destination.accepted), (evt.EVT_DIMSE_RECV, tally.store_response),
+                         *CONNECTION_HANDLERS],
     }
     tls = tls_arguments(node)
     if tls is not None:

@@ -18,6 +18,7 @@ from django.conf import settings
 from pynetdicom import AE
 
 from imaging.dimse.outgoing import InstanceBuilder, InstanceRef, accepted_syntaxes, offered_contexts, syntax_choose
+from imaging.dimse.sockets import CONNECTION_HANDLERS
 from imaging.models import DicomNode
 from imaging.storage import BlobStoreError
 
@@ -71,7 +72,7 @@ def send_instances(*, node: DicomNode, instances: list[InstanceRef], calling_ae_
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
     ae.connection_timeout = timeout
     association = ae.associate(node.host, node.port, contexts=offered_contexts(instances), ae_title=node.ae_title,
-                               tls_args=tls_arguments(node))
+                               tls_args=tls_arguments(node), evt_handlers=CONNECTION_HANDLERS)
     if not association.is_established:
         raise SendFailed(f"{node.ae_title} at {node.host}:{node.port} refused the association or could not be reached")
     try:
