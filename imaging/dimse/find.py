@@ -477,6 +477,13 @@ def _needs_unicode(response: Dataset) -> bool:
 def handle_find(event: Any) -> Iterator[tuple[Any, Dataset | None]]:
     """EVT_C_FIND: refuse a peer that may not query, answer the query, one pending response per match (stopping
     at a C-CANCEL), and audit it. Bad input becomes a failure status; nothing here raises into pynetdicom."""
+    try:
+        yield from _find_answer(event)
+    finally:
+        _database_release()
+
+
+def _find_answer(event: Any) -> Iterator[tuple[Any, Dataset | None]]:
     model = str(event.request.AffectedSOPClassUID)
     model_name = MODEL_NAMES.get(model, model)
     try:
@@ -496,7 +503,6 @@ def handle_find(event: Any) -> Iterator[tuple[Any, Dataset | None]]:
         keys = sorted({element.keyword or str(element.tag) for element in identifier})
         matches = find_matches(datastore_id=peer.datastore_id, model=model, identifier=identifier,
                                retrieve_ae_title=peer.called_ae_title)
-        _database_release()  # the matches are read: building and sending the responses needs no connection
     except FindFailed as e:
         _audit(peer, model_name, level, keys, 0, e.status)
         yield _failure(e.status, str(e)), None
@@ -530,10 +536,12 @@ def handle_find(event: Any) -> Iterator[tuple[Any, Dataset | None]]:
 
 
 def _database_release() -> None:
-    """Give this thread's database connection back (to the pool, with PostgreSQL) as soon as the query is done. The
+    """Give this thread's PostgreSQL connection back to the pool once the query is answered and audited. The
     listener closes an association's connections when its threads end; an association a workstation keeps open
-    between queries should hold none meanwhile, or a few idle ones starve the pool."""
-    connection.close()
+    between queries should hold none meanwhile, or a few idle ones starve the pool. SQLite's connection (a file
+    handle, no pool, and a millisecond to open with its PRAGMAs) stays with the association's thread."""
+    if connection.vendor != "sqlite":
+        connection.close()
 
 
 def _failure(status: int, comment: str) -> Dataset:
