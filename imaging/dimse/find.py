@@ -50,16 +50,14 @@ from pydicom.datadict import dictionary_VR
 from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
 
-from imaging.dicom.document import decode_document
 from imaging.dicom.rebuild import dict_to_dataset
 from imaging.dimse.peer import Peer, peer_of
 from imaging.errors import ApertureError, ValidationFailed
 from imaging.models import StudyIndex
 from imaging.services.audit import audit_record
 from imaging.services.datastores import datastore_require_active
-from imaging.services.qido import (PIXEL_DATA_KEYS, Search, _instance_matches, _instance_order, _series_queryset,
-                                   _study_filter, _validate)
-from imaging.storage import blob_store
+from imaging.services.qido import (PIXEL_DATA_KEYS, Search, instance_number_valid, match_value_validate,
+                                   matching_instances, series_queryset, study_filter)
 from imaging.study_index import name_part_prefix
 
 logger = logging.getLogger(__name__)
@@ -149,7 +147,7 @@ def query_parse(*, model: str, identifier: Dataset) -> Query:
         if value == "":
             continue  # universal matching
         try:
-            _validate(keyword, value)
+            match_value_validate(keyword, value)
         except ValidationFailed as e:
             raise IdentifierMismatch(str(e)) from e
         search.matches[keyword] = value
@@ -222,7 +220,7 @@ def _study_rows(datastore_id: str, search: Search) -> Q:
     starting with the literal text before the first wildcard, a few index lookups, then the exact (regular
     expression) match on those rows only, instead of on every study of the data store. `SMITH*` is what
     workstations send most."""
-    q = Q(datastore_id=datastore_id) & _study_filter(datastore_id, search)
+    q = Q(datastore_id=datastore_id) & study_filter(datastore_id, search)
     name = search.matches.get("PatientName", "")
     literal = re.split(r"[*?]", name, maxsplit=1)[0]
     # A name that starts with `literal` has a first part that starts with the literal's first part (the name
@@ -275,7 +273,7 @@ def _study_values(row: tuple) -> dict[str, Any]:
 
 
 def _series(datastore_id: str, query: Query, limit: int) -> list[dict[str, Any]]:
-    rows = _bounded(list(_series_queryset(datastore_id, query.search, None)[:limit + 1]), limit)
+    rows = _bounded(list(series_queryset(datastore_id, query.search, None)[:limit + 1]), limit)
     return [_series_values(image_set) for image_set in rows]
 
 
@@ -302,25 +300,13 @@ def _instances(datastore_id: str, query: Query, limit: int) -> list[Dataset]:
     `limit` instances matched. Each match is the instance's own attributes over those of its series, study and
     patient, as a dataset (values typed by their stored VRs)."""
     search = query.search
-    if "InstanceNumber" in search.matches and not re.fullmatch(r"[+-]?\d{1,9}", search.matches["InstanceNumber"]):
+    if not instance_number_valid(search):
         raise IdentifierMismatch("InstanceNumber must be an integer")
     wanted = {element.keyword for element in query.asked if element.keyword} - PIXEL_DATA_KEYS
     matches: list[Dataset] = []
-    store = blob_store()
-    for image_set in _series_queryset(datastore_id, search, None).iterator(chunk_size=100):
-        version = image_set.versions.filter(version=image_set.content_version).first()
-        blob = store.get(version.metadata_key) if version else None
-        if not blob:
-            continue
-        document = decode_document(blob)
-        series = document.get("Study", {}).get("Series", {}).get(image_set.series_instance_uid)
-        if series is None:
-            continue
-        for sop_uid, instance in sorted(series.get("Instances", {}).items(), key=_instance_order):
-            if not _instance_matches(sop_uid, instance.get("DICOM", {}), search):
-                continue
-            matches.append(_instance_dataset(document, series, instance, wanted))
-            _bounded(matches, limit)
+    for document, series, instance in matching_instances(series_queryset(datastore_id, search, None), search):
+        matches.append(_instance_dataset(document, series, instance, wanted))
+        _bounded(matches, limit)
     return matches
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterator
 
 from django.db.models import F, Q, QuerySet, TextField, Value
 from django.db.models.fields.json import KT
@@ -129,12 +129,12 @@ def search_parse(params: dict[str, list[str]]) -> Search:
         if keyword is None or not values or values[-1] == "":
             continue  # unknown keys are ignored; an empty value matches everything
         value = values[-1]
-        _validate(keyword, value)
+        match_value_validate(keyword, value)
         search.matches[keyword] = value
     return search
 
 
-def _validate(keyword: str, value: str) -> None:
+def match_value_validate(keyword: str, value: str) -> None:
     vr = dictionary_VR(keyword)
     if vr in _RANGE_FORMATS:
         low, dash, high = value.partition("-")
@@ -168,7 +168,7 @@ def _range(column: str, value: str) -> Q:
     return q
 
 
-def _study_filter(datastore_id: str, search: Search) -> Q:
+def study_filter(datastore_id: str, search: Search) -> Q:
     q = Q()
     for keyword, value in search.matches.items():
         if keyword not in _STUDY_KEYS:
@@ -283,7 +283,7 @@ _STUDY_ROW = ("study_instance_uid", "patient_name", "patient_id", "patient_birth
 def studies_search(*, datastore_id: str, search: Search, base_url: str) -> SearchResult:
     """GET /studies: newest update first. `base_url` is the data store's DICOMweb base, for RetrieveURL."""
     datastore_require_active(datastore_id=datastore_id)
-    rows, more = _page(StudyIndex.objects.filter(Q(datastore_id=datastore_id) & _study_filter(datastore_id, search))
+    rows, more = _page(StudyIndex.objects.filter(Q(datastore_id=datastore_id) & study_filter(datastore_id, search))
                        .order_by("-updated_at", "-id").values_list(*_STUDY_ROW), search)
     layout = _layout(tuple(_wanted(search, STUDY_DEFAULTS, STUDY_AVAILABLE)))
     return SearchResult([_dicom_json(_study_values(row, base_url), layout) for row in rows], more)
@@ -303,11 +303,11 @@ def _study_values(row: tuple, base_url: str) -> dict[str, Any]:
     }
 
 
-def _series_queryset(datastore_id: str, search: Search, study_uid: str | None) -> QuerySet[ImageSet]:
+def series_queryset(datastore_id: str, search: Search, study_uid: str | None) -> QuerySet[ImageSet]:
     queryset = _primary_sets(datastore_id)
     if study_uid is not None:
         queryset = queryset.filter(study_instance_uid=study_uid)
-    study_q = _study_filter(datastore_id, search)
+    study_q = study_filter(datastore_id, search)
     if study_q:
         queryset = queryset.filter(study_instance_uid__in=StudyIndex.objects.filter(
             Q(datastore_id=datastore_id) & study_q).values("study_instance_uid"))
@@ -335,7 +335,7 @@ def series_search(*, datastore_id: str, search: Search, base_url: str, study_uid
     """GET /studies/{study}/series (`study_uid`) and GET /series (study-level keys search the parent studies):
     SeriesNumber ascending."""
     datastore_require_active(datastore_id=datastore_id)
-    queryset = _series_queryset(datastore_id, search, study_uid)
+    queryset = series_queryset(datastore_id, search, study_uid)
     rows, more = _page(queryset, search)
     layout = _layout(tuple(_wanted(search, SERIES_DEFAULTS, SERIES_AVAILABLE)))
     return SearchResult([_dicom_json(_series_values(row, base_url), layout) for row in rows], more)
@@ -368,15 +368,36 @@ def instances_search(*, datastore_id: str, search: Search, base_url: str, study_
     series search's order (/studies/{s}/instances: last update first) and the instances of each by InstanceNumber;
     each series' metadata document is read only while the page is not full."""
     datastore_require_active(datastore_id=datastore_id)
-    queryset = _series_queryset(datastore_id, search, study_uid)
+    queryset = series_queryset(datastore_id, search, study_uid)
     if series_uid is not None:
         queryset = queryset.filter(series_instance_uid=series_uid)
     elif study_uid is not None:
         queryset = queryset.order_by("-updated_at", "-id")
-    if "InstanceNumber" in search.matches and not re.fullmatch(r"[+-]?\d{1,9}", search.matches["InstanceNumber"]):
+    if not instance_number_valid(search):
         raise ValidationFailed("InstanceNumber must be an integer")
     needed, skip = search.limit + 1, search.offset
     objects: list[dict[str, Any]] = []
+    for document, series, instance in matching_instances(queryset, search):
+        if skip:
+            skip -= 1
+            continue
+        objects.append(_instance_json(document, series, instance, search, base_url))
+        if len(objects) == needed:
+            return SearchResult(objects[:search.limit], True)
+    return SearchResult(objects, False)
+
+
+def instance_number_valid(search: Search) -> bool:
+    """Whether the InstanceNumber match key, if any, is an integer (the instance searches compare it as one)."""
+    value = search.matches.get("InstanceNumber")
+    return value is None or re.fullmatch(r"[+-]?\d{1,9}", value) is not None
+
+
+def matching_instances(queryset: QuerySet[ImageSet], search: Search
+                       ) -> Iterator[tuple[dict[str, Any], dict[str, Any], dict[str, Any]]]:
+    """(document, series, instance) of each instance that matches `search`, series by series in the order of
+    `queryset` and by InstanceNumber within a series; a series' metadata document is read only when the caller asks
+    for its first instance (QIDO-RS and C-FIND stop reading once their answer is full)."""
     store = blob_store()
     for image_set in queryset.iterator(chunk_size=100):
         version = image_set.versions.filter(version=image_set.content_version).first()
@@ -388,16 +409,8 @@ def instances_search(*, datastore_id: str, search: Search, base_url: str, study_
         if series is None:
             continue
         for sop_uid, instance in sorted(series.get("Instances", {}).items(), key=_instance_order):
-            values = instance.get("DICOM", {})
-            if not _instance_matches(sop_uid, values, search):
-                continue
-            if skip:
-                skip -= 1
-                continue
-            objects.append(_instance_json(document, series, instance, search, base_url))
-            if len(objects) == needed:
-                return SearchResult(objects[:search.limit], True)
-    return SearchResult(objects, False)
+            if _instance_matches(sop_uid, instance.get("DICOM", {}), search):
+                yield document, series, instance
 
 
 def _instance_order(item: tuple[str, dict[str, Any]]) -> tuple[int, int, str]:
