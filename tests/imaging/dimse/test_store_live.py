@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import re
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
