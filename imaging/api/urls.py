@@ -10,6 +10,10 @@ from django.urls import path, re_path
 
 from imaging.api.views import not_found, route
 
+# The hottest route: config/urls.py also tries it first of all.
+FRAME_ROUTE = path("datastore/<str:datastoreId>/imageSet/<str:imageSetId>/getImageFrame",
+                   route({"POST": "GetImageFrame"}))
+
 urlpatterns = [
     path("datastore", route({"POST": "CreateDatastore", "GET": "ListDatastores"})),
     path("datastore/<str:datastoreId>", route({"GET": "GetDatastore", "DELETE": "DeleteDatastore"})),
@@ -26,7 +30,7 @@ urlpatterns = [
         "datastore/<str:datastoreId>/imageSet/<str:imageSetId>/getImageSetMetadata",
         route({"POST": "GetImageSetMetadata"}),
     ),
-    path("datastore/<str:datastoreId>/imageSet/<str:imageSetId>/getImageFrame", route({"POST": "GetImageFrame"})),
+    FRAME_ROUTE,
     path(
         "datastore/<str:datastoreId>/imageSet/<str:imageSetId>/listImageSetVersions",
         route({"POST": "ListImageSetVersions"}),

@@ -20,6 +20,9 @@ from imaging.dicomweb.wado import (
 
 INSTANCE = "datastore/<str:datastoreId>/studies/<str:study>/series/<str:series>/instances/<str:sop>"
 
+# The hottest DICOMweb route (a viewer asks it for every frame): config/urls.py also tries it first of all.
+FRAMES_ROUTE = path(f"{INSTANCE}/frames/<str:frames>", instance_frames)
+
 urlpatterns = [
     path("datastore/<str:datastoreId>/studies", by_method(GET=search_studies, POST=store_instances)),
     path("datastore/<str:datastoreId>/studies/<str:study>/series", search_series),
@@ -40,7 +43,7 @@ urlpatterns = [
     path(f"{INSTANCE}/metadata", instance_metadata),
     path(f"{INSTANCE}/rendered", get_rendered),
     path(f"{INSTANCE}/thumbnail", get_thumbnail),
-    path(f"{INSTANCE}/frames/<str:frames>", instance_frames),
+    FRAMES_ROUTE,
     path(f"{INSTANCE}/frames/<str:frames>/rendered", get_rendered),
     path(f"{INSTANCE}/frames/<str:frames>/thumbnail", get_thumbnail),
     path(f"{INSTANCE}/bulkdata/<str:bulkdata>", instance_bulkdata),
