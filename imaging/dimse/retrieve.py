@@ -42,6 +42,7 @@ from imaging.dimse.outgoing import (
     STATUS_UNABLE_TO_PROCESS,
     InstanceBuilder,
     InstanceRef,
+    InstanceUnavailable,
     RetrieveRefused,
     accepted_syntaxes,
     instances_resolve,
@@ -103,11 +104,18 @@ def _identifier(event) -> Dataset:
 def _resolve(event, peer: Peer) -> list[InstanceRef]:
     if not peer.may_retrieve or not peer.datastore_id:
         raise RetrieveRefused(STATUS_UNABLE_TO_PROCESS, "the calling AE may not retrieve from this data store")
-    request = retrieve_request_parse(_identifier(event))
+    request = retrieve_request_parse(_identifier(event), model=_model(event))
     try:
         return instances_resolve(datastore_id=peer.datastore_id, request=request)
     except BlobStoreError as e:
         raise RetrieveRefused(STATUS_UNABLE_TO_PROCESS, "the store could not be read") from e
+
+
+def _model(event) -> str:
+    try:
+        return str(event.request.AffectedSOPClassUID or "")
+    except Exception:  # a request without one: no model this SCP supports
+        return ""
 
 
 def _level(event) -> str:
@@ -155,8 +163,8 @@ def _datasets(event, refs: list[InstanceRef], accepted_of, tally: _Tally) -> Ite
             continue
         try:
             dataset = builder.dataset(ref, syntax)
-        except (BlobStoreError, KeyError, ValueError):
-            logger.exception("retrieve: an instance could not be built from the store")
+        except InstanceUnavailable as e:
+            logger.warning("retrieve: an instance could not be built from the store (%s)", e)
             tally.failed_before_sending()
             yield PENDING, _stub(ref)
             continue
