@@ -11,6 +11,7 @@ from pathlib import Path
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
+from pynetdicom.sop_class import PatientRootQueryRetrieveInformationModelGet
 
 from imaging.dimse.outgoing import instances_resolve, retrieve_request_parse
 from imaging.services.imports import import_job_start_local
@@ -33,11 +34,12 @@ class Archive:
         self.study, self.series, self.generated = study, series, generated
         self.sources = {name: pydicom.dcmread(DICOM_DIR / file) for name, file in FILES.items()}
 
-    def resolve(self, **keys):
+    def resolve(self, *, model: str = PatientRootQueryRetrieveInformationModelGet, **keys):
         identifier = Dataset()
         for keyword, value in keys.items():
             setattr(identifier, keyword, value)
-        return instances_resolve(datastore_id=self.datastore.id, request=retrieve_request_parse(identifier))
+        return instances_resolve(datastore_id=self.datastore.id,
+                                 request=retrieve_request_parse(identifier, model=model))
 
     def original(self, sop_uid: str) -> Dataset:
         for dataset in [*self.sources.values(), *self.generated.values()]:

@@ -21,13 +21,22 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import Any, Collection, Iterable
+from typing import Any, Collection, Iterable, Iterator
 
+from django.db.models import Q
 from pydicom import dcmread
 from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
 from pynetdicom.presentation import PresentationContext, build_context
+from pynetdicom.sop_class import (
+    PatientRootQueryRetrieveInformationModelGet,
+    PatientRootQueryRetrieveInformationModelMove,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
+)
 
+from imaging.codecs.openjpeg_check import OpenJpegError
 from imaging.dicom import uids
 from imaging.dicom.document import decode_document
 from imaging.dicom.rebuild import instance_dataset
@@ -44,6 +53,13 @@ from imaging.services.instances import (
 from imaging.storage import BlobStoreError, blob_store
 
 LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE")
+# The levels of each retrieve model (PS3.4 C.6.1, C.6.2): Study Root has no PATIENT level.
+MODEL_LEVELS = {
+    str(PatientRootQueryRetrieveInformationModelGet): LEVELS,
+    str(PatientRootQueryRetrieveInformationModelMove): LEVELS,
+    str(StudyRootQueryRetrieveInformationModelGet): LEVELS[1:],
+    str(StudyRootQueryRetrieveInformationModelMove): LEVELS[1:],
+}
 # Failure statuses of C-GET/C-MOVE (PS3.4 C.4.2.1.5, C.4.3.1.4).
 STATUS_IDENTIFIER_MISMATCH = 0xA900
 STATUS_UNABLE_TO_PROCESS = 0xC000
@@ -59,6 +75,17 @@ class RetrieveRefused(Exception):
     def __init__(self, status: int, reason: str) -> None:
         super().__init__(reason)
         self.status = status
+
+
+class InstanceUnavailable(Exception):
+    """One instance could not be built (a blob missing, the document changed since the identifier was resolved, a
+    frame that does not decode): one failed sub-operation. The message is only the cause's type name: the cause's
+    own message may hold UIDs (KeyError('<SOPInstanceUID>')), and this one is logged."""
+
+
+# What building one instance may raise, beyond our bugs: the store, the document (KeyError: a series or instance
+# gone since resolving), the values and codecs (CodecError and FrameSizeError are ValueErrors), pydicom's reader.
+_BUILD_ERRORS = (BlobStoreError, KeyError, ValueError, TypeError, OpenJpegError, InvalidDicomError)
 
 
 @dataclass(frozen=True)
@@ -97,10 +124,11 @@ def _values(identifier: Dataset, keyword: str) -> tuple[str, ...]:
     return tuple(str(item).strip() for item in items if str(item).strip())
 
 
-def retrieve_request_parse(identifier: Dataset) -> RetrieveRequest:
-    """The request an identifier makes; RetrieveRefused(0xA900) naming the broken rule where it is not one.
+def retrieve_request_parse(identifier: Dataset, *, model: str) -> RetrieveRequest:
+    """The request an identifier makes under `model` (the C-GET/C-MOVE SOP class); RetrieveRefused(0xA900) naming
+    the broken rule where it is not one.
 
-    The unique key of the level is required; the keys of the levels above it narrow the match when present
+    The level must be one of the model's (no PATIENT level in Study Root). The unique key of the level is required; the keys of the levels above it narrow the match when present
     (relational retrieval is allowed), and a wildcard or an empty key matches nothing, never everything."""
     try:
         level = str(identifier.get("QueryRetrieveLevel", "") or "").strip().upper()
@@ -109,8 +137,11 @@ def retrieve_request_parse(identifier: Dataset) -> RetrieveRequest:
                                   _values(identifier, "SOPInstanceUID"))
     except Exception as e:  # an identifier pydicom cannot read
         raise RetrieveRefused(STATUS_IDENTIFIER_MISMATCH, "the identifier cannot be read") from e
-    if level not in LEVELS:
-        raise RetrieveRefused(STATUS_IDENTIFIER_MISMATCH, f"QueryRetrieveLevel must be one of {', '.join(LEVELS)}")
+    levels = MODEL_LEVELS.get(str(model))
+    if levels is None:
+        raise RetrieveRefused(STATUS_IDENTIFIER_MISMATCH, "not a C-GET/C-MOVE model this SCP supports")
+    if level not in levels:
+        raise RetrieveRefused(STATUS_IDENTIFIER_MISMATCH, f"QueryRetrieveLevel must be one of {', '.join(levels)}")
     required = {"PATIENT": (request.patient_id,), "STUDY": request.study_uids, "SERIES": request.series_uids,
                 "IMAGE": request.sop_uids}[level]
     if not any(required):
@@ -128,14 +159,20 @@ def retrieve_request_parse(identifier: Dataset) -> RetrieveRequest:
 # --- Which instances ---
 
 
-def _image_sets(datastore_id: str, request: RetrieveRequest) -> list[ImageSet]:
+def _image_sets(datastore_id: str, request: RetrieveRequest) -> Iterator[ImageSet]:
+    """The image sets that may hold the request's instances, filtered in the query (a SERIES or IMAGE retrieve
+    without StudyInstanceUID must not read every image set of the store); only the columns resolving reads."""
     queryset = ImageSet.objects.filter(datastore_id=datastore_id, is_primary=True).exclude(
         state=ImageSetState.DELETED)
     if request.patient_id:
         queryset = queryset.filter(patient_id=request.patient_id)
     if request.study_uids:
         queryset = queryset.filter(study_instance_uid__in=request.study_uids)
-    return list(queryset.order_by("study_instance_uid", "series_instance_uid", "id"))
+    if request.series_uids:
+        # An image set with no single series (blank column) may still hold one of them: its document says.
+        queryset = queryset.filter(Q(series_instance_uid__in=request.series_uids) | Q(series_instance_uid=""))
+    return queryset.only("id", "content_version", "study_instance_uid", "series_instance_uid").order_by(
+        "study_instance_uid", "series_instance_uid", "id").iterator(chunk_size=500)
 
 
 def _document(image_set: ImageSet) -> dict[str, Any]:
@@ -244,8 +281,14 @@ class InstanceBuilder:
         self._image_set_id = image_set_id
 
     def p10(self, ref: InstanceRef, syntax: str) -> bytes:
-        """The instance's P10 file in `syntax` (the stored one, or Explicit VR Little Endian); BlobStoreError when
-        the store cannot give it (an image set deleted meanwhile, a missing blob)."""
+        """The instance's P10 file in `syntax` (the stored one, or Explicit VR Little Endian); InstanceUnavailable
+        when it cannot be built (an image set deleted or changed meanwhile, a missing blob, a bad frame)."""
+        try:
+            return self._p10(ref, syntax)
+        except _BUILD_ERRORS as e:
+            raise InstanceUnavailable(type(e).__name__) from e
+
+    def _p10(self, ref: InstanceRef, syntax: str) -> bytes:
         self._load(ref.image_set_id)
         dataset, instance = instance_dataset(self._document, ref.series_uid, ref.sop_uid)
         wanted = None if syntax == ref.stored_syntax else syntax
@@ -256,5 +299,9 @@ class InstanceBuilder:
         return b"".join(streamed.parts)
 
     def dataset(self, ref: InstanceRef, syntax: str) -> Dataset:
-        """The instance as a Dataset with its file meta, ready for `send_c_store`."""
-        return dcmread(io.BytesIO(self.p10(ref, syntax)))
+        """The instance as a Dataset with its file meta, ready for `send_c_store`; InstanceUnavailable as `p10`."""
+        p10 = self.p10(ref, syntax)
+        try:
+            return dcmread(io.BytesIO(p10))
+        except _BUILD_ERRORS as e:
+            raise InstanceUnavailable(type(e).__name__) from e

@@ -19,8 +19,14 @@ An instance that fits no accepted context, or cannot be read from the store, is 
 with its UIDs is handed to pynetdicom, whose C-STORE then fails and lists it in Failed SOP Instance UID List.
 
 Statuses: 0xA801 for a move destination that is not a known DicomNode (or cannot be reached: pynetdicom), 0xA900
-for an identifier that names no level or lacks its unique key, 0xC000 when the data store cannot be read or the
-peer may not retrieve, 0xFE00 when the requestor cancels (C-CANCEL).
+for an identifier that names no level of the model or lacks its unique key, 0xC000 when the data store cannot be
+read or the peer may not retrieve, 0xFE00 when the requestor cancels (C-CANCEL).
+
+A refused C-MOVE never touches the destination. pynetdicom 3.0.4 answers a C-MOVE handler's first status only
+after it has associated with the destination it was yielded (before that it can only say 0xA801, or Success for
+no sub-operations), so a refusal sent to the node would turn into 0xA801 whenever the node is down or speaks only
+TLS. The refusal's destination is a Verification SCP of this process on a loopback port (`_refusal_sink`):
+that association always succeeds, carries no data, and the requestor gets the real status.
 
 Audit: one "DICOMRetrieve" event per C-GET/C-MOVE, when it ends: model, level, matched, completed, warning, failed,
 the destination AE title, the calling AE and address; no patient values (no UIDs, no IDs).
@@ -33,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from pydicom.dataset import Dataset
-from pynetdicom import evt
+from pynetdicom import AE, evt
 from pynetdicom.presentation import PresentationContext, build_context
 from pynetdicom.sop_class import Verification
 
@@ -42,6 +48,7 @@ from imaging.dimse.outgoing import (
     STATUS_UNABLE_TO_PROCESS,
     InstanceBuilder,
     InstanceRef,
+    InstanceUnavailable,
     RetrieveRefused,
     accepted_syntaxes,
     instances_resolve,
@@ -103,11 +110,18 @@ def _identifier(event) -> Dataset:
 def _resolve(event, peer: Peer) -> list[InstanceRef]:
     if not peer.may_retrieve or not peer.datastore_id:
         raise RetrieveRefused(STATUS_UNABLE_TO_PROCESS, "the calling AE may not retrieve from this data store")
-    request = retrieve_request_parse(_identifier(event))
+    request = retrieve_request_parse(_identifier(event), model=_model(event))
     try:
         return instances_resolve(datastore_id=peer.datastore_id, request=request)
     except BlobStoreError as e:
         raise RetrieveRefused(STATUS_UNABLE_TO_PROCESS, "the store could not be read") from e
+
+
+def _model(event) -> str:
+    try:
+        return str(event.request.AffectedSOPClassUID or "")
+    except Exception:  # a request without one: no model this SCP supports
+        return ""
 
 
 def _level(event) -> str:
@@ -155,8 +169,8 @@ def _datasets(event, refs: list[InstanceRef], accepted_of, tally: _Tally) -> Ite
             continue
         try:
             dataset = builder.dataset(ref, syntax)
-        except (BlobStoreError, KeyError, ValueError):
-            logger.exception("retrieve: an instance could not be built from the store")
+        except InstanceUnavailable as e:
+            logger.warning("retrieve: an instance could not be built from the store (%s)", e)
             tally.failed_before_sending()
             yield PENDING, _stub(ref)
             continue
@@ -214,9 +228,10 @@ def handle_move(event) -> Iterator[Any]:
     except RetrieveRefused as refused:
         _audit(event, peer, operation="C-MOVE", tally=tally, destination=destination_title, status=refused.status,
                reason=str(refused))
-        # pynetdicom opens the association before it reads a status: with no sub-operation it would answer
-        # Success, so the refusal goes as the first status, after a short-lived association.
-        yield node.host, node.port, {"contexts": [_verification_context()]}
+        # pynetdicom associates before it reads a status (with no sub-operation it would answer Success): the
+        # association goes to the sink, never to the node, whose being down must not turn this into 0xA801.
+        host, port = _refusal_sink()
+        yield host, port, {"contexts": [_verification_context()]}
         yield 1
         yield refused.status, None
         return
@@ -240,3 +255,20 @@ def handle_move(event) -> Iterator[Any]:
 
 def _verification_context() -> PresentationContext:
     return build_context(Verification, [uids.EXPLICIT_LE, uids.IMPLICIT_LE])
+
+
+_sink_lock = threading.Lock()
+_sink_address: tuple[str, int] | None = None
+
+
+def _refusal_sink() -> tuple[str, int]:
+    """The (host, port) of this process's loopback Verification SCP, started on first use (see the module
+    docstring): where a refused C-MOVE's obligatory association goes."""
+    global _sink_address
+    with _sink_lock:
+        if _sink_address is None:
+            sink = AE(ae_title="APERTURE")
+            sink.add_supported_context(Verification, [uids.EXPLICIT_LE, uids.IMPLICIT_LE])
+            server = sink.start_server(("127.0.0.1", 0), block=False)
+            _sink_address = ("127.0.0.1", int(server.server_address[1]))
+        return _sink_address

@@ -17,10 +17,16 @@ from typing import Callable
 from django.conf import settings
 from pynetdicom import AE
 
-from imaging.dimse.outgoing import InstanceBuilder, InstanceRef, accepted_syntaxes, offered_contexts, syntax_choose
+from imaging.dimse.outgoing import (
+    InstanceBuilder,
+    InstanceRef,
+    InstanceUnavailable,
+    accepted_syntaxes,
+    offered_contexts,
+    syntax_choose,
+)
 from imaging.dimse.sockets import CONNECTION_HANDLERS
 from imaging.models import DicomNode
-from imaging.storage import BlobStoreError
 
 logger = logging.getLogger(__name__)
 
@@ -104,13 +110,15 @@ def _send_one(association, builder: InstanceBuilder, ref: InstanceRef, accepted:
         return "failure"
     try:
         dataset = builder.dataset(ref, syntax)
-    except BlobStoreError:
-        logger.exception("send: an instance could not be read from the store")
+    except InstanceUnavailable as e:
+        logger.warning("send: an instance could not be built from the store (%s)", e)
         return "failure"
     try:
         response = association.send_c_store(dataset)
-    except (ValueError, AttributeError, RuntimeError):
-        logger.exception("send: an instance could not be encoded for its presentation context")
+    except (ValueError, AttributeError, RuntimeError) as e:
+        # The type only: pynetdicom's and pydicom's messages name the instance's values.
+        logger.warning("send: an instance could not be encoded for its presentation context (%s)",
+                       type(e).__name__)
         return "failure"
     if response is None or "Status" not in response:
         return "failure"

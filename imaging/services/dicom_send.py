@@ -19,6 +19,7 @@ instance the node already holds is harmless, and the counts are reset for the ne
 from __future__ import annotations
 
 import logging
+import traceback
 
 from django.conf import settings
 from django.db import transaction
@@ -99,8 +100,10 @@ def dicom_send_run(*, send_id: str) -> None:
     except (SendFailed, RetrieveRefused, BlobStoreError) as e:
         _finish(send, SendStatus.FAILED, str(e), None)
         return
-    except Exception:
-        logger.exception("send %s failed", send.pk)
+    except Exception as e:
+        # The type and the stack, not the message: an exception's message may hold a UID (KeyError('<uid>')).
+        logger.error("send %s failed on an unexpected error (%s)\n%s", send.pk, type(e).__name__,
+                     "".join(traceback.format_tb(e.__traceback__)))
         _finish(send, SendStatus.FAILED, "The send failed on an unexpected error; see the server log", None)
         return
     if counts.failed:

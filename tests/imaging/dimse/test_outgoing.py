@@ -2,14 +2,23 @@
 what a peer accepted, and the datasets built, whose pixels must equal the originals' bit for bit."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
+from pynetdicom.sop_class import (
+    PatientRootQueryRetrieveInformationModelGet,
+    PatientRootQueryRetrieveInformationModelMove,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
+)
 
 from imaging.dicom import uids
 from imaging.dimse.outgoing import (
     InstanceBuilder,
+    InstanceUnavailable,
     RetrieveRefused,
     accepted_syntaxes,
     instances_resolve,
@@ -22,6 +31,7 @@ from tests.local_store import local_datastore_create
 pytestmark = pytest.mark.django_db(transaction=True)
 
 HTJ2K = uids.HTJ2K_LOSSLESS_RPCL
+PATIENT_ROOT_GET = PatientRootQueryRetrieveInformationModelGet
 
 
 def _original_pixels(dataset):
@@ -68,7 +78,7 @@ class TestResolve:
         other = local_datastore_create(name="other")
         identifier = Dataset()
         identifier.QueryRetrieveLevel, identifier.StudyInstanceUID = "STUDY", archive.study
-        assert instances_resolve(datastore_id=other.id, request=retrieve_request_parse(identifier)) == []
+        assert instances_resolve(datastore_id=other.id, request=retrieve_request_parse(identifier, model=PATIENT_ROOT_GET)) == []
 
     @pytest.mark.parametrize("keys", [
         {"QueryRetrieveLevel": "STUDY"},
@@ -83,7 +93,24 @@ class TestResolve:
         for keyword, value in keys.items():
             setattr(identifier, keyword, value)
         with pytest.raises(RetrieveRefused) as refused:
-            retrieve_request_parse(identifier)
+            retrieve_request_parse(identifier, model=PATIENT_ROOT_GET)
+        assert refused.value.status == 0xA900
+
+    @pytest.mark.parametrize("model", [StudyRootQueryRetrieveInformationModelGet,
+                                       StudyRootQueryRetrieveInformationModelMove], ids=["get", "move"])
+    def test_study_root_has_no_patient_level(self, archive, model):
+        keys = {"QueryRetrieveLevel": "PATIENT", "PatientID": archive.generated[1].PatientID}
+        assert archive.resolve(model=PATIENT_ROOT_GET, **keys)
+        assert archive.resolve(model=PatientRootQueryRetrieveInformationModelMove, **keys)
+        with pytest.raises(RetrieveRefused) as refused:
+            archive.resolve(model=model, **keys)
+        assert refused.value.status == 0xA900
+        assert archive.resolve(model=model, QueryRetrieveLevel="STUDY", StudyInstanceUID=archive.study)
+
+    def test_not_a_retrieve_model_is_refused(self, archive):
+        with pytest.raises(RetrieveRefused) as refused:
+            archive.resolve(model="1.2.840.10008.5.1.4.1.2.2.1", QueryRetrieveLevel="STUDY",
+                            StudyInstanceUID=archive.study)
         assert refused.value.status == 0xA900
 
 
@@ -153,12 +180,55 @@ class TestDatasets:
         assert dataset.PixelData == source.PixelData
 
 
-def test_an_image_set_deleted_after_resolving_is_a_store_error(archive):
+def test_an_image_set_deleted_after_resolving_is_unavailable(archive):
     from imaging.models import ImageSet, ImageSetState
-    from imaging.storage import BlobStoreError
 
     [ref] = archive.resolve(QueryRetrieveLevel="IMAGE", StudyInstanceUID=archive.study,
                             SOPInstanceUID=archive.generated[1].SOPInstanceUID)
     ImageSet.objects.filter(pk=ref.image_set_id).update(state=ImageSetState.DELETED)
-    with pytest.raises(BlobStoreError):
+    with pytest.raises(InstanceUnavailable, match="^BlobStoreError$"):
         InstanceBuilder().dataset(ref, uids.EXPLICIT_LE)
+
+
+def test_an_instance_gone_from_the_document_is_unavailable_and_its_uid_not_said(archive):
+    refs = archive.resolve(QueryRetrieveLevel="SERIES", SeriesInstanceUID=archive.series)
+    gone = dataclasses.replace(refs[0], sop_uid=generate_uid())
+    with pytest.raises(InstanceUnavailable) as unavailable:
+        InstanceBuilder().dataset(gone, uids.EXPLICIT_LE)
+    assert str(unavailable.value) == "KeyError" and gone.sop_uid not in str(unavailable.value)
+
+
+class TestResolveReadsOnlyMatchingImageSets:
+    """A SERIES or IMAGE retrieve without StudyInstanceUID filters image sets in the query, not in Python."""
+
+    def _others(self, archive, count: int) -> None:
+        from imaging.models import ImageSet
+
+        template = ImageSet.objects.filter(datastore=archive.datastore, series_instance_uid=archive.series).first()
+        ImageSet.objects.bulk_create([
+            ImageSet(id=f"{index:032x}", datastore=archive.datastore, study_instance_uid=generate_uid(),
+                     series_instance_uid=generate_uid(), is_primary=True, state=template.state,
+                     content_version=template.content_version)
+            for index in range(count)])
+
+    @pytest.mark.parametrize("level", ["SERIES", "IMAGE"])
+    def test_only_the_series_rows_are_loaded(self, archive, level):
+        from django.db import connection
+        from django.test.utils import CaptureQueriesContext
+
+        self._others(archive, 300)
+        keys = {"QueryRetrieveLevel": level, "SeriesInstanceUID": archive.series}
+        if level == "IMAGE":
+            keys["SOPInstanceUID"] = archive.generated[2].SOPInstanceUID
+        with CaptureQueriesContext(connection) as queries:
+            refs = archive.resolve(**keys)
+        assert len(refs) == (3 if level == "SERIES" else 1)
+        [image_sets_query] = [q["sql"] for q in queries.captured_queries
+                              if 'FROM "imaging_imageset"' in q["sql"] and "series_instance_uid" in q["sql"]
+                              and "ORDER BY" in q["sql"]]
+        where = image_sets_query.split("WHERE", 1)[1]
+        assert "series_instance_uid" in where and archive.series in where
+        select = image_sets_query.split("FROM", 1)[0]
+        assert "dicom_tags" not in select and "qido_attributes" not in select  # no JSON columns
+        # One image set's rows, not 300: the version and frame reads are per matching image set.
+        assert len(queries.captured_queries) < 20

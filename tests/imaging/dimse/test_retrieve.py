@@ -2,9 +2,17 @@
 event: what they yield first, cancel, a peer that may not retrieve, and the audit event."""
 from __future__ import annotations
 
+import logging
+from types import SimpleNamespace
+
 import pytest
 from pydicom.dataset import Dataset
 from pynetdicom.presentation import build_context
+from pynetdicom.sop_class import (
+    PatientRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
+)
 
 from imaging.dicom import uids
 from imaging.dimse.peer import Peer
@@ -33,8 +41,10 @@ class StandInAssociation:
 class StandInEvent:
     """What the handlers read of a pynetdicom event; `cancel_after` C-STOREs a C-CANCEL arrives."""
 
-    def __init__(self, peer: Peer, *, cancel_after: int | None = None, move_destination: str = "", **keys) -> None:
+    def __init__(self, peer: Peer, *, cancel_after: int | None = None, move_destination: str = "",
+                 model: str = StudyRootQueryRetrieveInformationModelGet, **keys) -> None:
         self.assoc = StandInAssociation(peer)
+        self.request = SimpleNamespace(AffectedSOPClassUID=model)
         self.identifier = Dataset()
         for keyword, value in keys.items():
             setattr(self.identifier, keyword, value)
@@ -104,3 +114,49 @@ def test_move_offers_stored_and_uncompressed(archive):
         CT, [uids.HTJ2K_LOSSLESS_RPCL, uids.EXPLICIT_LE, uids.IMPLICIT_LE])
     assert next(generator) == 3
     generator.close()
+
+
+@pytest.mark.parametrize("handler, model", [(handle_get, StudyRootQueryRetrieveInformationModelGet),
+                                            (handle_move, StudyRootQueryRetrieveInformationModelMove)],
+                         ids=["get", "move"])
+def test_study_root_patient_level_is_refused_A900(archive, handler, model):
+    DicomNode.objects.create(ae_title="DEST", host="127.0.0.1", port=104)
+    event = StandInEvent(_peer(archive), move_destination="DEST", model=model, QueryRetrieveLevel="PATIENT",
+                         PatientID=archive.generated[1].PatientID)
+    yielded = _drive(handler(event), event)
+    assert yielded[-1] == (0xA900, None)
+    assert PENDING not in [item[0] for item in yielded if isinstance(item, tuple)]
+    if handler is handle_move:  # the refusal's association goes to the loopback sink, not to the node
+        assert yielded[0][:2] != ("127.0.0.1", 104)
+    assert AuditEvent.objects.get(event_name="DICOMRetrieve").error_code == "0xA900"
+
+
+def test_patient_root_patient_level_is_carried_out(archive):
+    event = StandInEvent(_peer(archive), model=PatientRootQueryRetrieveInformationModelGet,
+                         QueryRetrieveLevel="PATIENT", PatientID=archive.generated[1].PatientID)
+    yielded = _drive(handle_get(event), event)
+    assert yielded[0] >= 3 and all(status == PENDING for status, _ in yielded[1:])
+
+
+def test_an_instance_gone_between_resolve_and_build_fails_alone_and_is_not_logged(archive, monkeypatch, caplog):
+    from imaging.dimse import outgoing
+
+    event = StandInEvent(_peer(archive), QueryRetrieveLevel="SERIES", SeriesInstanceUID=archive.series)
+    generator = handle_get(event)
+    assert next(generator) == 3
+    gone = archive.generated[2].SOPInstanceUID
+    document_of = outgoing._document
+
+    def changed_document(image_set):
+        document = document_of(image_set)
+        document["Study"]["Series"][archive.series]["Instances"].pop(gone)
+        return document
+
+    monkeypatch.setattr(outgoing, "_document", changed_document)
+    with caplog.at_level(logging.DEBUG):
+        yielded = _drive(generator, event)
+    assert [dataset.SOPInstanceUID for _, dataset in yielded] == [
+        archive.generated[1].SOPInstanceUID, gone, archive.generated[3].SOPInstanceUID]
+    assert "PixelData" in yielded[0][1] and "PixelData" in yielded[2][1]
+    assert "TransferSyntaxUID" not in getattr(yielded[1][1], "file_meta", {})  # the stub: a failed sub-operation
+    assert "KeyError" in caplog.text and gone not in caplog.text and archive.series not in caplog.text

@@ -333,3 +333,28 @@ def test_round_trip_stored_with_storescu_comes_back_bit_exact(server, listener, 
     assert set(received) == set(sent)
     for sop_uid, dataset in received.items():
         assert np.array_equal(dataset.pixel_array, sent[sop_uid].pixel_array)
+
+
+class TestMoveRefusal:
+    """A refused C-MOVE answers its own status, whatever the destination node's state: the association pynetdicom
+    needs before a status goes to a loopback sink, never to the node."""
+
+    @pytest.fixture
+    def down(self, server):
+        from tests.servers import free_port
+
+        orm(server, "from imaging.models import DicomNode; import json; print(json.dumps(DicomNode.objects"
+                    f".update_or_create(ae_title='DOWN', defaults={{'host': '127.0.0.1', 'port': {free_port()}}})"
+                    "[0].id))")
+        return "DOWN"
+
+    def test_bad_identifier_to_a_destination_that_is_down_is_A900(self, listener, originals, down):
+        result = movescu(listener, down, QueryRetrieveLevel="SERIES", StudyInstanceUID=originals["study"])
+        output = result.stdout + result.stderr
+        assert "Error: DataSetDoesNotMatchSOPClass" in output and "MoveDestinationUnknown" not in output, output  # 0xA900
+
+    def test_study_root_patient_level_is_A900(self, listener, originals, down):
+        result = movescu(listener, down, QueryRetrieveLevel="PATIENT", PatientID="x")
+        output = result.stdout + result.stderr
+        assert "Error: DataSetDoesNotMatchSOPClass" in output and "MoveDestinationUnknown" not in output, output  # 0xA900
+        assert listener.echo(called=AE).returncode == 0

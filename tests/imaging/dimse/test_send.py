@@ -3,6 +3,8 @@ so every HTJ2K instance is transcoded): the files arrive with the originals' pix
 records the counts, and the audit has the start and the end. Who may send."""
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 
@@ -52,6 +54,27 @@ class TestSendInstances:
         assert counts.failed == len(lossy) and counts.sent == len(refs) - len(lossy)
         assert ct.SOPInstanceUID in storescp.received()
 
+    def test_an_instance_gone_between_resolve_and_build_fails_alone_and_is_not_logged(self, archive, storescp,
+                                                                                   monkeypatch, caplog):
+        from imaging.dimse import outgoing
+
+        refs = instances_resolve(datastore_id=archive.datastore.id,
+                                 request=RetrieveRequest("SERIES", "", (), (archive.series,), ()))
+        gone = archive.generated[2].SOPInstanceUID
+        document_of = outgoing._document
+
+        def changed_document(image_set):
+            document = document_of(image_set)
+            document["Study"]["Series"][archive.series]["Instances"].pop(gone)
+            return document
+
+        monkeypatch.setattr(outgoing, "_document", changed_document)
+        with caplog.at_level(logging.DEBUG):
+            counts = send_instances(node=_node(storescp), instances=refs, calling_ae_title="APERTURE")
+        assert (counts.sent, counts.failed) == (2, 1)
+        assert set(storescp.received()) == {archive.generated[1].SOPInstanceUID, archive.generated[3].SOPInstanceUID}
+        assert "KeyError" in caplog.text and gone not in caplog.text
+
     def test_statuses(self):
         assert [status_kind(s) for s in (0, 0xB000, 0x0107, 0xA700, 0xC000)] == [
             "success", "warning", "warning", "failure", "failure"]
@@ -99,6 +122,20 @@ class TestSendTo:
                                 user=_staff_admin(archive.datastore))
         send.refresh_from_db()
         assert send.status == SendStatus.FAILED and "No instance" in send.message
+
+    def test_an_unexpected_error_is_logged_without_its_message(self, archive, storescp, monkeypatch, caplog):
+        from imaging.services import dicom_send
+
+        def broken(send):
+            raise KeyError(archive.study)
+
+        monkeypatch.setattr(dicom_send, "_send", broken)
+        with caplog.at_level(logging.DEBUG):
+            send = dicom_send_start(datastore_id=archive.datastore.id, node_id=_node(storescp).pk,
+                                    study_uid=archive.study, user=_staff_admin(archive.datastore))
+        send.refresh_from_db()
+        assert send.status == SendStatus.FAILED
+        assert "KeyError" in caplog.text and archive.study not in caplog.text
 
     def test_who_may_send(self, archive, storescp):
         node = _node(storescp)
