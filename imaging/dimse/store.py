@@ -15,7 +15,10 @@ The path of one instance:
    APERTURE_DICOM_BATCH_SECONDS or APERTURE_DICOM_BATCH_FILES on a long one, the spool folder becomes one import
    job ("C-STORE from <calling AE>", with the calling AE title and address on the job) on the task backend, like
    any other import: HTJ2K transcoding, OpenJPEG verification, checksums, manifests, live progress in the admin.
-   The job deletes its folder when it ends (an uploads folder).
+   The job deletes its folder when it ends (an uploads folder), except when the job FAILED as a whole (the blob
+   store away, a job interrupted too often): those instances were acknowledged, so the folder is moved to
+   DATA_DIR/uploads/dimse-failed/<job id>/ and kept, and the job's message says where, for an admin to import it
+   again (the admin's folder import or `manage.py import_dicom`; imaging/pipeline/job.py `discard_uploads`).
 
 Why the status follows the durable write and not the import: a modality sends a series as fast as we answer, and
 transcoding plus verification take far longer than a rename and an fsync; answering after them would cut a

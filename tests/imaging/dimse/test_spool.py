@@ -83,3 +83,24 @@ def test_a_crashed_listener_spool_becomes_a_job_at_start(store_settings, datasto
     assert live.folder.exists() and live.sidecar.exists()
     assert live.submit()  # empty: removed without a job
     assert not live.folder.exists() and not live.sidecar.exists()
+
+
+def test_a_failed_job_keeps_its_acknowledged_instances(store_settings, datastore, monkeypatch):
+    """A C-STORE job that fails as a whole (the blob store away, say) must not delete what was acknowledged."""
+    import imaging.pipeline.job as job_module
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("blob store unreachable for a moment")
+
+    monkeypatch.setattr(job_module, "_import", broken)
+    store.store_configure()
+    association = store.AssociationStore(peer_for(datastore))
+    association.keep(received(None, FILES[0]))
+    folder = association.current.folder
+    association.finish()
+    [job] = ImportJob.objects.filter(datastore=datastore)
+    assert job.status == JobStatus.FAILED
+    kept = store.uploads_dir() / "dimse-failed" / job.id
+    assert not folder.exists()
+    assert [path.name for path in kept.iterdir()] == ["000001.dcm"]
+    assert str(kept) in job.message
