@@ -104,3 +104,34 @@ def test_a_failed_job_keeps_its_acknowledged_instances(store_settings, datastore
     assert not folder.exists()
     assert [path.name for path in kept.iterdir()] == ["000001.dcm"]
     assert str(kept) in job.message
+
+
+def test_housekeeping_removes_abandoned_incoming_files(store_settings, settings):
+    """An aborted transfer's temporary file goes once nothing has written it for the network timeout."""
+    settings.APERTURE_DICOM_TIMEOUT_SECONDS = 30
+    store.store_configure()
+    incoming = store.uploads_dir() / store.INCOMING
+    old, young = incoming / "tmpold.dcm", incoming / "tmpyoung.dcm"
+    old.write_bytes(b"\0" * 132)
+    young.write_bytes(b"\0" * 132)
+    past = time.time() - 31
+    os.utime(old, (past, past))
+    store.spools_tick()
+    assert not old.exists() and young.exists()
+
+
+def test_the_end_of_an_association_removes_the_data_set_it_was_receiving(store_settings, datastore):
+    """EVT_ABORTED / EVT_CONN_CLOSE with a data set half received: its temporary file goes at once."""
+    from types import SimpleNamespace
+
+    from pynetdicom import dimse_messages
+
+    store.store_configure()
+    partial = dimse_messages.NamedTemporaryFile(delete=False, mode="wb", suffix=".dcm")
+    partial.write(b"\0" * 128 + b"DICM")
+    path = store.Path(partial.name)
+    assert path.parent == store.uploads_dir() / store.INCOMING
+    message = SimpleNamespace(_data_set_file=partial, _data_set_path=path)
+    assoc = SimpleNamespace(dimse=SimpleNamespace(message=message), aperture_peer=peer_for(datastore))
+    store.association_end(SimpleNamespace(assoc=assoc))
+    assert not path.exists() and partial.closed
