@@ -209,6 +209,8 @@ def discard_uploads(job: ImportJob) -> None:
         folder = Path(path).resolve()
         if uploads not in folder.parents:
             continue
+        if job.status == JobStatus.FAILED and (uploads / DIMSE_FAILED) in folder.parents:
+            continue  # a re-import of kept files that failed again: they stay where they are
         if job.status == JobStatus.FAILED and (job.calling_ae_title or folder.name.startswith(DIMSE_SPOOL_PREFIX)) \
                 and folder.parent == uploads and folder.name != DIMSE_FAILED and folder.exists():
             _dimse_spool_keep(job, folder, uploads / DIMSE_FAILED / job.id)

@@ -135,3 +135,17 @@ def test_the_end_of_an_association_removes_the_data_set_it_was_receiving(store_s
     assoc = SimpleNamespace(dimse=SimpleNamespace(message=message), aperture_peer=peer_for(datastore))
     store.association_end(SimpleNamespace(assoc=assoc))
     assert not path.exists() and partial.closed
+
+
+def test_a_failed_reimport_of_kept_files_keeps_them(store_settings, datastore):
+    from imaging.pipeline.job import discard_uploads
+
+    kept = store.uploads_dir() / "dimse-failed" / "job1"
+    kept.mkdir(parents=True)
+    (kept / "000001.dcm").write_bytes(b"x")
+    job = ImportJob(id="job2", status=JobStatus.FAILED, input_paths=[str(kept)])
+    discard_uploads(job)
+    assert (kept / "000001.dcm").exists()
+    job.status = JobStatus.COMPLETED
+    discard_uploads(job)
+    assert not kept.exists()
