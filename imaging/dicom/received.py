@@ -1,6 +1,8 @@
 """The fast header check of an instance received over DIMSE (C-STORE), before its status is answered. No Django.
 
-It reads the header only (pydicom, stop before the pixel data) and answers a DIMSE status with a reason:
+It reads the header only (pydicom, stop before the pixel data, only the tags it checks, skipping by seeking any
+other element and any value over 64 KiB, so that a huge private element costs no memory; the values inside an
+undefined-length sequence are the one thing pydicom still reads whole) and answers a DIMSE status with a reason:
 0x0000 fine; 0xB007 a warning (the data set's SOP class is not the one the command named: the instance is kept and
 imported under its own class); 0xC000-range "cannot understand" (not DICOM, identifying UIDs missing or not the
 command's, an image module no decoder could make sense of), when the file is dropped. Decoding and verifying the
@@ -26,6 +28,9 @@ CANNOT_UNDERSTAND = 0xC000
 CANNOT_UNDERSTAND_UIDS = 0xC001
 CANNOT_UNDERSTAND_IMAGE = 0xC002
 
+HEADER_TAGS = ["SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "Rows", "Columns",
+               "BitsAllocated", "BitsStored", "SamplesPerPixel", "NumberOfFrames"]
+DEFER_SIZE = 64 * 1024
 BITS_ALLOCATED = {1, 8, 16, 32, 64}
 SAMPLES_PER_PIXEL = {1, 3, 4}
 
@@ -47,7 +52,9 @@ def received_check(path: Path, *, sop_class_uid: str, sop_instance_uid: str, tra
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            dataset = dcmread(path, stop_before_pixels=True)
+            # Only the tags looked at, and no value over DEFER_SIZE: a non-pixel element may be hundreds of MB
+            # (a private OB, an encapsulated document), and the others are skipped by seeking, never loaded.
+            dataset = dcmread(path, stop_before_pixels=True, defer_size=DEFER_SIZE, specific_tags=HEADER_TAGS)
             values = {keyword: str(dataset.get(keyword, "") or "").strip() for keyword in
                       ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")}
     except Exception as e:  # noqa: BLE001 - whatever pydicom makes of the bytes, the sender gets "cannot understand"

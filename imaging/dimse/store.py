@@ -15,7 +15,10 @@ The path of one instance:
    APERTURE_DICOM_BATCH_SECONDS or APERTURE_DICOM_BATCH_FILES on a long one, the spool folder becomes one import
    job ("C-STORE from <calling AE>", with the calling AE title and address on the job) on the task backend, like
    any other import: HTJ2K transcoding, OpenJPEG verification, checksums, manifests, live progress in the admin.
-   The job deletes its folder when it ends (an uploads folder).
+   The job deletes its folder when it ends (an uploads folder), except when the job FAILED as a whole (the blob
+   store away, a job interrupted too often): those instances were acknowledged, so the folder is moved to
+   DATA_DIR/uploads/dimse-failed/<job id>/ and kept, and the job's message says where, for an admin to import it
+   again (the admin's folder import or `manage.py import_dicom`; imaging/pipeline/job.py `discard_uploads`).
 
 Why the status follows the durable write and not the import: a modality sends a series as fast as we answer, and
 transcoding plus verification take far longer than a rename and an fsync; answering after them would cut a
@@ -26,8 +29,10 @@ manifest and on its admin page.
 Crash safety: beside each spool folder a sidecar, dimse-<id>.json, names the data store and the caller, and is
 held with an exclusive flock by the live listener. At start (`spools_recover`) every sidecar that no live process
 holds, with files in its folder, becomes a job; empty ones are removed, and so are half-received temporary files
-(never acknowledged). Jobs are started with a client token derived from the spool, so a crash between the job and
-the removal of its sidecar cannot import a folder twice. A job that cannot be started now (the concurrent jobs
+(never acknowledged); while it runs, housekeeping removes those of aborted transfers once nothing has written them
+for APERTURE_DICOM_TIMEOUT_SECONDS, and the end of an association removes the one it was receiving. Jobs are
+started with a client token derived from the spool, so a crash between the job and the removal of its sidecar
+cannot import a folder twice. A job that cannot be started now (the concurrent jobs
 quota, the database away) is retried every second by the listener's housekeeping (`spools_tick`).
 """
 from __future__ import annotations
@@ -284,10 +289,56 @@ def association_end(event) -> None:
         _active.discard(found)
     if found is not None:
         found.finish()
+    _partial_discard(event.assoc)
+
+
+def _partial_discard(assoc) -> None:
+    """Remove the temporary file of a data set the association was still receiving when it ended (pynetdicom
+    unlinks none: its file is ours once the handler runs, and an aborted transfer never reaches it). A complete one
+    is no longer on `dimse.message` (pynetdicom resets it when the message is queued), so this never takes a file
+    a handler is checking; and if it did, the store is closed by now, so that handler would keep nothing."""
+    message = getattr(getattr(assoc, "dimse", None), "message", None)
+    path = getattr(message, "_data_set_path", None)
+    if isinstance(path, tuple):
+        path = path[0]
+    if path is None or Path(path).parent.resolve() != (uploads_dir() / INCOMING).resolve():
+        return
+    data_set_file = getattr(message, "_data_set_file", None)
+    try:
+        if data_set_file is not None:
+            data_set_file.close()
+        Path(path).unlink(missing_ok=True)
+    except OSError as e:
+        logger.warning("C-STORE: a partial temporary file could not be removed (%s)", type(e).__name__)
+
+
+def incoming_sweep(*, now: float | None = None) -> int:
+    """Remove the incoming temporary files nothing has written for longer than APERTURE_DICOM_TIMEOUT_SECONDS: a
+    live transfer writes at least once per network timeout, or its association is aborted, so such a file is what
+    an aborted transfer, or a data set its association ended before handling, left. Never one acknowledged: a
+    handler whose file went answers 0xA700. How many were removed."""
+    now = time.time() if now is None else now
+    removed = 0
+    try:
+        leftovers = list((uploads_dir() / INCOMING).iterdir())
+    except FileNotFoundError:
+        return 0
+    for leftover in leftovers:
+        try:
+            if now - leftover.stat().st_mtime > settings.APERTURE_DICOM_TIMEOUT_SECONDS:
+                leftover.unlink()
+                removed += 1
+        except FileNotFoundError:
+            pass  # kept or removed meanwhile
+    if removed:
+        logger.info("C-STORE: %s abandoned temporary file(s) removed", removed)
+    return removed
 
 
 def spools_tick() -> None:
-    """Housekeeping, every second: time-based batches of long associations, and batches waiting for their job."""
+    """Housekeeping, every second: time-based batches of long associations, batches waiting for their job, and
+    the temporary files of aborted transfers."""
+    incoming_sweep()
     with _registry_lock:
         stores = list(_active)
         waiting, _pending[:] = list(_pending), []

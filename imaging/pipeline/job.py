@@ -193,14 +193,44 @@ def failure_manifests_write(job: ImportJob, s3: S3Settings) -> None:
                        type(e).__name__)
 
 
+DIMSE_SPOOL_PREFIX = "dimse-"  # imaging/dimse/store.py's spool folders (this module must not import it)
+DIMSE_FAILED = "dimse-failed"
+
+
 def discard_uploads(job: ImportJob) -> None:
     """Files uploaded through the admin exist only for their job: once it has ended they are deleted, so that
-    patient data does not pile up in the data directory (the job's manifests keep what became of each file)."""
+    patient data does not pile up in the data directory (the job's manifests keep what became of each file).
+
+    Except the spool of a C-STORE job that FAILED as a whole (the blob store away, a job interrupted too often):
+    those instances were acknowledged, and the modality may have deleted its copy, so the folder is moved to
+    uploads/dimse-failed/<job id>/ and kept for an admin to import again; the job's message says where."""
     uploads = (Path(settings.DATA_DIR) / "uploads").resolve()
     for path in job.input_paths or []:
         folder = Path(path).resolve()
-        if uploads in folder.parents:
+        if uploads not in folder.parents:
+            continue
+        if job.status == JobStatus.FAILED and (uploads / DIMSE_FAILED) in folder.parents:
+            continue  # a re-import of kept files that failed again: they stay where they are
+        if job.status == JobStatus.FAILED and (job.calling_ae_title or folder.name.startswith(DIMSE_SPOOL_PREFIX)) \
+                and folder.parent == uploads and folder.name != DIMSE_FAILED and folder.exists():
+            _dimse_spool_keep(job, folder, uploads / DIMSE_FAILED / job.id)
+        else:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def _dimse_spool_keep(job: ImportJob, folder: Path, kept: Path) -> None:
+    """Move a failed C-STORE job's acknowledged instances aside instead of deleting them."""
+    try:
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(folder, kept)
+    except OSError as e:
+        logger.warning("import job %s failed; its C-STORE files stay in %s (%s)", job.id, folder, type(e).__name__)
+        kept = folder
+    else:
+        logger.warning("import job %s failed; its C-STORE files were kept in %s", job.id, kept)
+    where = f" (the received files are kept in {kept}, to import again)"
+    ImportJob.objects.filter(pk=job.id).update(
+        message=(job.message or "DICOM import job has failed")[:2048 - len(where)] + where)
 
 
 class Progress:

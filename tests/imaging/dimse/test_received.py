@@ -69,3 +69,23 @@ def test_instances_without_pixels_pass(tmp_path):
     assert received_check(DICOM_DIR / "ILE__rtplan.dcm", sop_class_uid=dataset.SOPClassUID,
                           sop_instance_uid=dataset.SOPInstanceUID,
                           transfer_syntax=dataset.file_meta.TransferSyntaxUID).status == 0x0000
+
+
+def test_a_large_private_element_is_skipped_not_loaded(tmp_path):
+    """The check must not load a huge non-pixel element (a modality's private OB, say) into memory."""
+    import tracemalloc
+
+    dataset = pydicom.dcmread(SOURCE)
+    block = dataset.private_block(0x0009, "APERTURE TEST", create=True)
+    block.add_new(0x10, "OB", b"\0" * (48 * 1024 * 1024))  # (0009,1010): before the study, series and image tags
+    path = tmp_path / "large.dcm"
+    dataset.save_as(path, enforce_file_format=True)
+    del dataset, block
+    tracemalloc.start()
+    try:
+        verdict = check(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert verdict.status == 0x0000
+    assert peak < 4 * 1024 * 1024

@@ -83,3 +83,69 @@ def test_a_crashed_listener_spool_becomes_a_job_at_start(store_settings, datasto
     assert live.folder.exists() and live.sidecar.exists()
     assert live.submit()  # empty: removed without a job
     assert not live.folder.exists() and not live.sidecar.exists()
+
+
+def test_a_failed_job_keeps_its_acknowledged_instances(store_settings, datastore, monkeypatch):
+    """A C-STORE job that fails as a whole (the blob store away, say) must not delete what was acknowledged."""
+    import imaging.pipeline.job as job_module
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("blob store unreachable for a moment")
+
+    monkeypatch.setattr(job_module, "_import", broken)
+    store.store_configure()
+    association = store.AssociationStore(peer_for(datastore))
+    association.keep(received(None, FILES[0]))
+    folder = association.current.folder
+    association.finish()
+    [job] = ImportJob.objects.filter(datastore=datastore)
+    assert job.status == JobStatus.FAILED
+    kept = store.uploads_dir() / "dimse-failed" / job.id
+    assert not folder.exists()
+    assert [path.name for path in kept.iterdir()] == ["000001.dcm"]
+    assert str(kept) in job.message
+
+
+def test_housekeeping_removes_abandoned_incoming_files(store_settings, settings):
+    """An aborted transfer's temporary file goes once nothing has written it for the network timeout."""
+    settings.APERTURE_DICOM_TIMEOUT_SECONDS = 30
+    store.store_configure()
+    incoming = store.uploads_dir() / store.INCOMING
+    old, young = incoming / "tmpold.dcm", incoming / "tmpyoung.dcm"
+    old.write_bytes(b"\0" * 132)
+    young.write_bytes(b"\0" * 132)
+    past = time.time() - 31
+    os.utime(old, (past, past))
+    store.spools_tick()
+    assert not old.exists() and young.exists()
+
+
+def test_the_end_of_an_association_removes_the_data_set_it_was_receiving(store_settings, datastore):
+    """EVT_ABORTED / EVT_CONN_CLOSE with a data set half received: its temporary file goes at once."""
+    from types import SimpleNamespace
+
+    from pynetdicom import dimse_messages
+
+    store.store_configure()
+    partial = dimse_messages.NamedTemporaryFile(delete=False, mode="wb", suffix=".dcm")
+    partial.write(b"\0" * 128 + b"DICM")
+    path = store.Path(partial.name)
+    assert path.parent == store.uploads_dir() / store.INCOMING
+    message = SimpleNamespace(_data_set_file=partial, _data_set_path=path)
+    assoc = SimpleNamespace(dimse=SimpleNamespace(message=message), aperture_peer=peer_for(datastore))
+    store.association_end(SimpleNamespace(assoc=assoc))
+    assert not path.exists() and partial.closed
+
+
+def test_a_failed_reimport_of_kept_files_keeps_them(store_settings, datastore):
+    from imaging.pipeline.job import discard_uploads
+
+    kept = store.uploads_dir() / "dimse-failed" / "job1"
+    kept.mkdir(parents=True)
+    (kept / "000001.dcm").write_bytes(b"x")
+    job = ImportJob(id="job2", status=JobStatus.FAILED, input_paths=[str(kept)])
+    discard_uploads(job)
+    assert (kept / "000001.dcm").exists()
+    job.status = JobStatus.COMPLETED
+    discard_uploads(job)
+    assert not kept.exists()
