@@ -12,9 +12,9 @@ Decided once, when the A-ASSOCIATE request arrives (`peer_decide`), and kept on 
   and may_retrieve say which presentation contexts it is offered (listener.py). A node with a non-empty `datastores`
   list may call only those data stores' AE titles (another is rejected permanently with the reason "called AE title
   not recognised", and audited as "calling AE title may not call this data store's AE title"); an empty list means
-  every data store. The list is about calling only:
-  any node may be a C-MOVE destination or a Send to target. APERTURE_DICOM_AET without a default data store (C-ECHO
-  only) is open to every known node. With ALLOW_ANY true anyone may do anything.
+  every data store. The list is about calling only: any node may be a C-MOVE destination or a Send to target.
+  APERTURE_DICOM_AET without a default data store (C-ECHO only) is open to every known node. With ALLOW_ANY true
+  anyone may do anything.
 
 Nothing here logs patient data; AE titles and addresses are not patient data.
 """
