@@ -413,6 +413,9 @@ class DicomNode(models.Model):
     may_retrieve = models.BooleanField(default=False)
     # Speak DICOM TLS when Aperture connects to it (C-MOVE destinations, Send to).
     use_tls = models.BooleanField(default=False)
+    # With APERTURE_DICOM_ALLOW_ANY false, the data stores whose AE titles it may call; none means every data store.
+    # Only for calling: a C-MOVE destination or Send to target receives from any data store.
+    datastores = models.ManyToManyField(Datastore, blank=True, related_name="dicom_nodes")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

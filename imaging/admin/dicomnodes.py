@@ -1,5 +1,5 @@
-"""Admin pages for DICOM nodes: the list (AE title, address, what each may do, TLS), add and edit with the same checks
-as `manage.py dicom_node`, and C-ECHO (an action on the list, a button on a node's page). Writes and the echo go
+"""Admin pages for DICOM nodes: the list (AE title, address, what each may do, TLS, which data stores it may call),
+add and edit with the same checks as `manage.py dicom_node`, and C-ECHO (an action on the list, a button on a node's page). Writes and the echo go
 through imaging.services.dicom_nodes, which audits them."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from django.http import HttpRequest, HttpResponseNotAllowed, HttpResponseRedirec
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 
-from imaging.models import DicomNode
+from imaging.models import Datastore, DatastoreStatus, DicomNode
 from imaging.services.audit import client_ip
 from imaging.services.dicom_nodes import (
     NODE_FIELDS,
@@ -32,7 +32,7 @@ class DicomNodeForm(forms.ModelForm):
 
     class Meta:
         model = DicomNode
-        fields = list(NODE_FIELDS)
+        fields = [*NODE_FIELDS, "datastores"]
         help_texts = {
             "ae_title": "The node's AE title: 1 to 16 printable characters, no backslash, compared exactly.",
             "host": "Where Aperture connects to it (C-MOVE, Send to, C-ECHO); with APERTURE_DICOM_ALLOW_ANY=false "
@@ -41,7 +41,14 @@ class DicomNodeForm(forms.ModelForm):
             "may_query": "May send C-FIND.",
             "may_retrieve": "May send C-MOVE and C-GET.",
             "use_tls": "Aperture speaks DICOM TLS when it connects to this node.",
+            "datastores": "With APERTURE_DICOM_ALLOW_ANY=false, the data stores whose AE titles it may call; none "
+                          "chosen means every data store. Any node may still be a C-MOVE destination or a Send to "
+                          "target.",
         }
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["datastores"].queryset = Datastore.objects.exclude(status=DatastoreStatus.DELETED)
 
     def clean_host(self) -> str:
         host = self.cleaned_data["host"].strip()
@@ -53,8 +60,9 @@ class DicomNodeForm(forms.ModelForm):
 @admin.register(DicomNode)
 class DicomNodeAdmin(admin.ModelAdmin):
     form = DicomNodeForm
-    list_display = ["ae_title", "address", "permissions", "use_tls", "description"]
+    list_display = ["ae_title", "address", "permissions", "callable_datastores", "use_tls", "description"]
     list_filter = ["may_store", "may_query", "may_retrieve", "use_tls"]
+    filter_horizontal = ["datastores"]
     search_fields = ["ae_title", "host", "description"]
     actions = ["echo"]
     change_form_template = "admin/imaging/dicomnode_change_form.html"
@@ -69,13 +77,28 @@ class DicomNodeAdmin(admin.ModelAdmin):
                                            ("retrieve", obj.may_retrieve)) if flag]
         return ", ".join(allowed) or "–"
 
+    @admin.display(description="Data stores")
+    def callable_datastores(self, obj: DicomNode) -> str:
+        names = [datastore.name for datastore in obj.datastores.all()]
+        return ", ".join(names) or "all"
+
+    def get_queryset(self, request: HttpRequest):
+        return super().get_queryset(request).prefetch_related("datastores")
+
     def save_model(self, request, obj, form, change) -> None:
         fields = {name: form.cleaned_data[name] for name in NODE_FIELDS}
+        datastore_ids = [datastore.pk for datastore in form.cleaned_data["datastores"]]
         if change:
-            dicom_node_update(actor=admin_actor(request), node_id=obj.pk, **fields)
+            dicom_node_update(actor=admin_actor(request), node_id=obj.pk, datastore_ids=datastore_ids, **fields)
         else:
-            obj.pk = dicom_node_create(actor=admin_actor(request), **fields).pk
+            obj.pk = dicom_node_create(actor=admin_actor(request), datastore_ids=datastore_ids, **fields).pk
         obj.refresh_from_db()
+
+    def save_related(self, request, form, formsets, change) -> None:
+        # save_model wrote the data stores through the service (checked and audited); the form must not write them
+        # again behind the audit row.
+        for formset in formsets:
+            self.save_formset(request, form, formset, change=change)
 
     def delete_model(self, request, obj) -> None:
         dicom_node_delete(actor=admin_actor(request), node_id=obj.pk)

@@ -9,8 +9,12 @@ Decided once, when the A-ASSOCIATE request arrives (`peer_decide`), and kept on 
   one whose data store is not ACTIVE.
 - With APERTURE_DICOM_ALLOW_ANY false only a DicomNode with the calling AE title, connecting from one of the
   addresses its host name resolves to, may associate ("calling AE title not recognised"); its may_store, may_query
-  and may_retrieve say which presentation contexts it is offered (listener.py). With ALLOW_ANY true anyone may do
-  anything.
+  and may_retrieve say which presentation contexts it is offered (listener.py). A node with a non-empty `datastores`
+  list may call only those data stores' AE titles (another is rejected permanently with the reason "called AE title
+  not recognised", and audited as "calling AE title may not call this data store's AE title"); an empty list means
+  every data store. The list is about calling only: any node may be a C-MOVE destination or a Send to target.
+  APERTURE_DICOM_AET without a default data store (C-ECHO only) is open to every known node. With ALLOW_ANY true
+  anyone may do anything.
 
 Nothing here logs patient data; AE titles and addresses are not patient data.
 """
@@ -73,6 +77,9 @@ def peer_decide(*, called_ae_title: str, calling_ae_title: str, address: str) ->
     elif node is None or not address_matches(host=node.host, address=address):
         return Refusal(REJECT_CALLING_AE, "calling AE title not recognised",
                        datastore_id=datastore.id if datastore else "")
+    elif datastore is not None and not _node_may_call(node=node, datastore_id=datastore.id):
+        return Refusal(REJECT_CALLED_AE, f"calling AE title may not call this data store's AE title "
+                                         f"({called_ae_title})", datastore_id=datastore.id)
     else:
         may_store, may_query, may_retrieve = node.may_store, node.may_query, node.may_retrieve
     has_datastore = datastore is not None
@@ -86,6 +93,12 @@ def peer_decide(*, called_ae_title: str, calling_ae_title: str, address: str) ->
         may_query=may_query and has_datastore,
         may_retrieve=may_retrieve and has_datastore,
     )
+
+
+def _node_may_call(*, node: DicomNode, datastore_id: str) -> bool:
+    """Whether the node's data store list lets it call this data store; an empty list means every data store."""
+    allowed = node.datastores.values_list("id", flat=True)
+    return not allowed.exists() or allowed.filter(id=datastore_id).exists()
 
 
 def address_matches(*, host: str, address: str) -> bool:

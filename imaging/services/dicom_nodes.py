@@ -2,6 +2,9 @@
 that picks each data store. `manage.py dicom_node`, `manage.py datastore_ae` and the admin all write through here,
 so the rules (PS3.5 AE titles, ports 1..65535, unique titles) and the audit rows are the same from every door.
 
+A node's `datastores` are the data stores whose AE titles it may call when APERTURE_DICOM_ALLOW_ANY is false; none
+means every data store. They limit calling only: any node may be a C-MOVE destination or a Send to target.
+
 Every change is audited as an "AdminEvent" in the Management category; AE titles, hosts and ports are
 configuration, not patient data. The echo is a pynetdicom SCU with the calling AE title APERTURE_DICOM_AET; it never
 raises for a node that is down or refuses: the result says what happened.
@@ -11,6 +14,7 @@ from __future__ import annotations
 import ssl
 import time
 from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
@@ -92,9 +96,26 @@ def _node_fields_clean(fields: dict[str, Any]) -> dict[str, Any]:
     return cleaned
 
 
+def _datastores_clean(datastore_ids: Iterable[str]) -> list[Datastore]:
+    """The data stores a node may call, each named by id and not deleted; an empty list means every data store."""
+    wanted = list(dict.fromkeys(str(datastore_id).strip() for datastore_id in datastore_ids))
+    found = {datastore.id: datastore for datastore in Datastore.objects.filter(pk__in=wanted).exclude(
+        status=DatastoreStatus.DELETED)}
+    missing = [datastore_id for datastore_id in wanted if datastore_id not in found]
+    if missing:
+        raise NotFound(f"Datastore {', '.join(missing)} does not exist")
+    return [found[datastore_id] for datastore_id in wanted]
+
+
+def dicom_node_datastore_ids(node: DicomNode) -> list[str]:
+    """The ids of the data stores the node may call, sorted; empty for every data store."""
+    return sorted(node.datastores.values_list("id", flat=True))
+
+
 def _node_summary(node: DicomNode) -> dict[str, Any]:
     return {"aeTitle": node.ae_title, "host": node.host, "port": node.port, "mayStore": node.may_store,
-            "mayQuery": node.may_query, "mayRetrieve": node.may_retrieve, "useTls": node.use_tls}
+            "mayQuery": node.may_query, "mayRetrieve": node.may_retrieve, "useTls": node.use_tls,
+            "datastores": dicom_node_datastore_ids(node)}
 
 
 def _audit(*, event_name: str, actor: Actor, parameters: dict[str, Any], response: Any = None,
@@ -108,15 +129,18 @@ def _audit(*, event_name: str, actor: Actor, parameters: dict[str, Any], respons
 
 def dicom_node_create(*, actor: Actor = COMMAND_LINE, ae_title: str, host: str, port: int, description: str = "",
                       may_store: bool = False, may_query: bool = False, may_retrieve: bool = False,
-                      use_tls: bool = False) -> DicomNode:
+                      use_tls: bool = False, datastore_ids: Iterable[str] = ()) -> DicomNode:
+    """Add a node; `datastore_ids` limits the data stores it may call (none: every data store)."""
     cleaned = _node_fields_clean({"ae_title": ae_title, "host": host, "port": port, "description": description,
                                   "may_store": may_store, "may_query": may_query, "may_retrieve": may_retrieve,
                                   "use_tls": use_tls})
     try:
         with transaction.atomic():
+            datastores = _datastores_clean(datastore_ids)
             if DicomNode.objects.filter(ae_title=cleaned["ae_title"]).exists():
                 raise Conflict(f"A DICOM node with AE title {cleaned['ae_title']!r} already exists")
             node = DicomNode.objects.create(**cleaned)
+            node.datastores.set(datastores)
     except IntegrityError as e:  # created meanwhile by another process
         raise Conflict(f"A DICOM node with AE title {cleaned['ae_title']!r} already exists") from e
     _audit(event_name="CreateDicomNode", actor=actor, parameters={"aeTitle": node.ae_title},
@@ -131,11 +155,14 @@ def dicom_node_get(*, ae_title: str) -> DicomNode:
     return node
 
 
-def dicom_node_update(*, actor: Actor = COMMAND_LINE, node_id: int, **fields: Any) -> DicomNode:
-    """Change some of a node's fields (those given); renaming to a title another node has is a Conflict."""
+def dicom_node_update(*, actor: Actor = COMMAND_LINE, node_id: int, datastore_ids: Iterable[str] | None = None,
+                      **fields: Any) -> DicomNode:
+    """Change some of a node's fields (those given); renaming to a title another node has is a Conflict.
+    `datastore_ids` replaces the data stores it may call (empty: every data store); None leaves them."""
     cleaned = _node_fields_clean(fields)
     try:
         with transaction.atomic():
+            datastores = None if datastore_ids is None else _datastores_clean(datastore_ids)
             node = DicomNode.objects.select_for_update().filter(pk=node_id).first()
             if node is None:
                 raise NotFound(f"DICOM node {node_id} does not exist")
@@ -146,6 +173,8 @@ def dicom_node_update(*, actor: Actor = COMMAND_LINE, node_id: int, **fields: An
             for name, value in cleaned.items():
                 setattr(node, name, value)
             node.save()
+            if datastores is not None:
+                node.datastores.set(datastores)
     except IntegrityError as e:
         raise Conflict(f"A DICOM node with AE title {cleaned.get('ae_title')!r} already exists") from e
     _audit(event_name="UpdateDicomNode", actor=actor, parameters={"aeTitle": before},

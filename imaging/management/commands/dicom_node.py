@@ -2,7 +2,8 @@
 and with APERTURE_DICOM_ALLOW_ANY=false, who may associate and what they may do).
 
 Writes go through imaging.services.dicom_nodes (checked and audited, as in the admin). `list --json` prints one JSON
-array; other tools parse it. `echo` sends a C-ECHO as APERTURE_DICOM_AET and exits non-zero when it fails.
+array; other tools parse it. `--datastore ID` (repeatable) limits the data stores a node may call; without it (or
+after `update --all-datastores`) it may call every data store. `echo` sends a C-ECHO as APERTURE_DICOM_AET and exits non-zero when it fails.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from imaging.models import DicomNode
 from imaging.services.dicom_nodes import (
     Actor,
     dicom_node_create,
+    dicom_node_datastore_ids,
     dicom_node_delete,
     dicom_node_echo,
     dicom_node_get,
@@ -31,7 +33,7 @@ _FLAGS = [("store", "may_store", "may send C-STORE to Aperture"),
 def _as_json(node: DicomNode) -> dict:
     return {"aeTitle": node.ae_title, "host": node.host, "port": node.port, "description": node.description,
             "mayStore": node.may_store, "mayQuery": node.may_query, "mayRetrieve": node.may_retrieve,
-            "useTls": node.use_tls}
+            "useTls": node.use_tls, "datastores": dicom_node_datastore_ids(node)}
 
 
 class Command(BaseCommand):
@@ -46,6 +48,8 @@ class Command(BaseCommand):
         add.add_argument("--description", default="")
         for flag, _field, text in _FLAGS:
             add.add_argument(f"--{flag}", action="store_true", help=text)
+        add.add_argument("--datastore", action="append", default=[], metavar="ID",
+                         help="a data store it may call (repeatable); none: every data store")
         listing = sub.add_parser("list", help="list nodes")
         listing.add_argument("--json", action="store_true", help="print one JSON array")
         update = sub.add_parser("update", help="change a node (only the options given)")
@@ -56,6 +60,10 @@ class Command(BaseCommand):
         update.add_argument("--description")
         for flag, _field, text in _FLAGS:
             update.add_argument(f"--{flag}", action=argparse.BooleanOptionalAction, default=None, help=text)
+        calls = update.add_mutually_exclusive_group()
+        calls.add_argument("--datastore", action="append", metavar="ID",
+                           help="a data store it may call (repeatable; replaces the list)")
+        calls.add_argument("--all-datastores", action="store_true", help="it may call every data store")
         remove = sub.add_parser("remove", help="remove a node")
         remove.add_argument("--ae-title", required=True)
         echo = sub.add_parser("echo", help="C-ECHO a node")
@@ -68,6 +76,7 @@ class Command(BaseCommand):
             if action == "add":
                 node = dicom_node_create(actor=actor, ae_title=options["ae_title"], host=options["host"],
                                          port=options["port"], description=options["description"],
+                                         datastore_ids=options["datastore"],
                                          **{field: options[flag] for flag, field, _text in _FLAGS})
                 self.stdout.write(f"Added {node}")
             elif action == "list":
@@ -78,9 +87,10 @@ class Command(BaseCommand):
                           "description": options["description"],
                           **{field: options[flag] for flag, field, _text in _FLAGS}}
                 fields = {name: value for name, value in fields.items() if value is not None}
-                if not fields:
+                datastore_ids = [] if options["all_datastores"] else options["datastore"]
+                if not fields and datastore_ids is None:
                     raise CommandError("Nothing to change: give at least one option")
-                node = dicom_node_update(actor=actor, node_id=node.pk, **fields)
+                node = dicom_node_update(actor=actor, node_id=node.pk, datastore_ids=datastore_ids, **fields)
                 self.stdout.write(f"Updated {node}")
             elif action == "remove":
                 node = dicom_node_get(ae_title=options["ae_title"])

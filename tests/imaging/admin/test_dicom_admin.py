@@ -72,6 +72,21 @@ class TestDicomNodes:
         assert list(AuditEvent.objects.order_by("event_time").values_list("event_name", flat=True)) == [
             "UpdateDicomNode", "DeleteDicomNode"]
 
+    def test_the_data_stores_it_may_call(self, admin_client, datastore):
+        other = Datastore.objects.create(name="other store", status="ACTIVE")
+        Datastore.objects.create(name="gone", status="DELETED")
+        form = admin_client.get("/admin/imaging/dicomnode/add/").content.decode()
+        assert "other store" in form and "gone" not in form
+        added = admin_client.post("/admin/imaging/dicomnode/add/", node_form(datastores=[other.id]))
+        assert added.status_code == 302, added.content[:2000]
+        node = DicomNode.objects.get()
+        assert list(node.datastores.values_list("id", flat=True)) == [other.id]
+        assert AuditEvent.objects.get(event_name="CreateDicomNode").response_elements["datastores"] == [other.id]
+        assert "other store" in admin_client.get("/admin/imaging/dicomnode/").content.decode()
+        changed = admin_client.post(f"/admin/imaging/dicomnode/{node.pk}/change/", node_form())
+        assert changed.status_code == 302 and not node.datastores.exists()
+        assert AuditEvent.objects.get(event_name="UpdateDicomNode").response_elements["datastores"] == []
+
     def test_echo_action_against_storescp_and_a_closed_port(self, admin_client, storescp, settings):
         settings.APERTURE_DICOM_AET = "APERTURE"
         up = DicomNode.objects.create(ae_title="STORESCP", host="127.0.0.1", port=storescp)

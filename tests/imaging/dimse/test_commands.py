@@ -86,9 +86,9 @@ class TestDicomNode:
         listed = json.loads(run("dicom_node", "list", "--json"))
         assert listed == [
             {"aeTitle": "CT01", "host": "10.0.0.5", "port": 104, "description": "", "mayStore": False,
-             "mayQuery": False, "mayRetrieve": True, "useTls": True},
+             "mayQuery": False, "mayRetrieve": True, "useTls": True, "datastores": []},
             {"aeTitle": "PACS1", "host": "10.0.0.5", "port": 104, "description": "Main PACS", "mayStore": True,
-             "mayQuery": True, "mayRetrieve": False, "useTls": False},
+             "mayQuery": True, "mayRetrieve": False, "useTls": False, "datastores": []},
         ]
         assert "PACS1\t10.0.0.5:104\tstore,query\tplain\tMain PACS" in run("dicom_node", "list")
         run("dicom_node", "update", "--ae-title", "PACS1", "--port", "11112", "--no-store", "--retrieve",
@@ -125,6 +125,31 @@ class TestDicomNode:
         with pytest.raises(CommandError, match="already exists"):
             run("dicom_node", "update", "--ae-title", "PACS2", "--new-ae-title", "PACS1")
         assert DicomNode.objects.count() == 2
+
+    def test_data_stores_it_may_call(self, datastore):
+        other = Datastore.objects.create(name="other", status="ACTIVE")
+        self.add("PACS1", "--query", "--datastore", datastore.id, "--datastore", other.id)
+        node = DicomNode.objects.get(ae_title="PACS1")
+        assert json.loads(run("dicom_node", "list", "--json"))[0]["datastores"] == sorted([datastore.id, other.id])
+        run("dicom_node", "update", "--ae-title", "PACS1", "--datastore", other.id)
+        assert list(node.datastores.values_list("id", flat=True)) == [other.id]
+        run("dicom_node", "update", "--ae-title", "PACS1", "--port", "11112")  # the list stays when not given
+        assert list(node.datastores.values_list("id", flat=True)) == [other.id]
+        run("dicom_node", "update", "--ae-title", "PACS1", "--all-datastores")
+        assert not node.datastores.exists()
+        update = AuditEvent.objects.filter(event_name="UpdateDicomNode").order_by("event_time").first()
+        assert update.response_elements["datastores"] == [other.id]
+
+    def test_data_stores_must_exist(self, datastore):
+        with pytest.raises(CommandError, match=f"Datastore {'0' * 32} does not exist"):
+            self.add("PACS1", "--datastore", "0" * 32)
+        assert not DicomNode.objects.exists() and not AuditEvent.objects.exists()
+        self.add("PACS1")
+        Datastore.objects.filter(pk=datastore.id).update(status="DELETED")
+        with pytest.raises(CommandError, match="does not exist"):
+            run("dicom_node", "update", "--ae-title", "PACS1", "--datastore", datastore.id)
+        with pytest.raises(CommandError):
+            run("dicom_node", "update", "--ae-title", "PACS1", "--datastore", datastore.id, "--all-datastores")
 
     def test_unknown_nodes_and_empty_updates(self):
         with pytest.raises(CommandError, match="No DICOM node has AE title 'NOPE'"):

@@ -83,6 +83,53 @@ class TestKnownNodes:
         assert isinstance(decide("CT_STORE", address="192.0.2.7"), Peer)
 
 
+class TestNodeDatastores:
+    """A node limited to some data stores may call only their AE titles; an empty list means every data store."""
+
+    @pytest.fixture(autouse=True)
+    def strict(self, settings):
+        settings.APERTURE_DICOM_ALLOW_ANY = False
+
+    @pytest.fixture
+    def other_store(self, db):
+        return Datastore.objects.create(name="mr", status=DatastoreStatus.ACTIVE, ae_title="MR_STORE")
+
+    @pytest.fixture
+    def ct_only_node(self, store):
+        node = DicomNode.objects.create(ae_title="MODALITY", host="localhost", port=104, may_query=True,
+                                        may_retrieve=True)
+        node.datastores.set([store])
+        return node
+
+    def test_a_node_without_a_list_may_call_every_data_store(self, store, other_store):
+        DicomNode.objects.create(ae_title="MODALITY", host="localhost", port=104, may_retrieve=True)
+        assert decide("CT_STORE").datastore_id == store.id
+        assert decide("MR_STORE").datastore_id == other_store.id
+
+    def test_a_listed_data_store_may_be_called(self, store, other_store, ct_only_node):
+        peer = decide("CT_STORE")
+        assert (peer.datastore_id, peer.node_id, peer.may_retrieve) == (store.id, ct_only_node.id, True)
+
+    def test_a_data_store_not_listed_is_refused(self, store, other_store, ct_only_node):
+        refusal = decide("MR_STORE")
+        assert isinstance(refusal, Refusal)
+        assert (refusal.reject, refusal.datastore_id) == (REJECT_CALLED_AE, other_store.id)
+        assert refusal.reason == "calling AE title may not call this data store's AE title (MR_STORE)"
+
+    def test_the_listener_title_for_echo_stays_open(self, store, other_store, ct_only_node, settings):
+        settings.APERTURE_DICOM_DEFAULT_DATASTORE = ""
+        peer = decide(settings.APERTURE_DICOM_AET)
+        assert peer.datastore_id == "" and not (peer.may_store or peer.may_query or peer.may_retrieve)
+
+    def test_the_listener_title_follows_its_default_data_store(self, store, other_store, ct_only_node, settings):
+        settings.APERTURE_DICOM_DEFAULT_DATASTORE = other_store.id
+        assert decide(settings.APERTURE_DICOM_AET).reject == REJECT_CALLED_AE
+
+    def test_allow_any_ignores_the_list(self, store, other_store, ct_only_node, settings):
+        settings.APERTURE_DICOM_ALLOW_ANY = True
+        assert decide("MR_STORE").datastore_id == other_store.id
+
+
 @pytest.mark.parametrize("host, address, matches", [
     ("127.0.0.1", "127.0.0.1", True), ("localhost", "127.0.0.1", True), ("127.0.0.1", "::ffff:127.0.0.1", True),
     ("192.0.2.7", "127.0.0.1", False), ("no-such-host.invalid", "127.0.0.1", False), ("127.0.0.1", "junk", False),
