@@ -17,8 +17,12 @@ background thread of the web process (`listener_start_embedded`). Both are a `Li
   association's end (release, abort, or this stop) makes its folder an import job, so nothing acknowledged is lost;
   an instance cut off mid-transfer was never acknowledged and the sender still holds it.
 
-Limits: APERTURE_DICOM_MAX_ASSOCIATIONS concurrent associations (more are rejected, local limit exceeded),
-APERTURE_DICOM_TIMEOUT_SECONDS for the ACSE, DIMSE and network timeouts, and PDUs of at most MAX_PDU_BYTES.
+Limits: APERTURE_DICOM_MAX_ASSOCIATIONS concurrent associations (more are rejected, local limit exceeded), twice
+as many connections still waiting for their association to be decided (more are closed at once; one whose peer
+hangs up ends at once, a TLS handshake gets TLS_HANDSHAKE_SECONDS), APERTURE_DICOM_TIMEOUT_SECONDS for the ACSE,
+DIMSE and network timeouts, and PDUs of at most MAX_PDU_BYTES. With TLS configured, port 0 serves TLS only.
+On PostgreSQL an association's threads give their pooled connection back after the decision and after each
+handler (handlers.connection_releasing), so idle associations hold none.
 """
 from __future__ import annotations
 
@@ -230,9 +234,9 @@ class LazyTlsServer(ThreadedAssociationServer):
     the handshake waits for the connection's own thread (GuardedRequestHandler.handle).
 
     Every accepted connection gets a thread before anything is decided, so connections that never speak (or never
-    finish a TLS handshake) could pile threads up: at most `pending_limit` connections of a server (shared by the
-    plain and TLS servers of a listener) may wait for their association to be decided; past it a new connection is
-    closed at once. An association that is decided (accepted or rejected) no longer counts: the maximum of
+    finish a TLS handshake) could pile threads up: at most `pending` (twice APERTURE_DICOM_MAX_ASSOCIATIONS, shared
+    by the plain and TLS servers of a listener) may wait for their association to be decided; past it a new
+    connection is closed at once. An association that is decided (accepted or rejected) no longer counts: the maximum of
     associations bounds those."""
 
     pending: threading.BoundedSemaphore | None = None
