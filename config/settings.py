@@ -14,7 +14,8 @@ import dj_database_url
 from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import env_bool, env_choice, env_int, env_list, env_mapping, env_origins, env_pattern, env_str
+from config.env import (env_bool, env_choice, env_int, env_list, env_mapping, env_origins, env_pattern, env_str,
+                        host_is_loopback)
 from config.secret_files import (
     ENCRYPTION_KEY_VARIABLE,
     SECRET_KEY_VARIABLE,
@@ -284,8 +285,10 @@ APERTURE_DICOM_AET = env_pattern("APERTURE_DICOM_AET", "APERTURE", AE_TITLE_PATT
                                  "1 to 16 printable characters, no backslash, no leading or trailing space")
 APERTURE_DICOM_DEFAULT_DATASTORE = env_str("APERTURE_DICOM_DEFAULT_DATASTORE")
 # Any calling AE title from any host may associate (a first try on one machine); otherwise only the known DICOM
-# nodes, from their own host. At scale the default is false.
-APERTURE_DICOM_ALLOW_ANY = env_bool("APERTURE_DICOM_ALLOW_ANY", _tasks_alias != "celery")
+# nodes, from their own host. The default is true only when the listener binds a loopback address (nothing off this
+# machine can call it) and the tasks are not Celery; set true on another address, the listener warns at start.
+APERTURE_DICOM_ALLOW_ANY = env_bool("APERTURE_DICOM_ALLOW_ANY",
+                                    _tasks_alias != "celery" and host_is_loopback(APERTURE_DICOM_HOST))
 # Instances received over a long association become an import job every this many seconds (or files).
 APERTURE_DICOM_BATCH_SECONDS = env_int("APERTURE_DICOM_BATCH_SECONDS", 30, minimum=1)
 APERTURE_DICOM_BATCH_FILES = env_int("APERTURE_DICOM_BATCH_FILES", 1000, minimum=1)

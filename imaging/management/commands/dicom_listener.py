@@ -27,8 +27,10 @@ class Command(BaseCommand):
 
     def handle(self, *args, host: str | None, port: int | None, ae_title: str | None, **options) -> None:
         port = settings.APERTURE_DICOM_PORT if port is None else port
-        if not 0 < port < 65536:
-            raise CommandError("--port must be between 1 and 65535 (APERTURE_DICOM_PORT 0 turns the listener off)")
+        tls_only = bool(settings.APERTURE_DICOM_TLS_CERT and settings.APERTURE_DICOM_TLS_PORT)
+        if not (0 < port < 65536 or (port == 0 and tls_only)):
+            raise CommandError("--port must be between 1 and 65535, or 0 with DICOM TLS configured (TLS only): "
+                               "APERTURE_DICOM_TLS_CERT, _KEY and APERTURE_DICOM_TLS_PORT")
         ae_title = ae_title or settings.APERTURE_DICOM_AET
         try:
             ae_title_validator(ae_title)
@@ -38,7 +40,8 @@ class Command(BaseCommand):
         for number in (signal.SIGTERM, signal.SIGINT):
             signal.signal(number, lambda *_: stop.set())
         listener = Listener(host=host or settings.APERTURE_DICOM_HOST, port=port, ae_title=ae_title).start()
-        self.stdout.write(f"DICOM listener {ae_title} on {listener.host}:{port}", ending="\n")
+        where = f"{listener.host}:{port}" if port else f"{listener.host}:{listener.tls_port} (TLS only)"
+        self.stdout.write(f"DICOM listener {ae_title} on {where}", ending="\n")
         self.stdout.flush()
         stop.wait()
         self.stdout.write("DICOM listener stopping", ending="\n")

@@ -10,8 +10,9 @@ that folder when it is the first web process on it, and with `--workers N` and t
 DATA_DIR/metrics itself before uvicorn starts the workers (they inherit the environment and import prometheus_client
 afresh). Separate `serve` processes (one per port, behind a proxy) must be given the same folder in the environment.
 
-With the embedded default (APERTURE_DICOM_LISTEN true, APERTURE_DICOM_PORT not 0) the DICOM listener runs in
-background threads of this process (imaging/dimse/listener.py) and stops gracefully when uvicorn has stopped.
+With the embedded default (APERTURE_DICOM_LISTEN true, APERTURE_DICOM_PORT not 0, or 0 with DICOM TLS: TLS only) the
+DICOM listener runs in background threads of this process (imaging/dimse/listener.py) and stops gracefully when
+uvicorn has stopped.
 """
 from __future__ import annotations
 

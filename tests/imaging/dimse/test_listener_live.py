@@ -117,3 +117,17 @@ def test_serve_runs_the_listener_when_asked():
         wait_for(lambda: peer.echo().returncode == 0, timeout=20, what="C-ECHO to the embedded listener")
     finally:
         server.stop()
+
+
+def test_allow_any_on_a_non_loopback_address_is_warned_about(server):
+    listener = DicomListener(server, extra_env={"APERTURE_DICOM_HOST": "0.0.0.0", "APERTURE_DICOM_ALLOW_ANY": "true"})
+    try:
+        listener.start()
+        assert "APERTURE_DICOM_ALLOW_ANY is true and the DICOM listener listens on 0.0.0.0" in listener.log()
+    finally:
+        listener.stop()
+    quiet = DicomListener(server).start()  # loopback: no warning
+    try:
+        assert "APERTURE_DICOM_ALLOW_ANY is true" not in quiet.log()
+    finally:
+        quiet.stop()

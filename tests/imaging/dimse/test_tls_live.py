@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +19,7 @@ from cryptography.x509.oid import NameOID
 from tests.clients import imaging_client, wait_for
 from tests.dimse import DicomListener, datastore_ae_set, import_jobs
 from tests.imaging.dimse.test_store_live import generated_ct, responses
+from tests.paths import REPO_ROOT
 from tests.servers import ApertureServer, free_port
 
 pytestmark = pytest.mark.live
@@ -101,3 +105,44 @@ def test_a_client_without_a_certificate_of_the_ca_is_refused(tls_listener, pki, 
 def test_plain_dicom_on_the_tls_port_is_refused(tls_listener):
     listener, _ = tls_listener
     assert listener.echo(called="SECURE1", port=listener.tls_port).returncode != 0
+
+
+def test_a_tls_only_listener_has_no_plain_port(pki, tmp_path):
+    """`dicom_listener --port 0` with TLS configured serves the TLS port alone; storescu +tls stores through it."""
+    server = ApertureServer().start()
+    mi = imaging_client(server.url, server.create_key())
+    datastore_id = mi.create_datastore(datastoreName="tls-only")["datastoreId"]
+    wait_for(lambda: mi.get_datastore(datastoreId=datastore_id)["datastoreProperties"]["datastoreStatus"] == "ACTIVE")
+    datastore_ae_set(server, datastore_id, "TLSONLY")
+    server_key, server_cert = pki["server"]
+    client_key, client_cert = pki["client"]
+    tls = ("+tls", str(client_key), str(client_cert), "+cf", str(pki["ca"]))
+    listener = DicomListener(server, tls_port=free_port(), extra_env={
+        "APERTURE_DICOM_TLS_CERT": str(server_cert), "APERTURE_DICOM_TLS_KEY": str(server_key),
+        "APERTURE_DICOM_TLS_CA": str(pki["ca"]), "APERTURE_DICOM_PORT": "11112"})
+    log = open(tmp_path / "listener.log", "ab")
+    listener.process = subprocess.Popen([sys.executable, "manage.py", "dicom_listener", "--port", "0"],
+                                        cwd=REPO_ROOT, env=listener.env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: listener.echo(port=listener.tls_port, extra=tls).returncode == 0, timeout=30,
+                 what="C-ECHO over TLS")
+        output = (tmp_path / "listener.log").read_text()
+        assert f"127.0.0.1:{listener.tls_port} (TLS only)" in output
+        listening = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True).stdout
+        ports = {line.split()[3].rsplit(":", 1)[1] for line in listening.splitlines()
+                 if f"pid={listener.process.pid}," in line}
+        assert ports == {str(listener.tls_port)}, listening
+        result = listener.storescu(*generated_ct(tmp_path, 1), called="TLSONLY", port=listener.tls_port, timeout=30,
+                                   extra=tls)
+        assert list(responses(result.stdout + result.stderr).values()) == ["Success"], result.stderr
+    finally:
+        assert listener.stop() == 0
+        server.stop()
+
+
+def test_port_zero_without_tls_is_refused(tmp_path):
+    result = subprocess.run([sys.executable, "manage.py", "dicom_listener", "--port", "0"], cwd=REPO_ROOT,
+                            capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "APERTURE_DATA_DIR": str(tmp_path), "APERTURE_DICOM_TLS_CERT": ""})
+    assert result.returncode != 0
+    assert "0 with DICOM TLS configured" in result.stderr
