@@ -5,7 +5,6 @@ never turns into a confusing error at request time.
 """
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 
@@ -85,15 +84,3 @@ def env_mapping(name: str, value_pattern: str, description: str) -> dict[str, st
             raise ImproperlyConfigured(f"{name} must be key=value pairs with values of {description}, not {item!r}")
         mapping[key.strip()] = value.strip()
     return mapping
-
-
-def host_is_loopback(host: str) -> bool:
-    """Whether a bind address only this machine can reach: 127.0.0.0/8, ::1 or localhost (not 0.0.0.0, not a
-    name that resolves elsewhere)."""
-    host = host.strip().strip("[]")
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

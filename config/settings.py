@@ -14,8 +14,7 @@ import dj_database_url
 from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import (env_bool, env_choice, env_int, env_list, env_mapping, env_origins, env_pattern, env_str,
-                        host_is_loopback)
+from config.env import env_bool, env_choice, env_int, env_list, env_mapping, env_origins, env_pattern, env_str
 from config.secret_files import (
     ENCRYPTION_KEY_VARIABLE,
     SECRET_KEY_VARIABLE,
@@ -23,6 +22,7 @@ from config.secret_files import (
     persisted_secret,
     required_secrets_check,
 )
+from imaging.addresses import host_is_loopback
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("APERTURE_DATA_DIR", str(BASE_DIR / "var"))).resolve()

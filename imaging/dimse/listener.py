@@ -38,7 +38,7 @@ from pynetdicom import AE, _config, evt
 from pynetdicom.acse import ACSE
 from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
 
-from config.env import host_is_loopback
+from imaging.addresses import host_is_loopback
 from imaging.dimse import contexts, store
 from imaging.dimse.handlers import connection_release, handlers
 from imaging.dimse.peer import Peer, Refusal, peer_decide

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from config.env import host_is_loopback
+from imaging.addresses import host_is_loopback
 from tests.config.test_database_settings import SECRETS
 from tests.paths import REPO_ROOT
 
