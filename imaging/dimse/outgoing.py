@@ -38,7 +38,6 @@ from pynetdicom.sop_class import (
 
 from imaging.codecs.openjpeg_check import OpenJpegError
 from imaging.dicom import uids
-from imaging.dicom.document import decode_document
 from imaging.dicom.rebuild import instance_dataset
 from imaging.errors import Conflict, NotFound
 from imaging.models import ImageSet, ImageSetState
@@ -50,6 +49,7 @@ from imaging.services.instances import (
     instance_p10_stream,
     lossless_syntax,
 )
+from imaging.services.wado import image_set_document
 from imaging.storage import BlobStoreError, blob_store
 
 LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE")
@@ -175,14 +175,6 @@ def _image_sets(datastore_id: str, request: RetrieveRequest) -> Iterator[ImageSe
         "study_instance_uid", "series_instance_uid", "id").iterator(chunk_size=500)
 
 
-def _document(image_set: ImageSet) -> dict[str, Any]:
-    version = image_set.versions.filter(version=image_set.content_version).first()
-    blob = blob_store().get(version.metadata_key) if version is not None else None
-    if blob is None:
-        raise BlobStoreError(f"metadata blob of version {image_set.content_version} is missing")
-    return decode_document(blob)
-
-
 def _instance_order(item: tuple[str, dict[str, Any]]) -> tuple[int, int, str]:
     number = item[1].get("DICOM", {}).get("InstanceNumber")
     try:
@@ -202,7 +194,7 @@ def instances_resolve(*, datastore_id: str, request: RetrieveRequest) -> list[In
     for image_set in _image_sets(datastore_id, request):
         if series_wanted and image_set.series_instance_uid and image_set.series_instance_uid not in series_wanted:
             continue
-        document = _document(image_set)
+        document = image_set_document(image_set)
         study_uid = str(document.get("Study", {}).get("DICOM", {}).get("StudyInstanceUID", ""))
         for series_uid, series in sorted(document.get("Study", {}).get("Series", {}).items()):
             if series_wanted and series_uid not in series_wanted:
@@ -276,7 +268,7 @@ class InstanceBuilder:
         image_set = ImageSet.objects.filter(pk=image_set_id).exclude(state=ImageSetState.DELETED).first()
         if image_set is None:  # deleted since the identifier was resolved
             raise BlobStoreError("an image set went away while it was being sent")
-        self._document = _document(image_set)
+        self._document = image_set_document(image_set)
         self._blobs = image_set_frame_blobs(image_set)
         self._image_set_id = image_set_id
 

@@ -117,7 +117,8 @@ def series_image_set(*, datastore_id: str, study_uid: str, series_uid: str, imag
                               image_set_id=image_set_id)
 
 
-def _document(image_set: ImageSet) -> dict[str, Any]:
+def image_set_document(image_set: ImageSet) -> dict[str, Any]:
+    """The metadata document of the image set's current version; BlobStoreError when its blob is missing."""
     version = image_set.versions.filter(version=image_set.content_version).first()
     blob = blob_store().get(version.metadata_key) if version is not None else None
     if blob is None:
@@ -220,7 +221,7 @@ def _served_overrides(values: dict[str, Any], instance: dict[str, Any]) -> dict[
 
 def _series_metadata(image_set: ImageSet, study_uid: str, series_uid: str, base_url: str) -> SeriesMetadata:
     def build() -> SeriesMetadata:
-        document = _document(image_set)
+        document = image_set_document(image_set)
         series = _series_node(document, study_uid, series_uid)
         return SeriesMetadata(_instance_objects(document, series, f"{base_url}/studies/{study_uid}/series/"
                                                                   f"{series_uid}"))
@@ -313,7 +314,7 @@ def _description(values: dict[str, Any], stored: str) -> PixelDescription | None
 
 def _version_index(image_set: ImageSet) -> VersionIndex:
     def build() -> VersionIndex:
-        document = _document(image_set)
+        document = image_set_document(image_set)
         study_values = {**document.get("Patient", {}).get("DICOM", {}), **document.get("Study", {}).get("DICOM", {})}
         study_uid = str(study_values.get("StudyInstanceUID", ""))
         instances: dict[str, InstanceFrames] = {}
@@ -489,7 +490,7 @@ def bulkdata_get(*, image_set: ImageSet, study_uid: str, series_uid: str, sop_ui
         raise ValidationFailed("a bulk data name is 32 hexadecimal digits")
     wanted = bulkdata_hash_.lower()
     _indexed_instance(image_set, study_uid, series_uid, sop_uid)
-    document = _document(image_set)
+    document = image_set_document(image_set)
     series = _series_node(document, study_uid, series_uid)
     instance = series.get("Instances", {}).get(sop_uid)
     if instance is None:
@@ -542,7 +543,7 @@ def instances_p10_parts(*, image_sets: list[ImageSet], study_uid: str, series_ui
         version = image_set.versions.filter(version=image_set.content_version).first()
         if version is None:
             raise BlobStoreError(f"version {image_set.content_version} of an image set is missing")
-        document = _document(image_set)
+        document = image_set_document(image_set)
         series_uids = [series_uid] if series_uid else sorted(document.get("Study", {}).get("Series", {}))
         for uid in series_uids:
             for _, instance in _ordered_instances(_series_node(document, study_uid, uid)):

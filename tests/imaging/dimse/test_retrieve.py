@@ -145,14 +145,14 @@ def test_an_instance_gone_between_resolve_and_build_fails_alone_and_is_not_logge
     generator = handle_get(event)
     assert next(generator) == 3
     gone = archive.generated[2].SOPInstanceUID
-    document_of = outgoing._document
+    document_of = outgoing.image_set_document
 
     def changed_document(image_set):
         document = document_of(image_set)
         document["Study"]["Series"][archive.series]["Instances"].pop(gone)
         return document
 
-    monkeypatch.setattr(outgoing, "_document", changed_document)
+    monkeypatch.setattr(outgoing, "image_set_document", changed_document)
     with caplog.at_level(logging.DEBUG):
         yielded = _drive(generator, event)
     assert [dataset.SOPInstanceUID for _, dataset in yielded] == [

@@ -61,14 +61,14 @@ class TestSendInstances:
         refs = instances_resolve(datastore_id=archive.datastore.id,
                                  request=RetrieveRequest("SERIES", "", (), (archive.series,), ()))
         gone = archive.generated[2].SOPInstanceUID
-        document_of = outgoing._document
+        document_of = outgoing.image_set_document
 
         def changed_document(image_set):
             document = document_of(image_set)
             document["Study"]["Series"][archive.series]["Instances"].pop(gone)
             return document
 
-        monkeypatch.setattr(outgoing, "_document", changed_document)
+        monkeypatch.setattr(outgoing, "image_set_document", changed_document)
         with caplog.at_level(logging.DEBUG):
             counts = send_instances(node=_node(storescp), instances=refs, calling_ae_title="APERTURE")
         assert (counts.sent, counts.failed) == (2, 1)
