@@ -37,6 +37,7 @@ from __future__ import annotations
 import logging
 import re
 import struct
+from contextlib import closing
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
@@ -304,9 +305,10 @@ def _instances(datastore_id: str, query: Query, limit: int) -> list[Dataset]:
         raise IdentifierMismatch("InstanceNumber must be an integer")
     wanted = {element.keyword for element in query.asked if element.keyword} - PIXEL_DATA_KEYS
     matches: list[Dataset] = []
-    for document, series, instance in matching_instances(series_queryset(datastore_id, search, None), search):
-        matches.append(_instance_dataset(document, series, instance, wanted))
-        _bounded(matches, limit)
+    with closing(matching_instances(series_queryset(datastore_id, search, None), search)) as found:
+        for document, series, instance in found:
+            matches.append(_instance_dataset(document, series, instance, wanted))
+            _bounded(matches, limit)
     return matches
 
 

@@ -20,6 +20,7 @@ This module answers the DIMSE questions with plain values and `RetrieveRefused(s
 from __future__ import annotations
 
 import io
+from contextlib import closing
 from dataclasses import dataclass
 from typing import Any, Collection, Iterable, Iterator
 
@@ -191,22 +192,26 @@ def instances_resolve(*, datastore_id: str, request: RetrieveRequest) -> list[In
         raise RetrieveRefused(STATUS_UNABLE_TO_PROCESS, "the data store is not active") from e
     series_wanted, sops_wanted = set(request.series_uids), set(request.sop_uids)
     refs: list[InstanceRef] = []
-    for image_set in _image_sets(datastore_id, request):
-        if series_wanted and image_set.series_instance_uid and image_set.series_instance_uid not in series_wanted:
-            continue
-        document = image_set_document(image_set)
-        study_uid = str(document.get("Study", {}).get("DICOM", {}).get("StudyInstanceUID", ""))
-        for series_uid, series in sorted(document.get("Study", {}).get("Series", {}).items()):
-            if series_wanted and series_uid not in series_wanted:
+    # Closed here, whatever happens: a PostgreSQL server-side cursor left to the garbage collector is closed at a
+    # random moment, possibly inside another query on the same connection, which then waits on itself forever.
+    with closing(_image_sets(datastore_id, request)) as image_sets:
+        for image_set in image_sets:
+            series_uid_column = image_set.series_instance_uid
+            if series_wanted and series_uid_column and series_uid_column not in series_wanted:
                 continue
-            series_values = series.get("DICOM", {})
-            for sop_uid, instance in sorted(series.get("Instances", {}).items(), key=_instance_order):
-                if sops_wanted and sop_uid not in sops_wanted:
+            document = image_set_document(image_set)
+            study_uid = str(document.get("Study", {}).get("DICOM", {}).get("StudyInstanceUID", ""))
+            for series_uid, series in sorted(document.get("Study", {}).get("Series", {}).items()):
+                if series_wanted and series_uid not in series_wanted:
                     continue
-                sop_class = instance.get("DICOM", {}).get("SOPClassUID") or series_values.get("SOPClassUID")
-                stored = instance.get("StoredTransferSyntaxUID") if instance.get("ImageFrames") else None
-                refs.append(InstanceRef(image_set.pk, study_uid, series_uid, sop_uid, str(sop_class or ""),
-                                        stored))
+                series_values = series.get("DICOM", {})
+                for sop_uid, instance in sorted(series.get("Instances", {}).items(), key=_instance_order):
+                    if sops_wanted and sop_uid not in sops_wanted:
+                        continue
+                    sop_class = instance.get("DICOM", {}).get("SOPClassUID") or series_values.get("SOPClassUID")
+                    stored = instance.get("StoredTransferSyntaxUID") if instance.get("ImageFrames") else None
+                    refs.append(InstanceRef(image_set.pk, study_uid, series_uid, sop_uid, str(sop_class or ""),
+                                            stored))
     return refs
 
 

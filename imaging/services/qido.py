@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import re
+from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -377,13 +378,14 @@ def instances_search(*, datastore_id: str, search: Search, base_url: str, study_
         raise ValidationFailed("InstanceNumber must be an integer")
     needed, skip = search.limit + 1, search.offset
     objects: list[dict[str, Any]] = []
-    for document, series, instance in matching_instances(queryset, search):
-        if skip:
-            skip -= 1
-            continue
-        objects.append(_instance_json(document, series, instance, search, base_url))
-        if len(objects) == needed:
-            return SearchResult(objects[:search.limit], True)
+    with closing(matching_instances(queryset, search)) as found:
+        for document, series, instance in found:
+            if skip:
+                skip -= 1
+                continue
+            objects.append(_instance_json(document, series, instance, search, base_url))
+            if len(objects) == needed:
+                return SearchResult(objects[:search.limit], True)
     return SearchResult(objects, False)
 
 
@@ -399,18 +401,22 @@ def matching_instances(queryset: QuerySet[ImageSet], search: Search
     `queryset` and by InstanceNumber within a series; a series' metadata document is read only when the caller asks
     for its first instance (QIDO-RS and C-FIND stop reading once their answer is full)."""
     store = blob_store()
-    for image_set in queryset.iterator(chunk_size=100):
-        version = image_set.versions.filter(version=image_set.content_version).first()
-        blob = store.get(version.metadata_key) if version else None
-        if not blob:
-            continue
-        document = decode_document(blob)
-        series = document.get("Study", {}).get("Series", {}).get(image_set.series_instance_uid)
-        if series is None:
-            continue
-        for sop_uid, instance in sorted(series.get("Instances", {}).items(), key=_instance_order):
-            if _instance_matches(sop_uid, instance.get("DICOM", {}), search):
-                yield document, series, instance
+    # The server-side cursor (PostgreSQL) is closed when this generator is, which its callers do at once
+    # (contextlib.closing): one left to the garbage collector is closed at a random moment, possibly inside another
+    # query on the same connection, which then waits on itself forever.
+    with closing(queryset.iterator(chunk_size=100)) as image_sets:
+        for image_set in image_sets:
+            version = image_set.versions.filter(version=image_set.content_version).first()
+            blob = store.get(version.metadata_key) if version else None
+            if not blob:
+                continue
+            document = decode_document(blob)
+            series = document.get("Study", {}).get("Series", {}).get(image_set.series_instance_uid)
+            if series is None:
+                continue
+            for sop_uid, instance in sorted(series.get("Instances", {}).items(), key=_instance_order):
+                if _instance_matches(sop_uid, instance.get("DICOM", {}), search):
+                    yield document, series, instance
 
 
 def _instance_order(item: tuple[str, dict[str, Any]]) -> tuple[int, int, str]:
