@@ -6,6 +6,9 @@ import a conftest: tests/paths.py, tests/clients.py, tests/personas.py, tests/se
 tests/local_store.py."""
 from __future__ import annotations
 
+import gc
+import os
+
 import pytest
 
 from imaging.models import Datastore
@@ -85,6 +88,17 @@ def _flush_through_the_prune_window() -> None:
 
 def pytest_configure(config):
     _flush_through_the_prune_window()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item, nextitem):
+    """On PostgreSQL, collect garbage before a test's fixtures are torn down. A generator a test left unfinished
+    (a `queryset.iterator()` behind a streamed response it did not read to the end, say) holds a server-side
+    cursor; left to the collector it is closed whenever the collector runs, once that was inside the database
+    flush of a later test's teardown, where psycopg's connection lock, already held by the flush's own query, made
+    the close wait forever. Collected here, between tests, the connection is idle."""
+    if os.environ.get("DATABASE_URL", "").startswith("postgres"):
+        gc.collect()
 
 
 @pytest.fixture(autouse=True)
